@@ -1,0 +1,196 @@
+# pinfer — the one build entry.  See README.md and ARCHITECTURE.md.
+#
+#   make            build everything into build/
+#   make run        deps + model + build, then generate a reply to a sample prompt
+#   make test       deps + model + build, then every test suite (prints each suite's time)
+#   make asan       ASan+UBSan build (build-asan/) and its test run
+#   make bench      benchmarks, with llama.cpp's figures beside ours
+#   make deps       install the distribution packages we need (apt-get, as root)
+#   make model      fetch the SmolLM2-135M-Instruct Q4_1 GGUF into models/
+#   make install PREFIX=/usr/local DESTDIR=
+#   make clean
+#
+# Sources are found by wildcard: a new .c file under runtime/, kernels/cpu/, shm/
+# or client/ joins its library; tests/unit/test_X.c becomes one test binary;
+# tools/X.c becomes the program X.
+
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+SANITIZE ?= 0
+PF_CUDA  ?= auto
+
+CC       ?= gcc
+ifeq ($(CC),cc)
+CC := gcc
+endif
+
+PKGS      := liburing numa cmocka libpcre2-8
+# Debian package that provides each pkg-config name, for the hint and `make deps`.
+DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev pkg-config clang libclang-rt-14-dev python3-pip unzip
+
+# numa has no .pc on Debian 12; it is checked by header instead below.
+PKG_CHECK := liburing cmocka libpcre2-8
+PKG_MISSING := $(strip $(foreach p,$(PKG_CHECK),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),,$(p))))
+NUMA_MISSING := $(if $(wildcard /usr/include/numa.h),,numa)
+DEPS_MISSING := $(strip $(PKG_MISSING) $(NUMA_MISSING))
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter -Wvla
+OPT     ?= -O2
+CFLAGS_BASE := -std=gnu11 $(OPT) -g -fPIC -pthread -D_GNU_SOURCE $(WARN) \
+           -Iinclude -I. -Ishm -Iruntime -Ikernels -Iclient
+LDLIBS_BASE := -lpthread -lm
+
+ifneq ($(DEPS_MISSING),)
+DEPS_OK := 0
+else
+DEPS_OK := 1
+CFLAGS_BASE += $(shell pkg-config --cflags liburing libpcre2-8 2>/dev/null)
+LDLIBS_BASE += $(shell pkg-config --libs liburing libpcre2-8 2>/dev/null) -lnuma
+endif
+
+ifeq ($(SANITIZE),1)
+CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDLIBS_BASE += -fsanitize=address,undefined
+PF_CUDA := 0
+endif
+
+# ---- CUDA -------------------------------------------------------------------
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ( [ -n "$$CUDA_HOME" ] && [ -x "$$CUDA_HOME/bin/nvcc" ] && echo $$CUDA_HOME/bin/nvcc ))
+ifeq ($(PF_CUDA),auto)
+PF_CUDA := $(if $(NVCC),1,0)
+endif
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CU_SRCS := $(wildcard kernels/cuda/*.cu)
+ifeq ($(PF_CUDA),1)
+CFLAGS_BASE += -DPF_HAVE_CUDA=1
+NVCCFLAGS := -O2 -std=c++17 -Xcompiler -fPIC -Werror all-warnings \
+             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+             -I. -Ikernels
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++
+else
+CU_SRCS :=
+CUDA_LIBS :=
+endif
+
+CFLAGS  := $(CFLAGS_BASE) $(EXTRA_CFLAGS)
+LDLIBS  := $(LDLIBS_BASE) $(CUDA_LIBS)
+
+# ---- sources ----------------------------------------------------------------
+CORE_SRCS   := $(wildcard runtime/*.c) $(wildcard kernels/cpu/*.c) $(wildcard kernels/*.c) $(wildcard shm/*.c)
+CORE_SRCS   := $(filter-out runtime/pinferd.c,$(CORE_SRCS))
+CLIENT_SRCS := $(wildcard client/*.c) $(wildcard shm/*.c)
+TOOL_SRCS   := $(wildcard tools/*.c)
+UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
+
+OBJ := $(BUILD)/obj
+CORE_OBJS   := $(CORE_SRCS:%.c=$(OBJ)/%.o) $(CU_SRCS:%.cu=$(OBJ)/%.cu.o)
+CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(OBJ)/%.o)
+TOOLS       := $(TOOL_SRCS:tools/%.c=$(BUILD)/bin/%)
+UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+DAEMON      := $(if $(wildcard runtime/pinferd.c),$(BUILD)/bin/pinferd)
+
+CORE_LIB    := $(BUILD)/libpfcore.a
+CLIENT_LIB  := $(BUILD)/libpinfer.a
+
+MODEL_DIR   := models
+MODEL       := $(MODEL_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_SHA   := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+
+.PHONY: all build check-deps deps model run test test-unit test-fuzz asan bench \
+        install uninstall clean test-gpu bench-gpu
+
+all: build
+
+build: check-deps $(CORE_LIB) $(CLIENT_LIB) $(TOOLS) $(DAEMON) $(UNIT_BINS)
+
+check-deps:
+ifneq ($(DEPS_OK),1)
+	@echo "pinfer: missing build dependencies: $(DEPS_MISSING)" >&2
+	@echo "pinfer: install them with:  sudo apt-get install -y $(DEB_PKGS)   (or run: make deps)" >&2
+	@exit 1
+endif
+
+deps:
+	@bash scripts/deps.sh $(DEB_PKGS)
+
+model: $(MODEL)
+
+$(MODEL):
+	@bash scripts/fetch-model.sh "$(MODEL)" "$(MODEL_SHA)"
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(OBJ)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(CORE_LIB): $(CORE_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CLIENT_LIB): $(CLIENT_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/%: $(OBJ)/tools/%.o $(CORE_LIB) $(CLIENT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS)
+
+$(BUILD)/bin/pinferd: $(OBJ)/runtime/pinferd.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(LDLIBS)
+
+$(BUILD)/tests/test_%: $(OBJ)/tests/unit/test_%.o $(CORE_LIB) $(CLIENT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS) -lcmocka
+
+# ---- running ----------------------------------------------------------------
+run: deps model
+	@$(MAKE) --no-print-directory build
+	@bash scripts/run-demo.sh "$(BUILD)" "$(MODEL)"
+
+# Each suite's time is printed; the final line is "N passed, N failed".
+test: deps model
+	@$(MAKE) --no-print-directory build
+	@PF_MODEL="$(MODEL)" bash tests/run.sh "$(BUILD)" $(TEST_FILTER)
+
+asan: deps model
+	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 CC=clang build
+	@PF_MODEL="$(MODEL)" PF_ASAN=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 bash tests/run.sh build-asan $(TEST_FILTER)
+
+# libFuzzer harnesses (clang); PF_FUZZ_SECONDS per harness.
+PF_FUZZ_SECONDS ?= 60
+test-fuzz: deps model
+	@bash tests/fuzz/run.sh "$(PF_FUZZ_SECONDS)"
+
+bench: deps model
+	@$(MAKE) --no-print-directory build OPT="-O3"
+	@bash bench/run.sh "$(BUILD)" "$(MODEL)"
+
+test-gpu: deps model
+	@$(MAKE) --no-print-directory build
+	@PF_MODEL="$(MODEL)" PF_GPU_ONLY=1 bash tests/run.sh "$(BUILD)" gpu
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+	install -m 0755 $(TOOLS) $(DAEMON) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(CLIENT_LIB) $(DESTDIR)$(PREFIX)/lib/
+	$(if $(wildcard client/pinfer.h),install -m 0644 client/pinfer.h $(DESTDIR)$(PREFIX)/include/)
+
+uninstall:
+	rm -f $(foreach t,$(TOOLS) $(DAEMON),$(DESTDIR)$(PREFIX)/bin/$(notdir $(t)))
+	rm -f $(DESTDIR)$(PREFIX)/lib/libpinfer.a $(DESTDIR)$(PREFIX)/include/pinfer.h
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
