@@ -28,12 +28,11 @@ ifeq ($(CC),cc)
 CC := gcc
 endif
 
-PKGS      := liburing numa cmocka libpcre2-8
 # Debian package that provides each pkg-config name, for the hint and `make deps`.
-DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev pkg-config clang libclang-rt-14-dev python3-pip unzip
+DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev libxxhash-dev pkg-config clang libclang-rt-14-dev python3-pip unzip
 
 # numa has no .pc on Debian 12; it is checked by header instead below.
-PKG_CHECK := liburing cmocka libpcre2-8
+PKG_CHECK := liburing cmocka libpcre2-8 libxxhash
 PKG_MISSING := $(strip $(foreach p,$(PKG_CHECK),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),,$(p))))
 NUMA_MISSING := $(if $(wildcard /usr/include/numa.h),,numa)
 DEPS_MISSING := $(strip $(PKG_MISSING) $(NUMA_MISSING))
@@ -49,8 +48,8 @@ ifneq ($(DEPS_MISSING),)
 DEPS_OK := 0
 else
 DEPS_OK := 1
-CFLAGS_BASE += $(shell pkg-config --cflags liburing libpcre2-8 2>/dev/null)
-LDLIBS_BASE += $(shell pkg-config --libs liburing libpcre2-8 2>/dev/null) -lnuma
+CFLAGS_BASE += $(shell pkg-config --cflags liburing libpcre2-8 libxxhash 2>/dev/null)
+LDLIBS_BASE += $(shell pkg-config --libs liburing libpcre2-8 libxxhash 2>/dev/null) -lnuma
 endif
 
 ifeq ($(SANITIZE),1)
@@ -124,33 +123,46 @@ model: $(MODEL)
 $(MODEL):
 	@bash scripts/fetch-model.sh "$(MODEL)" "$(MODEL_SHA)"
 
+# V=1 shows the full command lines.
+V ?= 0
+ifeq ($(V),0)
+Q = @
+endif
+
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(Q),echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(OBJ)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  NVCC  $<")
+	$(Q)$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 $(CORE_LIB): $(CORE_OBJS)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@$(if $(Q),echo "  AR    $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(CLIENT_LIB): $(CLIENT_OBJS)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@$(if $(Q),echo "  AR    $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/bin/%: $(OBJ)/tools/%.o $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS)
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS)
 
 $(BUILD)/bin/pinferd: $(OBJ)/runtime/pinferd.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(LDLIBS)
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(LDLIBS)
 
 $(BUILD)/tests/test_%: $(OBJ)/tests/unit/test_%.o $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS) -lcmocka
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS) -lcmocka
 
 # ---- running ----------------------------------------------------------------
 run: deps model

@@ -1,0 +1,123 @@
+/*
+ * backend.h — the one interface between the engine and the compute backends.
+ *
+ * The engine (runtime/) knows requests, sequences and block tables; a backend
+ * (kernels/cpu, kernels/cuda) knows weights, the KV pool memory and kernels.
+ * They meet here:
+ *
+ *   - struct pf_model_weights describes a llama-family model: hyper-parameters
+ *     and, per tensor, its type, shape and host bytes (the GGUF mapping).  A
+ *     backend may use the bytes in place (CPU) or upload them (CUDA).
+ *   - struct pf_batch is one engine step, flattened: the new tokens of many
+ *     sequences back to back (prefill chunks and single-token decodes mixed),
+ *     each with its position, plus each sequence's block table and which
+ *     token rows need logits.  The weights are read once per step for all of
+ *     them — the heart of continuous batching.
+ *   - struct pf_backend_ops is a table of function pointers with a context;
+ *     members marked optional may be NULL.
+ *
+ * KV cache: the backend owns one pool of `n_blocks` blocks; block b holds
+ * `block_size` consecutive token positions of one sequence for every layer
+ * (K and V).  The step first writes the new tokens' K/V into their slots,
+ * then attention reads every position — new ones included — back from the
+ * cache, so a row's arithmetic never depends on what else is in the batch.
+ * Layout per layer: K[block][kv_head][slot][head_dim] and the same for V,
+ * elements of `kv_dtype` (F16 default, F32 for tests; the dtype field leaves
+ * room for an 8-bit cache).
+ *
+ * Shape comments use (rows, cols) with cols contiguous.
+ */
+#ifndef PF_BACKEND_H
+#define PF_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum pf_arch {
+	PF_ARCH_LLAMA = 0, /* llama, SmolLM, Mistral (no sliding window): adjacent-pair RoPE */
+	PF_ARCH_QWEN2 = 1, /* QKV bias, NEOX-pair RoPE */
+};
+
+struct pf_tensor_ref {
+	uint32_t type;      /* enum pf_dtype */
+	int64_t ne0, ne1;   /* ne0 = row length (contiguous), ne1 = rows */
+	size_t row_bytes;
+	const void *data;   /* host bytes, NULL when absent (optional tensors) */
+};
+
+struct pf_hparams {
+	enum pf_arch arch;
+	int32_t n_vocab;
+	int32_t n_embd;
+	int32_t n_layer;
+	int32_t n_head;
+	int32_t n_head_kv;
+	int32_t head_dim;
+	int32_t n_ff;
+	int32_t n_ctx_train;
+	int32_t n_rot;        /* rotated dims per head (usually head_dim) */
+	float rope_base;
+	float norm_eps;
+	bool rope_neox;       /* pairs (i, i+n_rot/2) instead of (2i, 2i+1) */
+};
+
+struct pf_layer_weights {
+	struct pf_tensor_ref attn_norm;            /* (1, n_embd) F32 */
+	struct pf_tensor_ref wq, wk, wv, wo;       /* (n_head*hd, n_embd) … (n_embd, n_head*hd) */
+	struct pf_tensor_ref bq, bk, bv;           /* optional biases (qwen2) F32 */
+	struct pf_tensor_ref ffn_norm;             /* (1, n_embd) F32 */
+	struct pf_tensor_ref w_gate, w_up, w_down; /* (n_ff, n_embd), (n_ff, n_embd), (n_embd, n_ff) */
+};
+
+struct pf_model_weights {
+	struct pf_hparams hp;
+	struct pf_tensor_ref tok_embd;   /* (n_vocab, n_embd) */
+	struct pf_tensor_ref out_norm;   /* (1, n_embd) F32 */
+	struct pf_tensor_ref output;     /* (n_vocab, n_embd); = tok_embd when tied */
+	struct pf_tensor_ref rope_freqs; /* optional (1, n_rot/2) F32: Llama-3 frequency factors */
+	struct pf_layer_weights *layers; /* n_layer entries */
+};
+
+struct pf_kv_config {
+	int32_t n_blocks;
+	int32_t block_size; /* 8, 16 or 32 */
+	uint32_t kv_dtype;  /* PF_DT_F16 or PF_DT_F32 */
+};
+
+struct pf_batch {
+	int32_t n_tokens;
+	const int32_t *tokens;        /* (n_tokens) */
+	const int32_t *pos;           /* (n_tokens) position of each token in its sequence */
+	const int32_t *seq;           /* (n_tokens) index into the per-sequence arrays */
+	int32_t n_seqs;
+	const int32_t *const *block_table; /* (n_seqs) -> block ids covering positions 0..max pos */
+	const int32_t *n_table;       /* (n_seqs) entries in each block table */
+	int32_t n_logits;
+	const int32_t *logit_rows;    /* (n_logits) token rows whose logits are wanted */
+};
+
+struct pf_backend_ops {
+	const char *name;
+	/* Run one step.  logits: (n_logits, n_vocab), row i for
+	 * batch->logit_rows[i].  Returns 0 or a negative errno (-EINVAL for a
+	 * malformed batch: positions past the block table, block ids out of
+	 * the pool). */
+	int (*forward)(void *ctx, const struct pf_batch *batch, float *logits);
+	/* Copy every layer's K/V of block src into block dst (copy-on-write). */
+	int (*copy_block)(void *ctx, int32_t src, int32_t dst);
+	/* Optional: a description of the device for logs ("cpu avx2, 2 threads"). */
+	const char *(*describe)(void *ctx);
+	void (*destroy)(void *ctx);
+};
+
+struct pf_backend {
+	const struct pf_backend_ops *ops;
+	void *ctx;
+	struct pf_kv_config kv;
+};
+
+/* Bytes of KV cache one block takes for this model (all layers, K and V). */
+size_t pf_kv_block_bytes(const struct pf_hparams *hp, int32_t block_size, uint32_t kv_dtype);
+
+#endif
