@@ -1,0 +1,425 @@
+/*
+ * test_sched.c — the continuous-batching scheduler, without a model.
+ *
+ * A fake engine drives pf_sched: each step it "computes" the scheduled
+ * tokens, appends a pseudo-random token for every sequence that got logits,
+ * and finishes sequences at their max_tokens.  Seeded and repeatable.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "kv.h"
+#include "sched.h"
+
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static void check(struct pf_sched *s)
+{
+	char err[256] = "";
+	if (pf_sched_check(s, err, sizeof(err)))
+		fail_msg("scheduler invariant: %s", err);
+}
+
+/* Run one fake engine step; returns tokens scheduled.  Finishes sequences
+ * whose generated count reaches their request's max_tokens. */
+static int fake_step(struct pf_sched *s, const struct pf_sched_config *cfg, uint64_t *rng, int64_t now,
+		     int *finished_reqs)
+{
+	struct pf_sched_batch b;
+	int n = pf_sched_step(s, now, &b);
+	assert_true(n >= 0);
+	assert_true(b.n_tokens <= cfg->max_num_batched_tokens);
+	struct pf_sched_stats st;
+	pf_sched_get_stats(s, &st);
+	assert_true(st.n_running <= cfg->max_num_seqs);
+	/* every scheduled position lies inside its sequence's block table */
+	for (int32_t t = 0; t < b.n_tokens; t++) {
+		int32_t si = b.seq_idx[t];
+		assert_true(si >= 0 && si < b.n_seqs);
+		assert_true(b.pos[t] / 16 < b.n_table[si]);
+	}
+	check(s);
+	pf_sched_step_done(s);
+	for (int32_t i = 0; i < b.n_logits; i++) {
+		struct pf_seq *q = b.logit_seqs[i];
+		if (!q)
+			continue;
+		assert_int_equal(pf_sched_append(s, q, (int32_t)(rng_next(rng) % 50000)), 0);
+		if (q->n_tokens - q->n_prompt >= q->req->max_tokens) {
+			if (pf_sched_finish(s, q) == 0)
+				(*finished_reqs)++;
+		}
+	}
+	check(s);
+	return n;
+}
+
+static void test_budget_and_chunked_prefill(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	cfg.max_num_batched_tokens = 64;
+	cfg.watermark_blocks = 0;
+	assert_int_equal(pf_kv_create(256, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	int32_t prompt[300];
+	for (int i = 0; i < 300; i++)
+		prompt[i] = i;
+	struct pf_req r1 = { .id = 1, .max_tokens = 4 }, r2 = { .id = 2, .max_tokens = 4 };
+	struct pf_seq *q1, *q2;
+	assert_int_equal(pf_sched_add(s, &r1, prompt, 10, 0, &q1), 0);
+	struct pf_sched_batch b;
+	/* step 1: the short prompt is prefilled whole and will sample */
+	assert_int_equal(pf_sched_step(s, 0, &b), 10);
+	assert_int_equal(b.n_logits, 1);
+	pf_sched_step_done(s);
+	assert_int_equal(pf_sched_append(s, q1, 7), 0);
+	/* a long prompt arrives: it is chunked while q1 keeps decoding */
+	assert_int_equal(pf_sched_add(s, &r2, prompt, 300, 0, &q2), 0);
+	assert_int_equal(pf_sched_step(s, 0, &b), 64);
+	assert_int_equal(b.n_seqs, 2);
+	assert_ptr_equal(b.seqs[0], q1); /* decodes go first */
+	assert_int_equal(b.n_logits, 1);   /* only q1 samples; q2 is mid-prefill */
+	assert_ptr_equal(b.logit_seqs[0], q1);
+	assert_int_equal(q2->step_new, 63);
+	pf_sched_step_done(s);
+	assert_int_equal(q2->n_computed, 63);
+	assert_int_equal(pf_sched_finish(s, q1), 0);
+	/* the rest of the prompt in chunks of 64, the last one samples */
+	int steps = 0;
+	while (q2->n_computed < 300) {
+		assert_true(pf_sched_step(s, 0, &b) <= 64);
+		pf_sched_step_done(s);
+		steps++;
+	}
+	assert_int_equal(steps, 4); /* 237 tokens left = 64+64+64+45 */
+	assert_int_equal(b.n_logits, 1);
+	check(s);
+	pf_sched_finish(s, q2);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
+static void test_preemption_and_recompute(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	cfg.watermark_blocks = 0;
+	cfg.prefix_caching = false;
+	assert_int_equal(pf_kv_create(6, 16, &kv), 0); /* 96 token slots */
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	int32_t prompt[32] = { 0 };
+	struct pf_req r1 = { .max_tokens = 100 }, r2 = { .max_tokens = 100 };
+	struct pf_seq *q1, *q2;
+	assert_int_equal(pf_sched_add(s, &r1, prompt, 32, 0, &q1), 0);
+	assert_int_equal(pf_sched_add(s, &r2, prompt, 31, 0, &q2), 0);
+	struct pf_sched_batch b;
+	assert_int_equal(pf_sched_step(s, 0, &b), 63); /* both admitted: headroom allows it */
+	pf_sched_step_done(s);
+	/* both decode until the pool runs dry; then q2, the newest, is preempted */
+	int steps = 0;
+	do {
+		pf_sched_append(s, q1, 1);
+		if (q2->state == PF_SEQ_RUNNING)
+			pf_sched_append(s, q2, 1);
+		assert_true(pf_sched_step(s, 0, &b) >= 1);
+		pf_sched_step_done(s);
+		check(s);
+		assert_true(++steps < 100);
+	} while (b.n_preempted == 0);
+	assert_int_equal(q2->state, PF_SEQ_WAITING);
+	assert_int_equal(q1->state, PF_SEQ_RUNNING);
+	assert_int_equal(q2->n_computed, 0);
+	assert_int_equal(q2->n_tokens, 31 + steps); /* its generated tokens are kept */
+	assert_int_equal(q2->n_preemptions, 1);
+	/* when q1 finishes, q2 is recomputed: prompt and generated tokens */
+	pf_sched_finish(s, q1);
+	assert_int_equal(pf_sched_step(s, 0, &b), 31 + steps);
+	assert_int_equal(b.n_logits, 1);
+	pf_sched_step_done(s);
+	check(s);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
+static void test_priority_policy(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	cfg.policy = PF_SCHED_PRIORITY;
+	cfg.max_num_seqs = 1;
+	assert_int_equal(pf_kv_create(64, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	int32_t p[4] = { 1, 2, 3, 4 };
+	struct pf_req lo = { .priority = 5 }, hi = { .priority = -1 };
+	struct pf_seq *ql, *qh;
+	assert_int_equal(pf_sched_add(s, &lo, p, 4, 0, &ql), 0);
+	assert_int_equal(pf_sched_add(s, &hi, p, 4, 0, &qh), 0);
+	struct pf_sched_batch b;
+	assert_int_equal(pf_sched_step(s, 0, &b), 4);
+	assert_ptr_equal(b.seqs[0], qh); /* lower value runs first despite arriving later */
+	pf_sched_step_done(s);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
+static void test_cancel_any_state(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	cfg.max_num_batched_tokens = 16;
+	cfg.watermark_blocks = 0;
+	assert_int_equal(pf_kv_create(32, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	int32_t p[100] = { 0 };
+	struct pf_req r[3] = { { 0 } };
+	struct pf_seq *q[3];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pf_sched_add(s, &r[i], p, 40, 0, &q[i]), 0);
+	struct pf_sched_batch b;
+	pf_sched_step(s, 0, &b); /* q0 prefilling (16 of 40) */
+	pf_sched_step_done(s);
+	assert_int_equal(q[0]->state, PF_SEQ_RUNNING);
+	assert_int_equal(pf_sched_finish(s, q[0]), 0); /* cancelled mid-prefill */
+	assert_int_equal(pf_sched_finish(s, q[2]), 0); /* cancelled while queued */
+	check(s);
+	pf_sched_step(s, 0, &b);
+	assert_ptr_equal(b.seqs[0], q[1]);
+	assert_int_equal(pf_sched_finish(s, q[1]), 0); /* cancelled inside a step */
+	pf_sched_step_done(s);                          /* must not touch it */
+	check(s);
+	assert_int_equal(pf_kv_num_available(kv), 32);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
+static void test_fork_shares_then_copies(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	assert_int_equal(pf_kv_create(32, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	int32_t p[20] = { 0 };
+	struct pf_req r = { .max_tokens = 8 };
+	struct pf_seq *a, *c;
+	assert_int_equal(pf_sched_add(s, &r, p, 20, 0, &a), 0);
+	struct pf_sched_batch b;
+	pf_sched_step(s, 0, &b);
+	pf_sched_step_done(s);
+	assert_int_equal(pf_sched_fork(s, a, &c), 0);
+	assert_int_equal(r.n_seqs, 2);
+	assert_int_equal(pf_kv_refcount(kv, a->kv.blocks[1]), 2);
+	pf_sched_append(s, a, 1);
+	pf_sched_append(s, c, 2);
+	assert_int_equal(pf_sched_step(s, 0, &b), 2);
+	/* position 20 lies in the shared partial block: one copy each side? no —
+	 * the first writer copies, the second then owns the original */
+	assert_int_equal(b.n_copies, 1);
+	assert_int_not_equal(a->kv.blocks[1], c->kv.blocks[1]);
+	assert_int_equal(a->kv.blocks[0], c->kv.blocks[0]); /* full block still shared */
+	pf_sched_step_done(s);
+	check(s);
+	assert_int_equal(pf_sched_finish(s, a), 1);
+	assert_int_equal(pf_sched_finish(s, c), 0);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
+static void test_static_batching_reserves(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	cfg.static_batching = true;
+	cfg.static_batch = 2;
+	cfg.watermark_blocks = 0;
+	assert_int_equal(pf_kv_create(64, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	int32_t p[10] = { 0 };
+	struct pf_req r[3] = { { .max_tokens = 100 }, { .max_tokens = 2 }, { .max_tokens = 2 } };
+	struct pf_seq *q[3];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pf_sched_add(s, &r[i], p, 10, 0, &q[i]), 0);
+	struct pf_sched_batch b;
+	pf_sched_step(s, 0, &b);
+	assert_int_equal(b.n_seqs, 2);
+	assert_int_equal(q[0]->kv.n_blocks, (10 + 100 + 15) / 16); /* whole max_tokens reserved */
+	pf_sched_step_done(s);
+	pf_sched_append(s, q[0], 1);
+	pf_sched_append(s, q[1], 1);
+	pf_sched_finish(s, q[1]);
+	/* q2 must wait for the whole batch (q0) to finish */
+	pf_sched_step(s, 0, &b);
+	assert_int_equal(b.n_seqs, 1);
+	assert_int_equal(q[2]->state, PF_SEQ_WAITING);
+	pf_sched_step_done(s);
+	pf_sched_finish(s, q[0]);
+	pf_sched_step(s, 0, &b);
+	assert_ptr_equal(b.seqs[0], q[2]);
+	pf_sched_step_done(s);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
+/* 100k random operations, invariants after each step, then drain: every
+ * admitted request must finish (FCFS). */
+static void test_random_property(void **state)
+{
+	(void)state;
+	uint64_t rng = 12345;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	cfg.max_num_batched_tokens = 96;
+	cfg.max_num_seqs = 12;
+	cfg.watermark_blocks = 2;
+	assert_int_equal(pf_kv_create(48, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	enum { MAXR = 4096 };
+	struct pf_req *reqs = calloc(MAXR, sizeof(*reqs));
+	int n_req = 0, finished = 0, cancelled = 0;
+	int32_t prompt[200];
+	int ops = 100000;
+	for (int op = 0; op < ops; op++) {
+		int k = (int)(rng_next(&rng) % 100);
+		if (k < 3 && n_req < MAXR) {
+			int32_t n = 1 + (int32_t)(rng_next(&rng) % 150);
+			for (int i = 0; i < n; i++)
+				prompt[i] = (int32_t)(rng_next(&rng) % 4) * 1000 + i; /* some shared prefixes */
+			struct pf_req *r = &reqs[n_req++];
+			r->id = (uint64_t)n_req;
+			r->max_tokens = 1 + (int32_t)(rng_next(&rng) % 60);
+			struct pf_seq *q;
+			assert_int_equal(pf_sched_add(s, r, prompt, n, op, &q), 0);
+		} else if (k < 5) {
+			/* cancel a random running or waiting sequence */
+			struct pf_seq *q = pf_sched_first(s, (rng_next(&rng) & 1) ? PF_SEQ_RUNNING : PF_SEQ_WAITING);
+			if (q && pf_sched_finish(s, q) == 0)
+				cancelled++;
+		} else if (k < 7) {
+			/* fork a running sequence whose prompt is done (n > 1 sampling) */
+			struct pf_seq *q = pf_sched_first(s, PF_SEQ_RUNNING);
+			struct pf_sched_stats st;
+			pf_sched_get_stats(s, &st);
+			if (q && q->n_computed == q->n_tokens && st.n_running < cfg.max_num_seqs) {
+				struct pf_seq *c;
+				assert_int_equal(pf_sched_fork(s, q, &c), 0);
+			}
+		} else if (k < 8) {
+			struct pf_seq *q = pf_sched_first(s, PF_SEQ_RUNNING);
+			if (q)
+				pf_sched_preempt(s, q);
+		} else {
+			fake_step(s, &cfg, &rng, op, &finished);
+		}
+		check(s);
+	}
+	/* drain: nothing new arrives; everything admitted must finish */
+	int guard = 0;
+	for (;;) {
+		struct pf_sched_stats st;
+		pf_sched_get_stats(s, &st);
+		if (st.n_running == 0 && st.n_waiting == 0)
+			break;
+		fake_step(s, &cfg, &rng, ops, &finished);
+		assert_true(++guard < 200000);
+	}
+	printf("# %d requests: %d finished, %d cancelled, drained in %d steps\n", n_req, finished, cancelled, guard);
+	assert_int_equal(finished + cancelled, n_req);
+	assert_int_equal(pf_kv_num_available(kv), 48);
+	free(reqs);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
+/* Sustained overload: far more requests than the pool holds; the watermark
+ * must keep any request from being preempted more than twice. */
+static void test_overload_no_thrash(void **state)
+{
+	(void)state;
+	uint64_t rng = 99;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	cfg.max_num_batched_tokens = 256;
+	cfg.max_num_seqs = 64;
+	cfg.watermark_blocks = 4;
+	assert_int_equal(pf_kv_create(64, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	enum { NR = 400 };
+	struct pf_req *reqs = calloc(NR, sizeof(*reqs));
+	int32_t prompt[128];
+	int finished = 0, added = 0, max_pre = 0;
+	for (int step = 0; added < NR || finished < NR; step++) {
+		/* keep the queue full: 4 arrivals per step while any remain */
+		for (int a = 0; a < 4 && added < NR; a++) {
+			int32_t n = 16 + (int32_t)(rng_next(&rng) % 100);
+			for (int i = 0; i < n; i++)
+				prompt[i] = (int32_t)(rng_next(&rng) % 30000);
+			reqs[added].max_tokens = 20 + (int32_t)(rng_next(&rng) % 180);
+			struct pf_seq *q;
+			assert_int_equal(pf_sched_add(s, &reqs[added++], prompt, n, step, &q), 0);
+		}
+		struct pf_sched_batch b;
+		assert_true(pf_sched_step(s, step, &b) >= 0);
+		pf_sched_step_done(s);
+		for (int32_t i = 0; i < b.n_logits; i++) {
+			struct pf_seq *q = b.logit_seqs[i];
+			if (q->n_preemptions > max_pre)
+				max_pre = q->n_preemptions;
+			pf_sched_append(s, q, 1);
+			if (q->n_tokens - q->n_prompt >= q->req->max_tokens) {
+				pf_sched_finish(s, q);
+				finished++;
+			}
+		}
+		assert_true(step < 100000);
+	}
+	struct pf_sched_stats st;
+	pf_sched_get_stats(s, &st);
+	printf("# overload: %d requests, %llu preemptions in total, at most %d for one request\n", NR,
+	       (unsigned long long)st.preemptions_total, max_pre);
+	assert_true(max_pre <= 2);
+	free(reqs);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_budget_and_chunked_prefill),
+		cmocka_unit_test(test_preemption_and_recompute),
+		cmocka_unit_test(test_priority_policy),
+		cmocka_unit_test(test_cancel_any_state),
+		cmocka_unit_test(test_fork_shares_then_copies),
+		cmocka_unit_test(test_static_batching_reserves),
+		cmocka_unit_test(test_random_property),
+		cmocka_unit_test(test_overload_no_thrash),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
