@@ -416,8 +416,11 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		struct pf_seq *q = s->waiting.head;
 		if (s->cfg.static_batching && admitted >= s->cfg.static_batch)
 			break;
-		if (s->cfg.prefix_caching && q->kv.n_blocks == 0)
+		if (s->cfg.prefix_caching && q->kv.n_blocks == 0) {
 			q->n_computed = pf_kv_seq_match_prefix(s->kv, &q->kv, q->tokens, q->n_tokens, q->n_tokens - 1);
+			if (q->n_preemptions == 0)
+				q->n_cached = q->n_computed;
+		}
 		int32_t left = q->n_tokens - q->n_computed;
 		int32_t n_new = left < budget ? left : budget;
 		/* the baseline reserves the whole prompt + max_tokens up front */

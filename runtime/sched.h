@@ -77,6 +77,7 @@ struct pf_seq {
 	int32_t n_prompt;
 	int32_t n_computed;     /* positions whose K/V is in the cache */
 	int32_t n_preemptions;
+	int32_t n_cached;       /* prompt tokens served by the prefix cache at first admission */
 	uint64_t order;         /* arrival order (kept across preemption) */
 	bool paused;            /* engine asks not to schedule it (full completion ring) */
 	/* this step */

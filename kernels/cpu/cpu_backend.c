@@ -162,6 +162,7 @@ static void attn_task(void *p, int ith, int nth)
 			.n_ctx = j->b->pos[t] + 1,
 			.scale = 1.0f / sqrtf((float)hd),
 			.scratch = scratch,
+			.isa = c->isa,
 		};
 		pf_cpu_attention(&a);
 	}

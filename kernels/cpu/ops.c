@@ -138,7 +138,7 @@ void pf_cpu_attention(const struct pf_attn_args *a)
 	float (*dot16)(const float *, const uint16_t *, int32_t) = dot_f16_scalar;
 	void (*axpy16)(float *, float, const uint16_t *, int32_t) = axpy_f16_scalar;
 #ifdef PF_X86
-	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+	if (a->isa >= PF_ISA_AVX2) { /* the AVX2 level implies FMA and F16C */
 		dot16 = dot_f16_avx2;
 		axpy16 = axpy_f16_avx2;
 	}

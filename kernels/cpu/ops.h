@@ -52,6 +52,7 @@ struct pf_attn_args {
 	int32_t n_ctx;
 	float scale;
 	float *scratch;
+	int isa;            /* enum pf_isa the caller detected once */
 };
 void pf_cpu_attention(const struct pf_attn_args *a);
 

@@ -1,0 +1,750 @@
+/* engine.c — one serving iteration at a time; see engine.h. */
+#include "engine.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chat.h"
+#include "cpu/cpu_backend.h"
+#include "dtype.h"
+#include "model.h"
+#include "tok.h"
+
+#define MAX_N 16          /* completions or beams per request */
+
+struct ereq;
+
+/* Engine state of one sequence (pf_seq.user). */
+struct eseq {
+	struct ereq *r;
+	struct pf_seq *q;
+	int32_t index;
+	struct pf_sampler smp;
+	struct pf_detok detok;
+	double cum_logprob;   /* beam search */
+	bool has_cand;
+	int32_t n_cand;
+	struct pf_sample_logprob cand[2 * MAX_N];
+};
+
+struct hyp {
+	int32_t *tokens;
+	int32_t n;
+	double cum, score;
+	enum pf_finish_reason why;
+};
+
+struct ereq {
+	struct pf_req base;   /* the scheduler's view */
+	uint64_t id;
+	void *user;
+	struct pf_request_params p;
+	int32_t n_prompt;
+	bool forked;
+	int32_t n_live;
+	struct eseq *seqs[MAX_N];
+	double t_submit, t_sched, t_first;
+	int32_t cached;
+	struct hyp hyps[MAX_N];
+	int32_t n_hyps;
+	struct ereq *prev, *next;
+};
+
+struct pf_engine {
+	struct pf_engine_config cfg;
+	struct pf_engine_events ev;
+	struct pf_model *model;
+	struct pf_tok *tok;
+	struct pf_chat *chat;
+	struct pf_backend be;
+	struct pf_kv *kv;
+	struct pf_sched *sched;
+	int32_t n_vocab, max_model_len;
+	int32_t eos[8];
+	size_t n_eos;
+	float *logits;
+	int32_t cap_logits;
+	char *text;           /* detokenizer output scratch */
+	size_t text_cap;
+	struct ereq *reqs;    /* active requests */
+	uint64_t next_id;
+	uint64_t prompt_computed, generated;
+	int32_t last_step_tokens;
+	char desc[512];
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+struct pf_engine_config pf_engine_config_default(void)
+{
+	return (struct pf_engine_config){
+		.model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+		.kv_memory = 512LL << 20,
+		.block_size = 16,
+		.kv_dtype = PF_DT_F16,
+		.sched = pf_sched_config_default(),
+	};
+}
+
+struct pf_request_params pf_request_params_default(void)
+{
+	return (struct pf_request_params){
+		.sampling = pf_sampling_params_default(),
+		.n = 1,
+		.beam_width = 0,
+		.length_penalty = 1.0f,
+	};
+}
+
+int pf_engine_create(const struct pf_engine_config *cfg, const struct pf_engine_events *ev,
+		     struct pf_engine **ret, char *err, size_t errlen)
+{
+	struct pf_engine *e = calloc(1, sizeof(*e));
+	int r;
+	if (!e)
+		return -ENOMEM;
+	e->cfg = *cfg;
+	if (ev)
+		e->ev = *ev;
+	e->next_id = 1;
+	r = pf_model_load(cfg->model_path, &e->model, err, errlen);
+	if (r)
+		goto fail;
+	r = pf_tok_load(e->model->gguf, &e->tok, err, errlen);
+	if (r)
+		goto fail;
+	char cerr[256];
+	if (pf_chat_from_gguf(e->model->gguf, &e->chat, cerr, sizeof(cerr)))
+		e->chat = NULL; /* raw prompts still work; chat requests get a clear error */
+	const struct pf_hparams *hp = &e->model->w.hp;
+	e->n_vocab = hp->n_vocab;
+	if (pf_tok_n_vocab(e->tok) > e->n_vocab) {
+		snprintf(err, errlen, "%s: tokenizer has %d tokens but the model only %d", cfg->model_path,
+			 pf_tok_n_vocab(e->tok), e->n_vocab);
+		r = -EINVAL;
+		goto fail;
+	}
+	/* every end-of-generation id the tokenizer knows, for stop and min_tokens */
+	for (int32_t id = 0; id < pf_tok_n_vocab(e->tok) && e->n_eos < 8; id++)
+		if (pf_tok_is_eog(e->tok, id))
+			e->eos[e->n_eos++] = id;
+	size_t bb = pf_kv_block_bytes(hp, cfg->block_size, cfg->kv_dtype);
+	int64_t n_blocks = cfg->kv_memory / (int64_t)bb;
+	if (n_blocks < 1 || n_blocks > (1 << 24)) {
+		snprintf(err, errlen, "KV memory of %lld bytes gives %lld blocks of %zu bytes; need 1..%d",
+			 (long long)cfg->kv_memory, (long long)n_blocks, bb, 1 << 24);
+		r = -EINVAL;
+		goto fail;
+	}
+	struct pf_kv_config kvc = { .n_blocks = (int32_t)n_blocks, .block_size = cfg->block_size, .kv_dtype = cfg->kv_dtype };
+	r = pf_cpu_backend_create(&e->model->w, &kvc, cfg->n_threads, &e->be, err, errlen);
+	if (r)
+		goto fail;
+	r = pf_kv_create((int32_t)n_blocks, cfg->block_size, &e->kv);
+	if (r)
+		goto fail;
+	r = pf_sched_create(&cfg->sched, e->kv, &e->sched);
+	if (r) {
+		snprintf(err, errlen, "invalid scheduler configuration");
+		goto fail;
+	}
+	int64_t pool_tokens = n_blocks * cfg->block_size;
+	e->max_model_len = cfg->max_model_len > 0 ? cfg->max_model_len : hp->n_ctx_train;
+	if (e->max_model_len > pool_tokens)
+		e->max_model_len = (int32_t)pool_tokens;
+	if (cfg->max_model_len > hp->n_ctx_train) {
+		snprintf(err, errlen, "--max-model-len %d exceeds the model's context length %d", cfg->max_model_len,
+			 hp->n_ctx_train);
+		r = -EINVAL;
+		goto fail;
+	}
+	e->text_cap = pf_detok_max_out(e->tok) + 64;
+	e->text = malloc(e->text_cap);
+	if (!e->text) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	snprintf(e->desc, sizeof(e->desc), "%.128s (%s), %.128s, KV %lld blocks x %d tokens (%s)",
+		 e->model->name, e->model->arch_name, e->be.ops->describe(e->be.ctx), (long long)n_blocks,
+		 cfg->block_size, pf_dtype_name(cfg->kv_dtype));
+	*ret = e;
+	return 0;
+fail:
+	pf_engine_destroy(e);
+	return r;
+}
+
+static void eseq_free(struct eseq *es)
+{
+	if (!es)
+		return;
+	pf_sampler_destroy(&es->smp);
+	free(es);
+}
+
+static void req_unlink(struct pf_engine *e, struct ereq *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		e->reqs = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	for (int i = 0; i < r->n_hyps; i++)
+		free(r->hyps[i].tokens);
+	free(r);
+}
+
+static void fill_usage(const struct ereq *r, const struct eseq *es, struct pf_usage *u)
+{
+	double t = now_s();
+	memset(u, 0, sizeof(*u));
+	u->prompt_tokens = r->n_prompt;
+	u->cached_tokens = r->cached;
+	u->generated_tokens = es ? (int32_t)es->smp.n_generated : 0;
+	u->queue_s = r->t_sched > 0 ? r->t_sched - r->t_submit : t - r->t_submit;
+	u->ttft_s = r->t_first > 0 ? r->t_first - r->t_submit : 0;
+	u->decode_s = r->t_first > 0 ? t - r->t_first : 0;
+}
+
+/* End one sequence: report, release its blocks, drop the request when it
+ * was the last. */
+static void seq_end(struct pf_engine *e, struct eseq *es, enum pf_finish_reason why, const char *text, size_t len,
+		    bool report)
+{
+	struct ereq *r = es->r;
+	if (report && e->ev.on_finish) {
+		struct pf_usage u;
+		fill_usage(r, es, &u);
+		e->ev.on_finish(e->ev.ctx, r->id, r->user, es->index, why, text, len, &u);
+	}
+	for (int i = 0; i < MAX_N; i++)
+		if (r->seqs[i] == es)
+			r->seqs[i] = NULL;
+	r->n_live--;
+	pf_sched_finish(e->sched, es->q);
+	eseq_free(es);
+	if (r->n_live == 0)
+		req_unlink(e, r);
+}
+
+static struct eseq *eseq_new(struct pf_engine *e, struct ereq *r, struct pf_seq *q, int32_t index, char *err,
+			     size_t errlen)
+{
+	struct eseq *es = calloc(1, sizeof(*es));
+	if (!es)
+		return NULL;
+	es->r = r;
+	es->q = q;
+	es->index = index;
+	q->user = es;
+	struct pf_sampling_params sp = r->p.sampling;
+	if (index > 0) {
+		/* sibling k draws from its own Philox key */
+		uint64_t base = sp.has_seed ? sp.seed : pf_sampler_derive_seed(r->id);
+		sp.seed = base + (uint64_t)index * 0x9E3779B97F4A7C15ULL;
+		sp.has_seed = true;
+	}
+	if (pf_sampler_init(&es->smp, &sp, e->n_vocab, e->eos, e->n_eos, r->id) ||
+	    pf_sampler_add_prompt(&es->smp, q->tokens, (size_t)r->n_prompt)) {
+		if (err)
+			snprintf(err, errlen, "sampler initialisation failed");
+		eseq_free(es);
+		return NULL;
+	}
+	r->p.sampling = r->p.sampling; /* params stay per request; only the key differs */
+	es->smp.seed = sp.has_seed ? sp.seed : es->smp.seed;
+	pf_detok_init(&es->detok, e->tok, false);
+	for (int i = 0; i < MAX_N; i++)
+		if (!r->seqs[i]) {
+			r->seqs[i] = es;
+			break;
+		}
+	r->n_live++;
+	return es;
+}
+
+int pf_engine_submit(struct pf_engine *e, const int32_t *prompt, int32_t n, const struct pf_request_params *p,
+		     void *user, uint64_t *ret_id, char *err, size_t errlen)
+{
+	if (n < 1) {
+		snprintf(err, errlen, "the prompt is empty");
+		return -EINVAL;
+	}
+	for (int32_t i = 0; i < n; i++)
+		if (prompt[i] < 0 || prompt[i] >= e->n_vocab) {
+			snprintf(err, errlen, "prompt token %d at position %d is outside the vocabulary (0..%d)", prompt[i], i,
+				 e->n_vocab - 1);
+			return -EINVAL;
+		}
+	int r = pf_sampler_validate(&p->sampling, e->n_vocab, err, errlen);
+	if (r)
+		return r;
+	if (p->n < 1 || p->n > MAX_N || p->beam_width < 0 || p->beam_width > MAX_N / 2 ||
+	    (p->beam_width > 1 && p->n > 1)) {
+		snprintf(err, errlen, "n must be 1..%d and beam_width 0..%d (not both above 1); got n=%d beam_width=%d",
+			 MAX_N, MAX_N / 2, p->n, p->beam_width);
+		return -EINVAL;
+	}
+	if (!isfinite(p->length_penalty)) {
+		snprintf(err, errlen, "length_penalty must be finite");
+		return -EINVAL;
+	}
+	int64_t need = (int64_t)n + p->sampling.max_tokens;
+	if (need > e->max_model_len) {
+		snprintf(err, errlen, "prompt (%d tokens) + max_tokens (%d) = %lld exceeds the context limit of %d tokens",
+			 n, p->sampling.max_tokens, (long long)need, e->max_model_len);
+		return -EINVAL;
+	}
+	struct ereq *rq = calloc(1, sizeof(*rq));
+	if (!rq)
+		return -ENOMEM;
+	rq->id = e->next_id++;
+	rq->user = user;
+	rq->p = *p;
+	rq->n_prompt = n;
+	rq->base.id = rq->id;
+	rq->base.priority = p->priority;
+	rq->base.max_tokens = p->sampling.max_tokens;
+	rq->t_submit = now_s();
+	struct pf_seq *q;
+	r = pf_sched_add(e->sched, &rq->base, prompt, n, (int64_t)(rq->t_submit * 1000), &q);
+	if (r) {
+		free(rq);
+		return r;
+	}
+	if (!eseq_new(e, rq, q, 0, err, errlen)) {
+		pf_sched_finish(e->sched, q);
+		free(rq);
+		return -ENOMEM;
+	}
+	rq->next = e->reqs;
+	if (e->reqs)
+		e->reqs->prev = rq;
+	e->reqs = rq;
+	*ret_id = rq->id;
+	return 0;
+}
+
+static struct ereq *find_req(struct pf_engine *e, uint64_t id)
+{
+	for (struct ereq *r = e->reqs; r; r = r->next)
+		if (r->id == id)
+			return r;
+	return NULL;
+}
+
+int pf_engine_cancel(struct pf_engine *e, uint64_t id)
+{
+	struct ereq *r = find_req(e, id);
+	if (!r)
+		return -ENOENT;
+	/* seq_end frees r with the last sequence */
+	for (int i = MAX_N - 1; i >= 0; i--) {
+		if (!r->seqs[i])
+			continue;
+		bool last = r->n_live == 1;
+		seq_end(e, r->seqs[i], PF_FINISH_CANCELLED, NULL, 0, true);
+		if (last)
+			break;
+	}
+	return 0;
+}
+
+int pf_engine_pause(struct pf_engine *e, uint64_t id, bool paused)
+{
+	struct ereq *r = find_req(e, id);
+	if (!r)
+		return -ENOENT;
+	for (int i = 0; i < MAX_N; i++)
+		if (r->seqs[i])
+			r->seqs[i]->q->paused = paused;
+	return 0;
+}
+
+/* Sample, stream and maybe finish one (non-beam) sequence from its logits. */
+static void sample_one(struct pf_engine *e, struct eseq *es, float *lg)
+{
+	struct ereq *r = es->r;
+	struct pf_sample_result res;
+	struct pf_stop_result st;
+	size_t n = 0;
+	int tok = pf_sampler_sample(&es->smp, &r->p.sampling, lg, e->n_vocab, es->smp.n_generated, &res);
+	if (tok < 0 || pf_sampler_accept(&es->smp, tok) || pf_sched_append(e->sched, es->q, tok)) {
+		seq_end(e, es, PF_FINISH_ERROR, NULL, 0, true);
+		return;
+	}
+	e->generated++;
+	if (r->t_first == 0)
+		r->t_first = now_s();
+	pf_detok_push(&es->detok, tok, e->text, e->text_cap, &n);
+	if (pf_sampler_check_stop(&es->smp, &r->p.sampling, tok, e->text, n, &st) < 0) {
+		seq_end(e, es, PF_FINISH_ERROR, NULL, 0, true);
+		return;
+	}
+	if (e->ev.on_token)
+		e->ev.on_token(e->ev.ctx, r->id, r->user, es->index, tok, st.emit, st.emit_len, &res);
+	if (st.reason != PF_SAMPLER_CONTINUE) {
+		/* a trailing incomplete character is delivered as U+FFFD on LENGTH */
+		size_t fl = 0;
+		if (st.reason == PF_SAMPLER_LENGTH)
+			pf_detok_flush(&es->detok, e->text, e->text_cap, &fl);
+		seq_end(e, es, st.reason == PF_SAMPLER_LENGTH ? PF_FINISH_LENGTH : PF_FINISH_STOP, e->text, fl, true);
+		return;
+	}
+	if (es->q->n_tokens >= e->max_model_len) {
+		const char *held;
+		size_t hl = pf_sampler_held(&es->smp, &held);
+		seq_end(e, es, PF_FINISH_LENGTH, held, hl, true);
+	}
+}
+
+/* ---- beam search ------------------------------------------------------------ */
+
+/* Top-k (k ≤ 2·MAX_N) tokens of log_softmax(lg), best first. */
+static int32_t top_logprobs(const float *lg, int32_t nv, int32_t k, struct pf_sample_logprob *out)
+{
+	float mx = -INFINITY;
+	for (int32_t i = 0; i < nv; i++)
+		mx = lg[i] > mx ? lg[i] : mx;
+	double sum = 0;
+	for (int32_t i = 0; i < nv; i++)
+		sum += exp((double)(lg[i] - mx));
+	float lse = mx + (float)log(sum);
+	int32_t n = 0;
+	for (int32_t i = 0; i < nv; i++) {
+		float v = lg[i];
+		if (n == k && v <= out[k - 1].logprob)
+			continue;
+		int32_t j = n < k ? n++ : k - 1;
+		while (j > 0 && out[j - 1].logprob < v) {
+			out[j] = out[j - 1];
+			j--;
+		}
+		out[j] = (struct pf_sample_logprob){ i, v };
+	}
+	for (int32_t i = 0; i < n; i++)
+		out[i].logprob -= lse;
+	return n;
+}
+
+static double beam_score(const struct ereq *r, double cum, int32_t len)
+{
+	return cum / pow(len > 0 ? (double)len : 1.0, (double)r->p.length_penalty);
+}
+
+static void add_hyp(struct ereq *r, const struct eseq *b, int32_t extra, double cum, enum pf_finish_reason why)
+{
+	if (r->n_hyps >= MAX_N)
+		return;
+	int32_t ng = b->q->n_tokens - r->n_prompt;
+	struct hyp *h = &r->hyps[r->n_hyps];
+	h->tokens = malloc(sizeof(int32_t) * (size_t)(ng + 1));
+	if (!h->tokens)
+		return;
+	memcpy(h->tokens, b->q->tokens + r->n_prompt, sizeof(int32_t) * (size_t)ng);
+	if (extra >= 0)
+		h->tokens[ng++] = extra;
+	h->n = ng;
+	h->cum = cum;
+	h->score = beam_score(r, cum, ng);
+	h->why = why;
+	r->n_hyps++;
+}
+
+static bool is_stop_token(const struct pf_engine *e, const struct ereq *r, int32_t t)
+{
+	if (!r->p.sampling.ignore_eos)
+		for (size_t i = 0; i < e->n_eos; i++)
+			if (e->eos[i] == t)
+				return true;
+	for (uint32_t i = 0; i < r->p.sampling.n_stop_ids; i++)
+		if (r->p.sampling.stop_ids[i] == t)
+			return true;
+	return false;
+}
+
+static int cmp_hyp(const void *a, const void *b)
+{
+	double x = ((const struct hyp *)a)->score, y = ((const struct hyp *)b)->score;
+	return x > y ? -1 : x < y;
+}
+
+static void beam_finish(struct pf_engine *e, struct ereq *r)
+{
+	qsort(r->hyps, (size_t)r->n_hyps, sizeof(r->hyps[0]), cmp_hyp);
+	int32_t w = r->p.beam_width;
+	struct pf_usage u;
+	fill_usage(r, NULL, &u);
+	for (int32_t i = 0; i < r->n_hyps && i < w; i++) {
+		size_t len = 0;
+		char *txt = NULL;
+		size_t need = 0;
+		pf_tok_detokenize(e->tok, r->hyps[i].tokens, (size_t)r->hyps[i].n, false, false, NULL, 0, &need);
+		txt = malloc(need + 1);
+		if (txt && pf_tok_detokenize(e->tok, r->hyps[i].tokens, (size_t)r->hyps[i].n, false, false, txt, need, &len))
+			len = 0;
+		u.generated_tokens = r->hyps[i].n;
+		u.beam_score = (float)r->hyps[i].score;
+		if (e->ev.on_beam)
+			e->ev.on_beam(e->ev.ctx, r->id, r->user, i, r->hyps[i].tokens, r->hyps[i].n, txt, len, &u);
+		free(txt);
+	}
+	enum pf_finish_reason why = r->n_hyps ? r->hyps[0].why : PF_FINISH_LENGTH;
+	/* the first live beam reports the request's end; the rest go quietly */
+	bool reported = false;
+	for (int i = MAX_N - 1; i >= 0; i--) {
+		if (!r->seqs[i])
+			continue;
+		bool last = r->n_live == 1;
+		seq_end(e, r->seqs[i], why, NULL, 0, last && !reported);
+		if (last)
+			break;
+	}
+}
+
+/* All live beams of r have candidates: choose the next beams. */
+static void beam_step(struct pf_engine *e, struct ereq *r)
+{
+	const int32_t w = r->p.beam_width;
+	struct { double score; struct eseq *b; struct pf_sample_logprob c; } all[MAX_N * 2 * MAX_N];
+	int32_t na = 0;
+	for (int i = 0; i < MAX_N; i++) {
+		struct eseq *b = r->seqs[i];
+		if (!b)
+			continue;
+		for (int32_t j = 0; j < b->n_cand; j++)
+			all[na++] = (typeof(all[0])){ b->cum_logprob + b->cand[j].logprob, b, b->cand[j] };
+		b->has_cand = false;
+	}
+	/* best first; ties keep the earlier beam's candidate (stable order) */
+	for (int32_t i = 1; i < na; i++)
+		for (int32_t j = i; j > 0 && all[j].score > all[j - 1].score; j--) {
+			typeof(all[0]) t = all[j];
+			all[j] = all[j - 1];
+			all[j - 1] = t;
+		}
+	struct { struct eseq *b; int32_t tok; double cum; } next[MAX_N];
+	int32_t nn = 0;
+	for (int32_t i = 0; i < na && nn < w; i++) {
+		if (is_stop_token(e, r, all[i].c.token)) {
+			if (r->n_hyps < w)
+				add_hyp(r, all[i].b, -1, all[i].score, PF_FINISH_STOP);
+			continue;
+		}
+		next[nn++] = (typeof(next[0])){ all[i].b, all[i].c.token, all[i].score };
+	}
+	int32_t gen = 0;
+	for (int i = 0; i < MAX_N; i++)
+		if (r->seqs[i])
+			gen = r->seqs[i]->q->n_tokens - r->n_prompt;
+	bool done = r->n_hyps >= w || nn == 0 || gen + 1 >= r->p.sampling.max_tokens ||
+		    r->n_prompt + gen + 1 >= e->max_model_len;
+	if (done) {
+		/* the live candidates complete as length-limited hypotheses */
+		for (int32_t i = 0; i < nn && r->n_hyps < w; i++)
+			add_hyp(r, next[i].b, next[i].tok, next[i].cum, PF_FINISH_LENGTH);
+		beam_finish(e, r);
+		return;
+	}
+	/* children: the first child of a beam continues it, others fork it
+	 * (before any token is appended, so they share the parent's state) */
+	struct eseq *child[MAX_N];
+	bool used[MAX_N] = { false };
+	for (int32_t i = 0; i < nn; i++) {
+		int pi = -1;
+		for (int k = 0; k < MAX_N; k++)
+			if (r->seqs[k] == next[i].b)
+				pi = k;
+		if (!used[pi]) {
+			used[pi] = true;
+			child[i] = next[i].b;
+			continue;
+		}
+		struct pf_seq *fq;
+		child[i] = NULL;
+		if (pf_sched_fork(e->sched, next[i].b->q, &fq) == 0) {
+			child[i] = eseq_new(e, r, fq, 0, NULL, 0);
+			if (!child[i])
+				pf_sched_finish(e->sched, fq);
+		}
+	}
+	/* beams with no child end here, quietly */
+	for (int k = 0; k < MAX_N; k++) {
+		struct eseq *b = r->seqs[k];
+		if (!b || used[k])
+			continue;
+		bool is_child = false;
+		for (int32_t i = 0; i < nn; i++)
+			is_child |= child[i] == b;
+		if (!is_child)
+			seq_end(e, b, PF_FINISH_STOP, NULL, 0, false);
+	}
+	for (int32_t i = 0; i < nn; i++) {
+		if (!child[i])
+			continue;
+		child[i]->cum_logprob = next[i].cum;
+		pf_sched_append(e->sched, child[i]->q, next[i].tok);
+		e->generated++;
+	}
+	if (r->t_first == 0)
+		r->t_first = now_s();
+}
+
+/* ---- the step --------------------------------------------------------------- */
+
+int pf_engine_step(struct pf_engine *e)
+{
+	struct pf_sched_batch b;
+	double t = now_s();
+	int n = pf_sched_step(e->sched, (int64_t)(t * 1000), &b);
+	if (n <= 0) {
+		e->last_step_tokens = 0;
+		return n;
+	}
+	int r = 0;
+	for (int32_t i = 0; i < b.n_copies && !r; i++)
+		r = e->be.ops->copy_block(e->be.ctx, b.copies[i].src, b.copies[i].dst);
+	if (b.n_logits > e->cap_logits) {
+		float *l = realloc(e->logits, sizeof(float) * (size_t)b.n_logits * (size_t)e->n_vocab);
+		if (!l)
+			r = -ENOMEM;
+		else {
+			e->logits = l;
+			e->cap_logits = b.n_logits;
+		}
+	}
+	if (!r) {
+		struct pf_batch fb = {
+			.n_tokens = b.n_tokens, .tokens = b.tokens, .pos = b.pos, .seq = b.seq_idx, .n_seqs = b.n_seqs,
+			.block_table = b.tables, .n_table = b.n_table, .n_logits = b.n_logits, .logit_rows = b.logit_rows,
+		};
+		r = e->be.ops->forward(e->be.ctx, &fb, e->logits);
+	}
+	pf_sched_step_done(e->sched);
+	for (int32_t i = 0; i < b.n_seqs; i++) {
+		struct eseq *es = b.seqs[i]->user;
+		if (es && es->r->t_sched == 0)
+			es->r->t_sched = t;
+		if (es && b.seqs[i]->n_cached && !es->r->cached)
+			es->r->cached = b.seqs[i]->n_cached;
+	}
+	if (r) {
+		/* the step failed: fail every request in it rather than loop */
+		for (int32_t i = 0; i < b.n_seqs; i++)
+			if (b.seqs[i]->user)
+				seq_end(e, b.seqs[i]->user, PF_FINISH_ERROR, NULL, 0, true);
+		return r;
+	}
+	for (int32_t i = 0; i < b.n_tokens; i++)
+		e->prompt_computed += b.pos[i] < b.seqs[b.seq_idx[i]]->n_prompt;
+	e->last_step_tokens = b.n_tokens;
+
+	/* Sequences never end before this loop has seen every row: beam
+	 * bookkeeping is deferred to after it. */
+	struct ereq *beam_reqs[256];
+	int32_t n_beam = 0;
+	for (int32_t i = 0; i < b.n_logits; i++) {
+		struct eseq *es = b.logit_seqs[i]->user;
+		float *lg = e->logits + (size_t)i * (size_t)e->n_vocab;
+		struct ereq *rq = es->r;
+		if (rq->p.beam_width > 1) {
+			if (!rq->forked) {
+				rq->forked = true;
+				es->cum_logprob = 0;
+			}
+			es->n_cand = top_logprobs(lg, e->n_vocab, 2 * rq->p.beam_width, es->cand);
+			es->has_cand = true;
+			bool seen = false;
+			for (int32_t k = 0; k < n_beam; k++)
+				seen |= beam_reqs[k] == rq;
+			if (!seen && n_beam < 256)
+				beam_reqs[n_beam++] = rq;
+			continue;
+		}
+		if (!rq->forked && rq->p.n > 1) {
+			rq->forked = true;
+			struct eseq *sib[MAX_N];
+			int32_t ns = 0;
+			for (int32_t k = 1; k < rq->p.n; k++) {
+				struct pf_seq *fq;
+				if (pf_sched_fork(e->sched, es->q, &fq))
+					break;
+				struct eseq *f = eseq_new(e, rq, fq, k, NULL, 0);
+				if (!f) {
+					pf_sched_finish(e->sched, fq);
+					break;
+				}
+				sib[ns++] = f;
+			}
+			sample_one(e, es, lg);
+			for (int32_t k = 0; k < ns; k++)
+				sample_one(e, sib[k], lg);
+			continue;
+		}
+		sample_one(e, es, lg);
+	}
+	for (int32_t k = 0; k < n_beam; k++) {
+		struct ereq *rq = beam_reqs[k];
+		bool ready = true;
+		for (int i = 0; i < MAX_N; i++)
+			if (rq->seqs[i] && !rq->seqs[i]->has_cand)
+				ready = false;
+		if (ready)
+			beam_step(e, rq);
+	}
+	return n;
+}
+
+bool pf_engine_has_work(const struct pf_engine *e)
+{
+	return e->reqs != NULL;
+}
+
+void pf_engine_get_stats(const struct pf_engine *e, struct pf_engine_stats *ret)
+{
+	struct pf_sched_stats ss;
+	memset(ret, 0, sizeof(*ret));
+	pf_sched_get_stats(e->sched, &ss);
+	ret->running = ss.n_running;
+	ret->waiting = ss.n_waiting;
+	ret->steps = ss.steps;
+	ret->preemptions = ss.preemptions_total;
+	pf_kv_get_stats(e->kv, &ret->kv);
+	ret->prompt_tokens_computed = e->prompt_computed;
+	ret->generation_tokens = e->generated;
+	ret->last_step_tokens = e->last_step_tokens;
+}
+
+const struct pf_tok *pf_engine_tok(const struct pf_engine *e) { return e->tok; }
+const struct pf_chat *pf_engine_chat(const struct pf_engine *e) { return e->chat; }
+const struct pf_model *pf_engine_model(const struct pf_engine *e) { return e->model; }
+const char *pf_engine_describe(const struct pf_engine *e) { return e->desc; }
+int32_t pf_engine_max_model_len(const struct pf_engine *e) { return e->max_model_len; }
+
+void pf_engine_destroy(struct pf_engine *e)
+{
+	if (!e)
+		return;
+	while (e->reqs)
+		pf_engine_cancel(e, e->reqs->id);
+	pf_sched_destroy(e->sched);
+	pf_kv_destroy(e->kv);
+	if (e->be.ops)
+		e->be.ops->destroy(e->be.ctx);
+	pf_chat_free(e->chat);
+	pf_tok_free(e->tok);
+	pf_model_free(e->model);
+	free(e->logits);
+	free(e->text);
+	free(e);
+}
