@@ -125,6 +125,38 @@ static int arena_add(struct cur *c, struct pf_gguf_str s, uint64_t at, const cha
 	return 0;
 }
 
+/*
+ * Write a name from the file into a message buffer: bytes that could end the
+ * line or drive a terminal (controls, DEL) and the quote and backslash are
+ * written as \xNN, and names longer than `max_in` bytes are cut with "...".
+ * UTF-8 passes through.  `cap` must be at least 8.
+ */
+static void fmt_name(char *dst, size_t cap, const char *s, uint64_t len, size_t max_in)
+{
+	size_t o = 0;
+	uint64_t i;
+	for (i = 0; i < len && i < max_in; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		bool esc = ch < 0x20 || ch == 0x7f || ch == '\\' || ch == '\'';
+		if (o + (esc ? 4 : 1) + 4 > cap) /* keep room for "..." and the NUL */
+			break;
+		if (esc) {
+			static const char hex[] = "0123456789abcdef";
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[ch >> 4];
+			dst[o++] = hex[ch & 15];
+		} else {
+			dst[o++] = (char)ch;
+		}
+	}
+	if (i < len) {
+		memcpy(dst + o, "...", 3);
+		o += 3;
+	}
+	dst[o] = '\0';
+}
+
 size_t pf_gguf_vtype_size(uint32_t t)
 {
 	switch (t) {
@@ -144,8 +176,42 @@ const char *pf_gguf_vtype_name(uint32_t t)
 	return t < PF_GGUF_VTYPE_COUNT ? names[t] : "?";
 }
 
-/* Skip one value of type `t`, validating it.  `what` names it in messages. */
-static int skip_value(struct cur *c, uint32_t t, int depth, const char *what)
+/*
+ * Skip `n` strings in a row, validating each.  This is the loop a vocabulary
+ * spends its time in (100k tokens and merges), so it avoids a call per
+ * element.  With `ret_offs` it also returns a malloc'd index of the file
+ * offset of each element (NULL when n is 0).
+ */
+static int skip_strings(struct cur *c, uint64_t n, const char *what, uint64_t **ret_offs)
+{
+	uint64_t *offs = NULL, p = c->pos, len;
+	if (ret_offs && n) {
+		offs = malloc(n * sizeof(*offs)); /* n was bounded by the bytes left */
+		if (!offs)
+			return -ENOMEM;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		if (c->size - p < 8 || (memcpy(&len, c->b + p, 8), len > c->size - p - 8)) {
+			struct pf_gguf_str s;
+			free(offs);
+			/* rd_str fails on the same test, with the usual message */
+			c->pos = p;
+			return rd_str(c, &s, what);
+		}
+		if (offs)
+			offs[i] = p;
+		p += 8 + len;
+	}
+	c->pos = p;
+	if (ret_offs)
+		*ret_offs = offs;
+	return 0;
+}
+
+/* Skip one value of type `t`, validating it.  `what` names it in messages.
+ * For an array of strings, `str_offs` (when non-NULL) receives the index of
+ * its elements (see skip_strings). */
+static int skip_value(struct cur *c, uint32_t t, int depth, const char *what, uint64_t **str_offs)
 {
 	size_t sz = pf_gguf_vtype_size(t);
 	if (sz)
@@ -175,8 +241,10 @@ static int skip_value(struct cur *c, uint32_t t, int depth, const char *what)
 		c->pos += n * sz;
 		return 0;
 	}
+	if (et == PF_GGUF_STRING)
+		return skip_strings(c, n, what, str_offs);
 	for (uint64_t i = 0; i < n; i++) {
-		r = skip_value(c, et, depth + 1, what);
+		r = skip_value(c, et, depth + 1, what, NULL);
 		if (r)
 			return r;
 	}
@@ -200,13 +268,14 @@ static int cmp_tensor_ptr_off(const void *a, const void *b)
 	return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-static int parse_kvs(struct cur *c, struct pf_gguf *g, size_t *key_offs)
+static int parse_kvs(struct cur *c, struct pf_gguf *g, size_t *key_offs, uint64_t *key_at)
 {
-	char what[96];
+	char what[320], name[256];
 	for (uint64_t i = 0; i < g->n_kv; i++) {
 		struct pf_gguf_kv *kv = &g->kv[i];
 		struct pf_gguf_str key;
 		uint64_t at = c->pos;
+		key_at[i] = at;
 		snprintf(what, sizeof(what), "metadata entry %" PRIu64 " key", i);
 		int r = rd_str(c, &key, what);
 		if (r)
@@ -215,7 +284,8 @@ static int parse_kvs(struct cur *c, struct pf_gguf *g, size_t *key_offs)
 		if (r)
 			return r;
 		/* the key is known now: name it in every later message */
-		snprintf(what, sizeof(what), "metadata '%.*s'", (int)(key.len > 60 ? 60 : key.len), key.ptr);
+		fmt_name(name, sizeof(name), key.ptr, key.len, 60);
+		snprintf(what, sizeof(what), "metadata '%s'", name);
 		r = rd_u32(c, &kv->type, what);
 		if (r)
 			return r;
@@ -223,28 +293,17 @@ static int parse_kvs(struct cur *c, struct pf_gguf *g, size_t *key_offs)
 			return fail(c, "%s at offset %" PRIu64 ": unknown value type %" PRIu32, what, c->pos - 4, kv->type);
 		if (kv->type == PF_GGUF_ARRAY) {
 			uint64_t save = c->pos;
-			r = skip_value(c, PF_GGUF_ARRAY, 0, what);
+			/* string elements are indexed as they are skipped so
+			 * lookups are O(1) */
+			r = skip_value(c, PF_GGUF_ARRAY, 0, what, &kv->str_offs);
 			if (r)
 				return r;
 			memcpy(&kv->arr_type, c->b + save, 4);
 			memcpy(&kv->arr_n, c->b + save + 4, 8);
 			kv->off = save + 12;
-			if (kv->arr_type == PF_GGUF_STRING && kv->arr_n) {
-				/* index the elements so lookups are O(1); the count
-				 * was bounded by the file size in skip_value */
-				kv->str_offs = malloc(kv->arr_n * sizeof(uint64_t));
-				if (!kv->str_offs)
-					return -ENOMEM;
-				uint64_t p = kv->off, len;
-				for (uint64_t j = 0; j < kv->arr_n; j++) {
-					kv->str_offs[j] = p;
-					memcpy(&len, c->b + p, 8);
-					p += 8 + len;
-				}
-			}
 		} else {
 			kv->off = c->pos;
-			r = skip_value(c, kv->type, 0, what);
+			r = skip_value(c, kv->type, 0, what, NULL);
 			if (r)
 				return r;
 		}
@@ -252,13 +311,14 @@ static int parse_kvs(struct cur *c, struct pf_gguf *g, size_t *key_offs)
 	return 0;
 }
 
-static int parse_tensors(struct cur *c, struct pf_gguf *g, size_t *name_offs)
+static int parse_tensors(struct cur *c, struct pf_gguf *g, size_t *name_offs, uint64_t *info_at)
 {
-	char what[160];
+	char what[480], name_s[440];
 	for (uint64_t i = 0; i < g->n_tensors; i++) {
 		struct pf_gguf_tensor *t = &g->tensors[i];
 		struct pf_gguf_str name;
 		uint64_t at = c->pos;
+		info_at[i] = at;
 		snprintf(what, sizeof(what), "tensor info %" PRIu64 " name", i);
 		int r = rd_str(c, &name, what);
 		if (r)
@@ -266,13 +326,15 @@ static int parse_tensors(struct cur *c, struct pf_gguf *g, size_t *name_offs)
 		r = arena_add(c, name, at, what, &name_offs[i]);
 		if (r)
 			return r;
-		snprintf(what, sizeof(what), "tensor '%.*s'", (int)(name.len > 100 ? 100 : name.len), name.ptr);
+		fmt_name(name_s, sizeof(name_s), name.ptr, name.len, 100);
+		snprintf(what, sizeof(what), "tensor '%s'", name_s);
 		r = rd_u32(c, &t->n_dims, what);
 		if (r)
 			return r;
 		if (t->n_dims < 1 || t->n_dims > PF_GGUF_MAX_DIMS)
 			return fail(c, "%s at offset %" PRIu64 ": %" PRIu32 " dimensions (1..%d allowed)",
 				    what, c->pos - 4, t->n_dims, PF_GGUF_MAX_DIMS);
+		uint64_t ne_at = c->pos;
 		t->n_elems = 1;
 		for (uint32_t d = 0; d < PF_GGUF_MAX_DIMS; d++) {
 			t->ne[d] = 1;
@@ -296,9 +358,13 @@ static int parse_tensors(struct cur *c, struct pf_gguf *g, size_t *name_offs)
 			return fail(c, "%s at offset %" PRIu64 ": unknown tensor type id %" PRIu32,
 				    what, c->pos - 4, t->type);
 		if (t->ne[0] % ti->block_elems)
-			return fail(c, "%s: row length %" PRIu64 " is not a multiple of the %s block size %" PRIu32,
-				    what, t->ne[0], ti->name, ti->block_elems);
-		t->size = t->n_elems / ti->block_elems * ti->block_bytes;
+			return fail(c, "%s at offset %" PRIu64 ": row length %" PRIu64 " is not a multiple of the %s block size %" PRIu32,
+				    what, ne_at, t->ne[0], ti->name, ti->block_elems);
+		/* the element count is below 2^62, but F32/I32/F64/I64 sizes are
+		 * up to 8 times that: a wrapped size would pass the data check */
+		if (__builtin_mul_overflow(t->n_elems / ti->block_elems, (uint64_t)ti->block_bytes, &t->size))
+			return fail(c, "%s at offset %" PRIu64 ": %" PRIu64 " %s elements take more than 2^64 bytes",
+				    what, c->pos - 4, t->n_elems, ti->name);
 		r = rd_u64(c, &t->offset, what);
 		if (r)
 			return r;
@@ -313,11 +379,18 @@ static int parse_tensors(struct cur *c, struct pf_gguf *g, size_t *name_offs)
 static int check_tensor_data(struct cur *c, struct pf_gguf *g)
 {
 	uint64_t data_size = c->size - g->data_off;
+	char name[440], name2[440];
 	for (uint64_t i = 0; i < g->n_tensors; i++) {
 		struct pf_gguf_tensor *t = &g->tensors[i];
-		if (t->offset > data_size || t->size > data_size - t->offset)
+		if (t->offset > data_size || t->size > data_size - t->offset) {
+			fmt_name(name, sizeof(name), t->name, strlen(t->name), 100);
+			/* a relative offset this large would wrap: show both parts */
+			if (t->offset > UINT64_MAX - g->data_off)
+				return fail(c, "tensor '%s': data [offset %" PRIu64 " + %" PRIu64 ", size %" PRIu64 "] runs past end of file (size %" PRIu64 ")",
+					    name, g->data_off, t->offset, t->size, c->size);
 			return fail(c, "tensor '%s': data [offset %" PRIu64 ", size %" PRIu64 "] runs past end of file (size %" PRIu64 ")",
-				    t->name, g->data_off + t->offset, t->size, c->size);
+				    name, g->data_off + t->offset, t->size, c->size);
+		}
 		t->offset += g->data_off;
 		t->data = c->b + t->offset;
 	}
@@ -329,17 +402,45 @@ static int check_tensor_data(struct cur *c, struct pf_gguf *g)
 	for (uint64_t i = 0; i < g->n_tensors; i++)
 		by_off[i] = &g->tensors[i];
 	qsort(by_off, g->n_tensors, sizeof(*by_off), cmp_tensor_ptr_off);
+	/* compare each range with the furthest-reaching one before it, not only
+	 * with its neighbour: a large tensor may contain several others, and
+	 * empty tensors (which overlap nothing) may sit between them */
+	const struct pf_gguf_tensor *reach = NULL;
+	uint64_t end = 0;
 	int r = 0;
-	for (uint64_t i = 0; i + 1 < g->n_tensors; i++) {
-		const struct pf_gguf_tensor *a = by_off[i], *b = by_off[i + 1];
-		if (a->size && b->size && a->offset + a->size > b->offset) {
+	for (uint64_t i = 0; i < g->n_tensors; i++) {
+		const struct pf_gguf_tensor *b = by_off[i];
+		if (!b->size)
+			continue;
+		if (reach && b->offset < end) {
+			fmt_name(name, sizeof(name), reach->name, strlen(reach->name), 100);
+			fmt_name(name2, sizeof(name2), b->name, strlen(b->name), 100);
 			r = fail(c, "tensor '%s' (data at %" PRIu64 ", %" PRIu64 " bytes) overlaps tensor '%s' (data at %" PRIu64 ")",
-				 a->name, a->offset, a->size, b->name, b->offset);
+				 name, reach->offset, reach->size, name2, b->offset);
 			break;
+		}
+		if (b->offset + b->size > end) {
+			end = b->offset + b->size;
+			reach = b;
 		}
 	}
 	free(by_off);
 	return r;
+}
+
+/* The index of the entry whose name starts at arena offset `off`, given the
+ * ascending arena offsets of all n names. */
+static uint64_t entry_index(const size_t *offs, uint64_t n, size_t off)
+{
+	uint64_t lo = 0, hi = n;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (offs[mid] < off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n ? lo : 0;
 }
 
 int pf_gguf_open_mem(const void *data, size_t size, const char *name,
@@ -347,7 +448,11 @@ int pf_gguf_open_mem(const void *data, size_t size, const char *name,
 {
 	struct cur c = { .b = data, .size = size, .path = name ? name : "<memory>", .err = err, .errlen = errlen };
 	size_t *key_offs = NULL, *name_offs = NULL;
-	struct pf_gguf *g = calloc(1, sizeof(*g));
+	uint64_t *key_at = NULL, *info_at = NULL;
+	char nbuf[440];
+	/* the name is copied behind the object: callers pass temporary buffers */
+	size_t name_len = strlen(c.path);
+	struct pf_gguf *g = calloc(1, sizeof(*g) + name_len + 1);
 	uint32_t magic;
 	int r;
 
@@ -355,7 +460,7 @@ int pf_gguf_open_mem(const void *data, size_t size, const char *name,
 		err[0] = '\0';
 	if (!g)
 		return -ENOMEM;
-	g->path = c.path;
+	g->path = memcpy((char *)(g + 1), c.path, name_len + 1);
 	g->base = data;
 	g->size = size;
 
@@ -378,22 +483,26 @@ int pf_gguf_open_mem(const void *data, size_t size, const char *name,
 		goto out;
 	/* every entry takes at least 13 (kv) or 32 (tensor info) bytes */
 	if (g->n_kv > remaining(&c) / 13) {
-		r = fail(&c, "metadata count %" PRIu64 " at offset 16 is more than the file could hold", g->n_kv);
+		r = fail(&c, "metadata count %" PRIu64 " at offset 16 is more than a file of %" PRIu64 " bytes could hold",
+			 g->n_kv, c.size);
 		goto out;
 	}
 	if (g->n_tensors > remaining(&c) / 32) {
-		r = fail(&c, "tensor count %" PRIu64 " at offset 8 is more than the file could hold", g->n_tensors);
+		r = fail(&c, "tensor count %" PRIu64 " at offset 8 is more than a file of %" PRIu64 " bytes could hold",
+			 g->n_tensors, c.size);
 		goto out;
 	}
 	g->kv = calloc(g->n_kv ? g->n_kv : 1, sizeof(*g->kv));
 	g->tensors = calloc(g->n_tensors ? g->n_tensors : 1, sizeof(*g->tensors));
 	key_offs = calloc(g->n_kv ? g->n_kv : 1, sizeof(*key_offs));
 	name_offs = calloc(g->n_tensors ? g->n_tensors : 1, sizeof(*name_offs));
-	if (!g->kv || !g->tensors || !key_offs || !name_offs) {
+	key_at = calloc(g->n_kv ? g->n_kv : 1, sizeof(*key_at));
+	info_at = calloc(g->n_tensors ? g->n_tensors : 1, sizeof(*info_at));
+	if (!g->kv || !g->tensors || !key_offs || !name_offs || !key_at || !info_at) {
 		r = -ENOMEM;
 		goto out;
 	}
-	r = parse_kvs(&c, g, key_offs);
+	r = parse_kvs(&c, g, key_offs, key_at);
 	if (r)
 		goto out;
 
@@ -421,7 +530,7 @@ int pf_gguf_open_mem(const void *data, size_t size, const char *name,
 		g->alignment = a;
 	}
 
-	r = parse_tensors(&c, g, name_offs);
+	r = parse_tensors(&c, g, name_offs, info_at);
 	if (r)
 		goto out;
 	for (uint64_t i = 0; i < g->n_kv; i++)
@@ -444,17 +553,27 @@ int pf_gguf_open_mem(const void *data, size_t size, const char *name,
 	if (r)
 		goto out;
 
-	/* sort by name for binary search, refusing duplicates */
+	/* sort by name for binary search, refusing duplicates; the message names
+	 * both entries by file offset, found from where each name sits in the
+	 * arena (names are appended in file order) */
 	qsort(g->kv, g->n_kv, sizeof(*g->kv), cmp_kv_key);
 	for (uint64_t i = 0; i + 1 < g->n_kv; i++)
 		if (!strcmp(g->kv[i].key, g->kv[i + 1].key)) {
-			r = fail(&c, "metadata key '%s' appears more than once", g->kv[i].key);
+			uint64_t a = key_at[entry_index(key_offs, g->n_kv, (size_t)(g->kv[i].key - g->names))];
+			uint64_t b = key_at[entry_index(key_offs, g->n_kv, (size_t)(g->kv[i + 1].key - g->names))];
+			fmt_name(nbuf, sizeof(nbuf), g->kv[i].key, strlen(g->kv[i].key), 100);
+			r = fail(&c, "metadata key '%s' is repeated (entries at offsets %" PRIu64 " and %" PRIu64 ")",
+				 nbuf, a < b ? a : b, a < b ? b : a);
 			goto out;
 		}
 	qsort(g->tensors, g->n_tensors, sizeof(*g->tensors), cmp_tensor_name);
 	for (uint64_t i = 0; i + 1 < g->n_tensors; i++)
 		if (!strcmp(g->tensors[i].name, g->tensors[i + 1].name)) {
-			r = fail(&c, "tensor name '%s' appears more than once", g->tensors[i].name);
+			uint64_t a = info_at[entry_index(name_offs, g->n_tensors, (size_t)(g->tensors[i].name - g->names))];
+			uint64_t b = info_at[entry_index(name_offs, g->n_tensors, (size_t)(g->tensors[i + 1].name - g->names))];
+			fmt_name(nbuf, sizeof(nbuf), g->tensors[i].name, strlen(g->tensors[i].name), 100);
+			r = fail(&c, "tensor name '%s' is repeated (tensor infos at offsets %" PRIu64 " and %" PRIu64 ")",
+				 nbuf, a < b ? a : b, a < b ? b : a);
 			goto out;
 		}
 	*ret = g;
@@ -465,6 +584,8 @@ out:
 		snprintf(err, errlen, "%s: out of memory while indexing the file", c.path);
 	free(key_offs);
 	free(name_offs);
+	free(key_at);
+	free(info_at);
 	free(c.arena);
 	if (g) {
 		g->base = NULL; /* the caller's buffer is not ours */
@@ -480,7 +601,9 @@ int pf_gguf_open(const char *path, struct pf_gguf **ret, char *err, size_t errle
 	void *map = MAP_FAILED;
 	int fd, r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO would otherwise wait for a writer before
+	 * the regular-file check below could refuse it */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		r = -errno;
 		if (err && errlen)
@@ -684,7 +807,8 @@ int pf_gguf_arr_f32(const struct pf_gguf *g, const struct pf_gguf_kv *kv, uint64
 {
 	size_t sz = pf_gguf_vtype_size(kv->arr_type);
 	int64_t iv; uint64_t u; double d; bool neg, isint;
-	if (kv->type != PF_GGUF_ARRAY || !sz || i >= kv->arr_n)
+	/* bools are not numbers here, as for the scalar getters */
+	if (kv->type != PF_GGUF_ARRAY || !sz || kv->arr_type == PF_GGUF_BOOL || i >= kv->arr_n)
 		return -EINVAL;
 	if (load_num(g->base + kv->off + i * sz, kv->arr_type, &iv, &u, &neg, &d, &isint))
 		return -EINVAL;
@@ -696,9 +820,12 @@ int pf_gguf_arr_i64(const struct pf_gguf *g, const struct pf_gguf_kv *kv, uint64
 {
 	size_t sz = pf_gguf_vtype_size(kv->arr_type);
 	int64_t iv; uint64_t u; double d; bool neg, isint;
-	if (kv->type != PF_GGUF_ARRAY || !sz || i >= kv->arr_n)
+	if (kv->type != PF_GGUF_ARRAY || !sz || kv->arr_type == PF_GGUF_BOOL || i >= kv->arr_n)
 		return -EINVAL;
 	if (load_num(g->base + kv->off + i * sz, kv->arr_type, &iv, &u, &neg, &d, &isint) || !isint)
+		return -EINVAL;
+	/* a u64 above INT64_MAX would come back negative */
+	if (kv->arr_type == PF_GGUF_U64 && u > INT64_MAX)
 		return -EINVAL;
 	*ret = iv;
 	return 0;

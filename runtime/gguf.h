@@ -93,16 +93,18 @@ struct pf_gguf {
 /*
  * Map and parse the file at `path`.  On success returns 0 and *ret owns the
  * mapping (free with pf_gguf_close).  On failure returns a negative errno
- * (-ENOENT/-EACCES from open, -EINVAL for a malformed file, -ENOMEM) and, if
- * `err` is non-NULL, writes a one-line message of at most `errlen` bytes that
- * starts with the file name.
+ * (-ENOENT/-EACCES from open, -EINVAL for a malformed file or one that is not
+ * a regular file, -ENOMEM), leaves *ret alone and, if `err` is non-NULL,
+ * writes a one-line message of at most `errlen` bytes that starts with the
+ * file name (names from the file appear with control bytes escaped as \xNN).
  */
 int pf_gguf_open(const char *path, struct pf_gguf **ret, char *err, size_t errlen);
 
 /*
  * Parse `size` bytes at `data` (not copied: they must outlive the object).
- * `name` is used in messages.  Same returns as pf_gguf_open().  This is the
- * entry point of the fuzz harness and the hostile-input tests.
+ * `name` (NULL: "<memory>") is used in messages and copied into the object
+ * as its `path`.  Same returns as pf_gguf_open().  This is the entry point
+ * of the fuzz harness and the hostile-input tests.
  */
 int pf_gguf_open_mem(const void *data, size_t size, const char *name,
 		     struct pf_gguf **ret, char *err, size_t errlen);
@@ -131,7 +133,11 @@ int pf_gguf_get_str(const struct pf_gguf *g, const char *key, struct pf_gguf_str
 /*
  * Element `i` of an array entry.  pf_gguf_arr_str: array of strings.
  * pf_gguf_arr_f32 / pf_gguf_arr_i64: numeric arrays of any numeric element
- * type (converted).  Return 0, or -EINVAL for a wrong type or i >= arr_n.
+ * type (converted; bool is not numeric, as for the scalar getters;
+ * pf_gguf_arr_i64 refuses float elements and u64 values above INT64_MAX).
+ * Return 0, or -EINVAL for a wrong type, a value that does not convert, or
+ * i >= arr_n.  Arrays of arrays are described (arr_type, arr_n) but not
+ * indexed.
  */
 int pf_gguf_arr_str(const struct pf_gguf *g, const struct pf_gguf_kv *kv, uint64_t i,
 		    struct pf_gguf_str *ret);

@@ -7,7 +7,7 @@
  * `prefill_chunk` prompt tokens) or its one decode token into one flattened
  * batch, runs the backend once, and takes the argmax of the logits of each
  * sequence that produced a next token.  No scheduling policy lives here —
- * the continuous-batching scheduler (sched.h) decides admission, budgets and
+ * the continuous-batching scheduler (scheduler.h) decides admission, budgets and
  * preemption for the daemon; this is the engine step without it, which is
  * what the kernel-level tests and benchmarks want.
  */

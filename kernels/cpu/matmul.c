@@ -7,6 +7,7 @@
 #define MM_CHUNK_ROWS 16
 
 struct qa_args {
+	struct pf_tp *tp;
 	const struct pf_qtype_ops *ops;
 	const float *x;
 	int64_t n_tok, n_in;
@@ -17,14 +18,16 @@ struct qa_args {
 static void quantize_task(void *p, int ith, int nth)
 {
 	const struct qa_args *a = p;
-	for (int64_t t = ith; t < a->n_tok; t += nth)
+	(void)ith;
+	(void)nth;
+	for (int64_t t; (t = pf_tp_next_chunk(a->tp)) < a->n_tok;)
 		a->ops->quantize_act(a->x + t * a->n_in, a->act + (size_t)t * a->act_row_bytes, a->n_in);
 }
 
 void pf_cpu_quantize_acts(struct pf_tp *tp, const struct pf_qtype_ops *ops, const float *x,
 			  int64_t n_tok, int64_t n_in, void *act, size_t act_row_bytes)
 {
-	struct qa_args a = { ops, x, n_tok, n_in, act, act_row_bytes };
+	struct qa_args a = { tp, ops, x, n_tok, n_in, act, act_row_bytes };
 	pf_tp_run(tp, quantize_task, &a, n_tok < pf_tp_size(tp) ? (int)n_tok : 0);
 }
 

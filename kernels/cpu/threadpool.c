@@ -19,6 +19,7 @@
 #define TP_SPIN 20000
 /* Pure pause-spinning this long (~10-50 µs) before yielding the CPU. */
 #define TP_SPIN_PAUSE 500
+#define TP_CLOSED (UINT64_C(1) << 63)
 
 struct pf_tp_worker {
 	struct pf_tp *tp;
@@ -35,7 +36,10 @@ struct pf_tp {
 	void *arg;
 	int nth;
 	_Alignas(64) _Atomic uint32_t gen;  /* futex word: region generation */
-	_Alignas(64) _Atomic int n_done;    /* workers finished with this region */
+	/* region state: bits 0-31 the region's generation, 32-47 threads that
+	 * joined it, bit 63 closed (no more joins) */
+	_Alignas(64) _Atomic uint64_t state;
+	_Alignas(64) _Atomic int n_done;    /* joined workers finished with this region */
 	_Alignas(64) _Atomic int64_t chunk; /* pf_tp_next_chunk counter */
 	_Alignas(64) _Atomic int sleepers;  /* workers in (or about to enter) futex wait */
 	_Atomic int stop;
@@ -131,8 +135,24 @@ static void *worker_main(void *p)
 		seen = g;
 		if (atomic_load_explicit(&tp->stop, memory_order_acquire))
 			break;
-		if (w->ith < tp->nth)
-			tp->fn(tp->arg, w->ith, tp->nth);
+		/* join the region unless the caller already closed it (it did
+		 * all the work itself while we were descheduled) */
+		uint64_t st = atomic_load(&tp->state);
+		int idx = -1;
+		while ((uint32_t)st == g && !(st & TP_CLOSED)) {
+			int joined = (int)((st >> 32) & 0xffff);
+			if (joined + 1 >= tp->nth)
+				break;
+			/* acq_rel: pairs with the caller's store of the region state,
+			 * making fn/arg/nth visible; a failed CAS reloads st */
+			if (atomic_compare_exchange_weak(&tp->state, &st, st + (UINT64_C(1) << 32))) {
+				idx = joined + 1;
+				break;
+			}
+		}
+		if (idx < 0)
+			continue;
+		tp->fn(tp->arg, idx, tp->nth);
 		/* release: pairs with the acquire load of n_done in pf_tp_run, so the
 		 * caller sees this worker's writes */
 		atomic_fetch_add_explicit(&tp->n_done, 1, memory_order_release);
@@ -216,14 +236,23 @@ void pf_tp_run(struct pf_tp *tp, pf_tp_fn fn, void *arg, int nth)
 	tp->arg = arg;
 	tp->nth = nth;
 	atomic_store_explicit(&tp->n_done, 0, memory_order_relaxed);
-	/* seq_cst: publishes the region (pairs with the workers' acquire load of
-	 * gen) and orders the bump before the sleepers check (Dekker) */
-	atomic_fetch_add(&tp->gen, 1);
+	uint32_t g = atomic_load_explicit(&tp->gen, memory_order_relaxed) + 1;
+	/* seq_cst: opens the region for joins (pairs with the workers' CAS) */
+	atomic_store(&tp->state, (uint64_t)g);
+	/* seq_cst: wakes spinning workers and orders the bump before the
+	 * sleepers check (Dekker with the worker's sleep) */
+	atomic_store(&tp->gen, g);
 	if (atomic_load(&tp->sleepers) > 0)
 		futex(&tp->gen, FUTEX_WAKE, INT_MAX);
 	fn(arg, 0, nth);
-	/* acquire: pairs with each worker's release increment of n_done */
-	for (int spins = 0; atomic_load_explicit(&tp->n_done, memory_order_acquire) < tp->n - 1; spins++) {
+	/* Every chunk is claimed by now.  Close the region: a worker that has
+	 * not joined yet never will, so we wait only for those that did — on an
+	 * oversubscribed machine the caller simply does all the work instead
+	 * of waiting for a thread the kernel has not scheduled. */
+	uint64_t st = atomic_fetch_or(&tp->state, TP_CLOSED);
+	int joined = (int)((st >> 32) & 0xffff);
+	/* acquire: pairs with each joined worker's release increment of n_done */
+	for (int spins = 0; atomic_load_explicit(&tp->n_done, memory_order_acquire) < joined; spins++) {
 		if (spins > TP_SPIN_PAUSE)
 			sched_yield();
 		else

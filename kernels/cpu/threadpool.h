@@ -8,11 +8,17 @@
  * while before falling back to a futex sleep.  The calling thread takes part
  * as worker 0, so a pool of N threads starts N-1 workers.
  *
- * A region is `fn(arg, ith, nth)` run once on every thread; work inside is
- * split either statically by (ith, nth) or dynamically with
- * pf_tp_next_chunk(), an atomic counter shared by the region.  pf_tp_run()
- * returns when every thread has finished the region, so regions are
- * barriers.  Only one thread may call pf_tp_run() at a time.
+ * A region is `fn(arg, ith, nth)` run by the caller (ith 0) and by every
+ * worker that joins it in time (ith 1..nth-1, unique within the region, so
+ * it may index per-thread scratch).  Work inside must be claimed
+ * dynamically with pf_tp_next_chunk(), an atomic counter shared by the
+ * region — never split statically by (ith, nth): once the caller has
+ * claimed the last chunk it closes the region, and a worker the kernel has
+ * not scheduled by then does not join at all.  That is what keeps a step
+ * fast on an oversubscribed host: nobody waits for a descheduled thread.
+ * pf_tp_run() returns when every chunk is done and every thread that joined
+ * has left, so regions are barriers.  Only one thread may call pf_tp_run()
+ * at a time.
  *
  * States: IDLE --pf_tp_run--> RUNNING --all done--> IDLE; destroy from IDLE.
  */

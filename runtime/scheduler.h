@@ -1,5 +1,5 @@
 /*
- * sched.h — the continuous-batching scheduler.
+ * scheduler.h — the continuous-batching scheduler.
  *
  * Every engine step the scheduler rebuilds the batch (iteration-level
  * scheduling, Orca/vLLM): finished sequences have left, new ones may join,
@@ -42,8 +42,8 @@
  * for each sequence that got logits appends its sampled token
  * (pf_sched_append) or finishes it (pf_sched_finish).
  */
-#ifndef PF_SCHED_H
-#define PF_SCHED_H
+#ifndef PF_SCHEDULER_H
+#define PF_SCHEDULER_H
 
 #include <stdbool.h>
 #include <stdint.h>

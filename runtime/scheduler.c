@@ -1,5 +1,5 @@
-/* sched.c — continuous batching over the KV block manager; see sched.h. */
-#include "sched.h"
+/* scheduler.c — continuous batching over the KV block manager; see scheduler.h. */
+#include "scheduler.h"
 
 #include <errno.h>
 #include <stdio.h>
