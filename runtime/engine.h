@@ -35,7 +35,7 @@
 #include "backend.h"
 #include "kv.h"
 #include "sampler.h"
-#include "sched.h"
+#include "scheduler.h"
 
 struct pf_tok;
 struct pf_chat;

@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "kv.h"
-#include "sched.h"
+#include "scheduler.h"
 
 static uint64_t rng_next(uint64_t *s)
 {
