@@ -225,6 +225,7 @@ static void seq_end(struct pf_engine *e, struct eseq *es, enum pf_finish_reason 
 	if (report && e->ev.on_finish) {
 		struct pf_usage u;
 		fill_usage(r, es, &u);
+		u.last = r->n_live == 1;
 		e->ev.on_finish(e->ev.ctx, r->id, r->user, es->index, why, text, len, &u);
 	}
 	for (int i = 0; i < MAX_N; i++)

@@ -74,6 +74,7 @@ struct pf_usage {
 	double ttft_s;             /* submit → first token */
 	double decode_s;           /* first token → finish */
 	float beam_score;          /* beam search: the hypothesis' score */
+	bool last;                 /* on_finish: the request's last live sequence ended */
 };
 
 struct pf_engine_events {

@@ -1,0 +1,172 @@
+/*
+ * daemon.h — pinferd's internals: configuration, client sessions, the two
+ * loops.
+ *
+ * Threads:
+ *   control thread  accepts registrations on the unix socket (handshake,
+ *                   memfd creation), watches every client's socket and pidfd
+ *                   and the signalfd, on io_uring (poll(2) when io_uring is
+ *                   unavailable).  It never touches the engine.
+ *   engine thread   owns the engine and every session's rings: each
+ *                   iteration polls the SQ rings, submits/cancels, runs one
+ *                   engine step, posts completions, wakes sleepers.
+ *
+ * Hand-over between them is a mutex-protected inbox (new sessions, dead
+ * sessions, drain) plus a futex word the control thread bumps to wake an
+ * idle engine; nothing on the per-token path takes the lock.
+ *
+ * Session lifecycle:
+ *   control: accept → hello/welcome → inbox(NEW)
+ *   engine:  NEW → ACTIVE (polled every step)
+ *   control: socket HUP or pidfd readable → mark dead → inbox(DEAD)
+ *   engine:  cancel its requests (blocks return this step) → free session
+ */
+#ifndef PF_DAEMON_H
+#define PF_DAEMON_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "engine.h"
+#include "proto.h"
+
+enum pf_log_level { PF_LOG_ERROR = 0, PF_LOG_WARN = 1, PF_LOG_INFO = 2, PF_LOG_DEBUG = 3 };
+
+struct pf_daemon_config {
+	char model[4096];
+	char socket_path[108];
+	char instance[65];
+	char config_file[4096];
+	int threads;
+	int64_t kv_memory;
+	int32_t block_size;
+	int32_t max_model_len;
+	int32_t max_num_seqs;
+	int32_t max_batched_tokens;
+	bool prefix_caching;
+	bool priority_policy;
+	int32_t max_clients;
+	int32_t max_inflight;        /* requests in flight per client */
+	int32_t stall_timeout_s;
+	int32_t log_level;
+	uint32_t sq_entries, cq_entries, payload_bytes;
+	uint32_t allow_uids[16], allow_gids[16];
+	int n_allow_uids, n_allow_gids;
+	int socket_mode;             /* permissions of the socket file */
+	bool echo_backend;           /* IPC benchmark: return tokens without a model */
+};
+
+struct pf_daemon;
+struct pf_session;
+
+/* A request as the daemon tracks it (the engine's req_user). */
+struct pf_dreq {
+	struct pf_session *s;
+	uint64_t tag;
+	uint64_t engine_id;
+	int32_t n_live;           /* sequences still running */
+	int64_t deadline_ns;      /* 0: none */
+	struct pf_dreq *prev, *next;
+};
+
+struct pf_session {
+	struct pf_daemon *d;
+	uint64_t id;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	char comm[32];
+	int sock, pidfd;             /* owned by the control thread */
+	int c2d_fd, d2c_fd;
+	struct pf_c2d_hdr *c2d;      /* client-writable: never trusted */
+	struct pf_d2c_hdr *d2c;
+	size_t c2d_bytes, d2c_bytes;
+	struct pf_sqe *sq;           /* inside c2d */
+	uint8_t *payload;            /* inside c2d */
+	struct pf_cqe *cq;           /* inside d2c */
+	uint32_t sq_n, cq_n, payload_n;
+	uint32_t sq_head, cq_tail;   /* daemon-private copies of the indices it owns */
+	/* completions that did not fit the CQ; bounded because a full CQ
+	 * pauses the session's sequences */
+	struct pf_cqe *pending;
+	uint32_t n_pending, cap_pending;
+	bool paused;
+	int64_t paused_since_ns;
+	bool cq_dirty;               /* posted since the last wake */
+	_Atomic bool dead;
+	int32_t n_inflight;
+	int32_t bad_entries;         /* malformed submissions; repeat offenders are disconnected */
+	uint64_t tokens_in, tokens_out, errors;
+	struct pf_dreq *reqs;
+	struct pf_session *next;     /* engine's active list / inbox link */
+};
+
+struct pf_daemon {
+	struct pf_daemon_config cfg;
+	struct pf_engine *engine;
+	char socket_path[108];
+	int listen_fd;
+	int signal_fd;
+	/* inbox: control → engine */
+	pthread_mutex_t lock;
+	struct pf_session *inbox_new, *inbox_dead;
+	_Atomic uint32_t wake;       /* futex word: the engine thread sleeps on it too */
+	_Atomic bool draining;
+	_Atomic bool stop;
+	/* engine thread only */
+	struct pf_session *sessions;
+	int n_sessions;
+	uint64_t next_session_id;
+	_Atomic int n_clients;       /* for the control thread's max_clients check */
+	int log_level;
+};
+
+/* Options: defaults, then the config file, then flags (flags win).
+ * Returns 0, 1 when --help/--version printed and the program should exit 0,
+ * or -EINVAL with a message on stderr. */
+int pf_daemon_config_parse(struct pf_daemon_config *cfg, int argc, char **argv);
+
+/* Log a line to stderr with a timestamp and level, if enabled. */
+__attribute__((format(printf, 3, 4)))
+void pf_daemon_log(const struct pf_daemon *d, int level, const char *fmt, ...);
+
+/* Control thread body (arg: struct pf_daemon *). */
+void *pf_daemon_control_main(void *arg);
+
+/* Bind and listen on the socket (before READY).  Returns 0 or -errno. */
+int pf_daemon_listen(struct pf_daemon *d);
+
+/* Engine loop: returns when stop is set and every request has drained. */
+int pf_daemon_engine_loop(struct pf_daemon *d);
+
+/* Sessions (engine thread). */
+int pf_session_create(struct pf_daemon *d, int sock, pid_t pid, uid_t uid, gid_t gid, uint32_t sq, uint32_t cq,
+		      uint32_t payload, struct pf_session **ret);
+void pf_session_free(struct pf_session *s);
+/* Consume and act on the session's new submissions.  Returns entries consumed. */
+int pf_session_poll_sq(struct pf_session *s);
+/* Post one completion (or queue it when the CQ is full). */
+void pf_session_post(struct pf_session *s, const struct pf_cqe *e);
+/* Move pending completions into the CQ; update back-pressure. */
+void pf_session_flush(struct pf_session *s);
+/* Wake the client if it sleeps and completions were posted. */
+void pf_session_wake(struct pf_session *s);
+/* Cancel every request of the session (it died or stalled). */
+void pf_session_cancel_all(struct pf_session *s);
+/* Engine callbacks that route output to sessions. */
+extern const struct pf_engine_events pf_daemon_events;
+
+/*
+ * Validate a submission copied out of shared memory and turn it into
+ * engine parameters.  `payload` is the daemon's private copy of the
+ * entry's payload bytes.  On success fills *params and returns 0; on
+ * failure returns -EINVAL (or -E2BIG) with a message in err.  Pure: no
+ * shared memory, no engine — the fuzz harness drives it directly.
+ */
+int pf_sqe_to_params(const struct pf_sqe *e, const uint8_t *stop_bytes, uint32_t stop_len, const int32_t *stop_ids,
+		     struct pf_request_params *params, char *err, size_t errlen);
+
+#endif

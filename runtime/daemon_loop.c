@@ -1,0 +1,151 @@
+/*
+ * daemon_loop.c — pinferd's engine thread: every iteration takes new and
+ * dead sessions from the inbox, polls every SQ ring, runs one engine step,
+ * posts and flushes completions and wakes the clients that sleep.  With
+ * nothing to do it sleeps on the clients' doorbell words (FUTEX_WAITV).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "ring.h"
+#include "wait.h"
+
+#define IDLE_TIMEOUT_NS 200000000LL /* wake at least this often to check deadlines */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void take_inbox(struct pf_daemon *d)
+{
+	pthread_mutex_lock(&d->lock);
+	struct pf_session *nw = d->inbox_new, *dead = d->inbox_dead;
+	d->inbox_new = d->inbox_dead = NULL;
+	pthread_mutex_unlock(&d->lock);
+	while (nw) {
+		struct pf_session *s = nw;
+		nw = s->next;
+		s->next = d->sessions;
+		d->sessions = s;
+		d->n_sessions++;
+	}
+	while (dead) {
+		struct pf_session *s = dead;
+		dead = s->next;
+		/* a dead client's sequences are cancelled in this iteration,
+		 * before the next step, and their blocks return to the pool */
+		pf_session_cancel_all(s);
+		for (struct pf_session **pp = &d->sessions; *pp; pp = &(*pp)->next)
+			if (*pp == s) {
+				*pp = s->next;
+				d->n_sessions--;
+				break;
+			}
+		if (s->sock >= 0)
+			close(s->sock);
+		if (s->pidfd >= 0)
+			close(s->pidfd);
+		pf_session_free(s);
+	}
+}
+
+/* Deadlines and stalled clients. */
+static void check_timeouts(struct pf_daemon *d, int64_t now)
+{
+	for (struct pf_session *s = d->sessions; s; s = s->next) {
+		if (s->paused && d->cfg.stall_timeout_s > 0 &&
+		    now - s->paused_since_ns >= (int64_t)d->cfg.stall_timeout_s * 1000000000) {
+			pf_daemon_log(d, PF_LOG_WARN, "client %llu (pid %d) has not read its completions for %d s: cancelling its requests",
+				      (unsigned long long)s->id, s->pid, d->cfg.stall_timeout_s);
+			pf_session_cancel_all(s);
+			continue;
+		}
+		for (struct pf_dreq *q = s->reqs, *next; q; q = next) {
+			next = q->next;
+			if (q->deadline_ns > 0 && now >= q->deadline_ns) {
+				q->deadline_ns = -1; /* ev_finish reports DEADLINE */
+				pf_engine_cancel(d->engine, q->engine_id);
+			}
+		}
+	}
+}
+
+static bool any_submissions(struct pf_daemon *d)
+{
+	for (struct pf_session *s = d->sessions; s; s = s->next)
+		if (!atomic_load(&s->dead) && pf_ring_avail(s->sq_n, s->sq_head, &s->c2d->sq_tail))
+			return true;
+	return false;
+}
+
+static void idle_wait(struct pf_daemon *d)
+{
+	_Atomic uint32_t *words[128];
+	uint32_t vals[128];
+	int n = 0;
+	words[n] = &d->wake;
+	vals[n++] = atomic_load(&d->wake);
+	for (struct pf_session *s = d->sessions; s && n < 128; s = s->next) {
+		words[n] = &s->c2d->sq_seq;
+		vals[n++] = atomic_load(&s->c2d->sq_seq);
+		/* seq_cst: announce the sleep before re-checking the SQs — the
+		 * client publishes sq_tail, then reads daemon_sleeping (Dekker) */
+		atomic_store(&s->d2c->daemon_sleeping, 1);
+	}
+	bool more = d->n_sessions >= 128; /* the rest are polled by the timeout */
+	if (!any_submissions(d) && !d->inbox_new && !d->inbox_dead && !atomic_load(&d->draining)) {
+		int r = pf_futex_waitv(words, vals, n, more ? 1000000 : IDLE_TIMEOUT_NS);
+		if (r == -ENOSYS)
+			pf_futex_wait(&d->wake, vals[0], 1000000); /* old kernel: poll every ms */
+	}
+	for (struct pf_session *s = d->sessions; s; s = s->next)
+		atomic_store(&s->d2c->daemon_sleeping, 0);
+}
+
+int pf_daemon_engine_loop(struct pf_daemon *d)
+{
+	int64_t last_timeouts = 0;
+	while (!atomic_load(&d->stop)) {
+		take_inbox(d);
+		for (struct pf_session *s = d->sessions; s; s = s->next)
+			pf_session_poll_sq(s);
+		int64_t now = now_ns();
+		if (now - last_timeouts > 10000000) {
+			check_timeouts(d, now);
+			last_timeouts = now;
+		}
+		for (struct pf_session *s = d->sessions; s; s = s->next)
+			pf_session_flush(s);
+		int r = 0;
+		if (pf_engine_has_work(d->engine)) {
+			r = pf_engine_step(d->engine);
+			if (r < 0)
+				pf_daemon_log(d, PF_LOG_ERROR, "engine step failed: %s (its requests were failed)", strerror(-r));
+		}
+		for (struct pf_session *s = d->sessions; s; s = s->next) {
+			pf_session_flush(s);
+			pf_session_wake(s);
+		}
+		if (atomic_load(&d->draining) && !pf_engine_has_work(d->engine)) {
+			pf_daemon_log(d, PF_LOG_INFO, "drained: every request has finished");
+			break;
+		}
+		/* a step that computed nothing (everything paused) must not spin */
+		if (r <= 0 && !any_submissions(d))
+			idle_wait(d);
+	}
+	/* tell clients the daemon is gone before the segments go away */
+	for (struct pf_session *s = d->sessions; s; s = s->next) {
+		atomic_store(&s->d2c->daemon_state, PF_DAEMON_GONE);
+		s->cq_dirty = true;
+		pf_session_wake(s);
+	}
+	return 0;
+}

@@ -1,0 +1,96 @@
+/*
+ * pinferd — the pinfer runtime daemon.  See daemon.h for its threads and
+ * ARCHITECTURE.md for the whole picture.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+int main(int argc, char **argv)
+{
+	struct pf_daemon *d = calloc(1, sizeof(*d));
+	char err[512];
+	int r;
+
+	if (!d)
+		return 1;
+	r = pf_daemon_config_parse(&d->cfg, argc, argv);
+	if (r)
+		return r > 0 ? 0 : 2;
+	d->log_level = d->cfg.log_level;
+	d->listen_fd = d->signal_fd = -1;
+	pthread_mutex_init(&d->lock, NULL);
+
+	/* signals are read by the control thread from a signalfd; block them
+	 * everywhere else (threads inherit the mask) */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	d->signal_fd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (d->signal_fd < 0) {
+		perror("pinferd: signalfd");
+		return 1;
+	}
+
+	struct pf_engine_config ec = pf_engine_config_default();
+	ec.model_path = d->cfg.model;
+	ec.n_threads = d->cfg.threads;
+	ec.kv_memory = d->cfg.kv_memory;
+	ec.block_size = d->cfg.block_size;
+	ec.max_model_len = d->cfg.max_model_len;
+	ec.sched.max_num_seqs = d->cfg.max_num_seqs;
+	ec.sched.max_num_batched_tokens = d->cfg.max_batched_tokens;
+	ec.sched.prefix_caching = d->cfg.prefix_caching;
+	ec.sched.policy = d->cfg.priority_policy ? PF_SCHED_PRIORITY : PF_SCHED_FCFS;
+	struct pf_engine_events ev = pf_daemon_events;
+	ev.ctx = d;
+	pf_daemon_log(d, PF_LOG_INFO, "loading %s", d->cfg.model);
+	r = pf_engine_create(&ec, &ev, &d->engine, err, sizeof(err));
+	if (r) {
+		pf_daemon_log(d, PF_LOG_ERROR, "%s", err);
+		return 1;
+	}
+	pf_daemon_log(d, PF_LOG_INFO, "model: %s", pf_engine_describe(d->engine));
+	r = pf_daemon_listen(d);
+	if (r) {
+		pf_engine_destroy(d->engine);
+		return 1;
+	}
+	pthread_t ctl;
+	r = pthread_create(&ctl, NULL, pf_daemon_control_main, d);
+	if (r) {
+		pf_daemon_log(d, PF_LOG_ERROR, "cannot start the control thread: %s", strerror(r));
+		return 1;
+	}
+	pf_daemon_log(d, PF_LOG_INFO, "ready: listening on %s", d->socket_path);
+	pf_daemon_engine_loop(d);
+	atomic_store(&d->stop, true);
+	pthread_join(ctl, NULL);
+	unlink(d->socket_path);
+	while (d->sessions) {
+		struct pf_session *s = d->sessions;
+		d->sessions = s->next;
+		pf_session_cancel_all(s);
+		close(s->sock);
+		if (s->pidfd >= 0)
+			close(s->pidfd);
+		pf_session_free(s);
+	}
+	pf_engine_destroy(d->engine);
+	close(d->listen_fd);
+	close(d->signal_fd);
+	pf_daemon_log(d, PF_LOG_INFO, "stopped");
+	free(d);
+	return 0;
+}
