@@ -96,6 +96,8 @@ DAEMON      := $(if $(wildcard runtime/pinferd.c),$(BUILD)/bin/pinferd)
 
 CORE_LIB    := $(BUILD)/libpfcore.a
 CLIENT_LIB  := $(BUILD)/libpinfer.a
+CLIENT_SO   := $(BUILD)/libpinfer.so.1
+PINFER_SONAME := libpinfer.so.1
 
 MODEL_DIR   := models
 MODEL       := $(MODEL_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -106,7 +108,7 @@ MODEL_SHA   := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 
 all: build
 
-build: check-deps $(CORE_LIB) $(CLIENT_LIB) $(TOOLS) $(DAEMON) $(UNIT_BINS)
+build: check-deps $(CORE_LIB) $(CLIENT_LIB) $(CLIENT_SO) $(TOOLS) $(DAEMON) $(UNIT_BINS)
 
 check-deps:
 ifneq ($(DEPS_OK),1)
@@ -148,6 +150,12 @@ $(CLIENT_LIB): $(CLIENT_OBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  AR    $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(CLIENT_SO): $(CLIENT_OBJS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  SO    $@")
+	$(Q)$(CC) $(CFLAGS) -shared -Wl,-soname,$(PINFER_SONAME) -o $@ $^ -lpthread
+	$(Q)ln -sf libpinfer.so.1 $(BUILD)/libpinfer.so
 
 $(BUILD)/bin/%: $(OBJ)/tools/%.o $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
@@ -192,15 +200,27 @@ test-gpu: deps model
 	@$(MAKE) --no-print-directory build
 	@PF_MODEL="$(MODEL)" PF_GPU_ONLY=1 bash tests/run.sh "$(BUILD)" gpu
 
+LIBDIR ?= $(PREFIX)/lib
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+
 install: build
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(PREFIX)/share/doc/pinfer
 	install -m 0755 $(TOOLS) $(DAEMON) $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 $(CLIENT_LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 $(CLIENT_LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 0755 $(CLIENT_SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf libpinfer.so.1 $(DESTDIR)$(LIBDIR)/libpinfer.so
 	$(if $(wildcard client/pinfer.h),install -m 0644 client/pinfer.h $(DESTDIR)$(PREFIX)/include/)
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|' client/pinfer.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/pinfer.pc
+	$(if $(wildcard systemd/*.service),install -d $(DESTDIR)$(UNITDIR) && install -m 0644 systemd/*.service $(DESTDIR)$(UNITDIR)/)
+	$(if $(wildcard systemd/pinferd.conf.example),install -m 0644 systemd/pinferd.conf.example $(DESTDIR)$(PREFIX)/share/doc/pinfer/)
 
 uninstall:
 	rm -f $(foreach t,$(TOOLS) $(DAEMON),$(DESTDIR)$(PREFIX)/bin/$(notdir $(t)))
-	rm -f $(DESTDIR)$(PREFIX)/lib/libpinfer.a $(DESTDIR)$(PREFIX)/include/pinfer.h
+	rm -f $(DESTDIR)$(LIBDIR)/libpinfer.a $(DESTDIR)$(LIBDIR)/libpinfer.so $(DESTDIR)$(LIBDIR)/libpinfer.so.1
+	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/pinfer.pc $(DESTDIR)$(PREFIX)/include/pinfer.h
+	rm -f $(foreach u,$(wildcard systemd/*.service),$(DESTDIR)$(UNITDIR)/$(notdir $(u)))
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/pinfer
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `make bench`: pinfer's figures beside llama.cpp's, from the same run.
+#
+#   1. engine, offline: pinfer-bench vs llama-batched-bench on the same GGUF
+#      with the same thread count: -npp 128 -ntg 128 -npl 1,8,32,64 (unified
+#      KV) and -npp 512 -ntg 1 -npl 1; runs interleaved, PF_BENCH_REPS times
+#      (default 3); medians, spread and our/their ratios.
+#   2. tokenizer: encode/decode MB/s, ours and llama.cpp's on the same text.
+#   3. serving: continuous vs static batching (bench/serve.sh), if built.
+# Results go to stdout and build/bench-*.txt.
+set -uo pipefail
+build=${1:-build} model=${2:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+reps=${PF_BENCH_REPS:-3}
+threads=${PF_BENCH_THREADS:-$(nproc)}
+npl=${PF_BENCH_NPL:-1,8,32,64}
+out=$build/bench-engine.tsv
+mkdir -p "$build"
+echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs, threads $threads"
+lbin=$(bash bench/build-llamacpp.sh) || { echo "bench: cannot build llama.cpp's llama-batched-bench" >&2; lbin=""; }
+: > "$out"
+run_ours() { # npp ntg npl
+  "$build/bin/pinfer-bench" --model "$model" -t "$threads" --npp "$1" --ntg "$2" --npl "$3" 2>/dev/null \
+    | awk -F'\t' '$1=="pinfer"{print "pinfer\t"$2"\t"$3"\t"$4"\t"$6"\t"$8"\t"$9}' >> "$out"
+}
+run_theirs() { # npp ntg npl
+  [ -n "$lbin" ] || return 0
+  local ctx=$(( ( $1 + $2 ) * 64 + 512 ))
+  LD_LIBRARY_PATH="$lbin" "$lbin/llama-batched-bench" -m "$model" -c "$ctx" -b 2048 -ub 512 -t "$threads" \
+    -npp "$1" -ntg "$2" -npl "$3" -kvu 2>/dev/null \
+    | awk -F'|' 'NF>9 && $2+0>0 {gsub(/ /,""); print "llama.cpp\t"$2"\t"$3"\t"$4"\t"$7"\t"$9"\t-"}' >> "$out"
+}
+for r in $(seq 1 "$reps"); do
+  echo "== round $r of $reps"
+  run_ours 128 128 "$npl"; run_theirs 128 128 "$npl"
+  run_ours 512 1 1; run_theirs 512 1 1
+done
+python3 - "$out" <<'PY'
+import sys, statistics as st
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+data = {}
+for impl, pp, tg, b, spp, stg, rss in rows:
+    data.setdefault((int(pp), int(tg), int(b)), {}).setdefault(impl, []).append((float(spp), float(stg), rss))
+def fmt(v):
+    if not v: return "       -        "
+    m = st.median(v); s = (max(v) - min(v)) / m * 100 if m else 0
+    return f"{m:9.1f} ±{s:4.0f}%"
+print()
+print("engine, offline (tokens/s; median of runs, ± spread)")
+print(f"{'PP':>4} {'TG':>4} {'B':>3} | {'prefill pinfer':>16} {'prefill llama.cpp':>17} {'ratio':>6} | {'decode pinfer':>16} {'decode llama.cpp':>16} {'ratio':>6} | RSS MiB")
+for key in sorted(data):
+    d = data[key]
+    o = d.get("pinfer", []); t = d.get("llama.cpp", [])
+    opp = [x[0] for x in o]; tpp = [x[0] for x in t]; otg = [x[1] for x in o]; ttg = [x[1] for x in t]
+    r1 = f"{st.median(opp)/st.median(tpp):6.2f}" if opp and tpp else "     -"
+    r2 = f"{st.median(otg)/st.median(ttg):6.2f}" if otg and ttg and key[1] > 1 else "     -"
+    rss = o[-1][2] if o else "-"
+    print(f"{key[0]:>4} {key[1]:>4} {key[2]:>3} | {fmt(opp):>16} {fmt(tpp):>17} {r1} | {fmt(otg) if key[1]>1 else '':>16} {fmt(ttg) if key[1]>1 else '':>16} {r2} | {rss}")
+PY
+echo
+if [ -x "$build/bin/pinfer-bench-tok" ]; then
+  echo "== tokenizer"
+  txt=$build/bench-tok-text.txt
+  "$build/bin/pinfer-bench-tok" --model "$model" --dump-text "$txt" >/dev/null 2>&1 || true
+  "$build/bin/pinfer-bench-tok" --model "$model" 2>&1 | tail -n 6
+  if [ -s "$txt" ] && python3 -c "import llama_cpp" 2>/dev/null; then
+    python3 bench/tok_bench_llamacpp.py --model "$model" --text "$txt" 2>&1 | tail -n 4
+  else
+    echo "(llama.cpp tokenizer figures need: pip install llama-cpp-python==0.3.36)"
+  fi
+fi
+if [ -x "$build/bin/pinfer-bench-serve" ] && [ -f bench/serve.sh ]; then
+  echo
+  echo "== serving: continuous vs static batching"
+  bash bench/serve.sh "$build" "$model"
+fi
