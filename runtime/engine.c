@@ -95,16 +95,6 @@ struct pf_engine_config pf_engine_config_default(void)
 	};
 }
 
-struct pf_request_params pf_request_params_default(void)
-{
-	return (struct pf_request_params){
-		.sampling = pf_sampling_params_default(),
-		.n = 1,
-		.beam_width = 0,
-		.length_penalty = 1.0f,
-	};
-}
-
 int pf_engine_create(const struct pf_engine_config *cfg, const struct pf_engine_events *ev,
 		     struct pf_engine **ret, char *err, size_t errlen)
 {

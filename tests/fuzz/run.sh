@@ -31,9 +31,10 @@ model=${PF_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 
 declare -A srcs=(
 	[gguf]="runtime/gguf.c kernels/dtype.c"
+	[sqe]="runtime/daemon_sqe.c runtime/engine_params.c runtime/sampler.c runtime/philox.c"
 )
 
-flags=(-std=gnu11 -g -O1 -D_GNU_SOURCE -I. -Iruntime -Ikernels
+flags=(-std=gnu11 -g -O1 -D_GNU_SOURCE -I. -Iruntime -Ikernels -Ishm
        -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-unused-parameter
        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
 
