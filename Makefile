@@ -92,6 +92,9 @@ CORE_OBJS   := $(CORE_SRCS:%.c=$(OBJ)/%.o) $(CU_SRCS:%.cu=$(OBJ)/%.cu.o)
 CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(OBJ)/%.o)
 TOOLS       := $(TOOL_SRCS:tools/%.c=$(BUILD)/bin/%)
 UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# helper programs of the integration scripts (tests/integration/*.sh)
+IT_SRCS     := $(wildcard tests/integration/*.c)
+IT_BINS     := $(IT_SRCS:tests/integration/%.c=$(BUILD)/it/%)
 DAEMON      := $(if $(wildcard runtime/pinferd.c),$(BUILD)/bin/pinferd)
 
 CORE_LIB    := $(BUILD)/libpfcore.a
@@ -108,7 +111,7 @@ MODEL_SHA   := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 
 all: build
 
-build: check-deps $(CORE_LIB) $(CLIENT_LIB) $(CLIENT_SO) $(TOOLS) $(DAEMON) $(UNIT_BINS)
+build: check-deps $(CORE_LIB) $(CLIENT_LIB) $(CLIENT_SO) $(TOOLS) $(DAEMON) $(UNIT_BINS) $(IT_BINS)
 
 check-deps:
 ifneq ($(DEPS_OK),1)
@@ -171,6 +174,11 @@ $(BUILD)/tests/test_%: $(OBJ)/tests/unit/test_%.o $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS) -lcmocka
+
+$(BUILD)/it/%: $(OBJ)/tests/integration/%.o $(CORE_LIB) $(CLIENT_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(CLIENT_LIB) $(CORE_LIB) $(LDLIBS)
 
 # ---- running ----------------------------------------------------------------
 run: deps model

@@ -41,7 +41,12 @@ static void take_inbox(struct pf_daemon *d)
 		dead = s->next;
 		/* a dead client's sequences are cancelled in this iteration,
 		 * before the next step, and their blocks return to the pool */
+		int32_t n_req = s->n_inflight;
 		pf_session_cancel_all(s);
+		struct pf_engine_stats st;
+		pf_engine_get_stats(d->engine, &st);
+		pf_daemon_log(d, PF_LOG_INFO, "client %llu gone: %d requests cancelled; KV blocks in use %d of %d",
+			      (unsigned long long)s->id, n_req, st.kv.n_used, st.kv.n_blocks);
 		for (struct pf_session **pp = &d->sessions; *pp; pp = &(*pp)->next)
 			if (*pp == s) {
 				*pp = s->next;
@@ -60,7 +65,7 @@ static void take_inbox(struct pf_daemon *d)
 static void check_timeouts(struct pf_daemon *d, int64_t now)
 {
 	for (struct pf_session *s = d->sessions; s; s = s->next) {
-		if (s->paused && d->cfg.stall_timeout_s > 0 &&
+		if (s->paused && s->reqs && d->cfg.stall_timeout_s > 0 &&
 		    now - s->paused_since_ns >= (int64_t)d->cfg.stall_timeout_s * 1000000000) {
 			pf_daemon_log(d, PF_LOG_WARN, "client %llu (pid %d) has not read its completions for %d s: cancelling its requests",
 				      (unsigned long long)s->id, s->pid, d->cfg.stall_timeout_s);

@@ -1,0 +1,273 @@
+/*
+ * hostile.c — a deliberately malicious pinfer client for the fault tests.
+ *
+ * It registers like a real client (raw protocol, no libpinfer), then:
+ *   1. checks the daemon's seals: d2c cannot be mapped writable, neither
+ *      segment can be truncated or grown;
+ *   2. for --seconds, writes garbage into everything it can write: SQ
+ *      entries (random ops, kinds, lengths, offsets, token ids out of the
+ *      vocabulary, unterminated strings), the payload area, its SQ tail (far
+ *      beyond the head, backwards), its CQ head, the waiting flag and the
+ *      doorbell word — and reads whatever comes back.
+ * Exit status 0 when the seals held and the daemon kept its side of the
+ * protocol readable (or disconnected us, which is also allowed); the test
+ * script checks separately that the daemon is alive and serves others.
+ *
+ * Other modes (--mode) for the fault tests:
+ *   noread   submit one long request properly, then never read completions
+ *            for --seconds: the daemon must pause it, cap its memory and
+ *            cancel it after --stall-timeout;
+ *   quota    submit max_inflight + 1 requests at once: the last must get an
+ *            EBUSY error completion.
+ *
+ * usage: hostile --socket PATH [--seconds N] [--seed S] [--mode garbage|noread|quota]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto.h"
+
+static uint64_t rng;
+
+static uint64_t rnd(void)
+{
+	uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static double now(void);
+
+/* A valid greedy text request at payload offset `off`. */
+static void put_request(struct pf_sqe *e, uint8_t *payload, uint32_t off, uint64_t tag, int32_t max_tokens)
+{
+	static const char text[] = "Write a very long story about a lighthouse keeper.";
+	memset(e, 0, sizeof(*e));
+	memcpy(payload + off, text, sizeof(text) - 1);
+	e->op = PF_OP_SUBMIT;
+	e->input = PF_INPUT_TEXT;
+	e->flags = PF_SQE_IGNORE_EOS;
+	e->payload_off = off;
+	e->payload_len = sizeof(text) - 1;
+	e->tag = tag;
+	e->temperature = 0;
+	e->top_p = 1;
+	e->repetition_penalty = 1;
+	e->length_penalty = 1;
+	e->max_tokens = max_tokens;
+	e->n = 1;
+}
+
+static int well_formed_mode(const char *mode, int sock, const struct pf_welcome *w, struct pf_c2d_hdr *ch,
+			    const struct pf_d2c_hdr *dh, struct pf_sqe *sq, uint8_t *payload, double secs)
+{
+	const struct pf_cqe *cq = (const struct pf_cqe *)(dh + 1);
+	if (!strcmp(mode, "noread")) {
+		put_request(&sq[0], payload, 0, 1, 2000);
+		atomic_store(&ch->sq_tail, 1);
+		atomic_fetch_add(&ch->sq_seq, 1);
+		/* never advance cq_head; just stay connected */
+		double end = now() + secs;
+		uint32_t last = 0;
+		while (now() < end) {
+			last = atomic_load(&dh->cq_tail);
+			usleep(20000);
+		}
+		printf("hostile: never read; the daemon posted %u completions (ring holds %u)\n", last, w->cq_entries);
+		return last > w->cq_entries ? 1 : 0; /* it must never lap the ring */
+	}
+	if (!strcmp(mode, "quota")) {
+		uint32_t n = w->max_inflight + 1;
+		if (n > w->sq_entries)
+			return 2;
+		for (uint32_t i = 0; i < n; i++)
+			put_request(&sq[i], payload, i * 64, 100 + i, 64);
+		atomic_store(&ch->sq_tail, n);
+		atomic_fetch_add(&ch->sq_seq, 1);
+		double end = now() + secs;
+		uint32_t head = 0;
+		while (now() < end) {
+			uint32_t t = atomic_load(&dh->cq_tail);
+			for (; head != t; head++) {
+				const struct pf_cqe *e = &cq[head & (w->cq_entries - 1)];
+				if (e->kind == PF_CQ_ERROR) {
+					printf("hostile: request %llu refused: %s (code %d)\n", (unsigned long long)e->tag,
+					       e->u.err.message, e->u.err.code);
+					return e->u.err.code == EBUSY ? 0 : 1;
+				}
+			}
+			atomic_store(&ch->cq_head, head);
+			usleep(1000);
+		}
+		(void)sock;
+		printf("hostile: no quota error within %.0f s\n", secs);
+		return 1;
+	}
+	fprintf(stderr, "hostile: unknown mode %s\n", mode);
+	return 2;
+}
+
+static double now(void)
+{
+	/* monotonic seconds */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL, *mode = "garbage";
+	double secs = 5;
+	rng = 42;
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--socket"))
+			path = argv[i + 1];
+		else if (!strcmp(argv[i], "--seconds"))
+			secs = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--seed"))
+			rng = strtoull(argv[i + 1], NULL, 0);
+		else if (!strcmp(argv[i], "--mode"))
+			mode = argv[i + 1];
+	}
+	if (!path) {
+		fprintf(stderr, "usage: hostile --socket PATH [--seconds N] [--seed S]\n");
+		return 2;
+	}
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		perror("hostile: connect");
+		return 1;
+	}
+	struct pf_hello h = {
+		.magic = PF_PROTO_MAGIC, .version = PF_PROTO_VERSION, .sizeof_sqe = sizeof(struct pf_sqe),
+		.sizeof_cqe = sizeof(struct pf_cqe), .sizeof_c2d_hdr = sizeof(struct pf_c2d_hdr),
+		.sizeof_d2c_hdr = sizeof(struct pf_d2c_hdr),
+	};
+	if (send(s, &h, sizeof(h), 0) != sizeof(h))
+		return 1;
+	struct pf_welcome w;
+	int fds[2] = { -1, -1 };
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr a;
+	} u;
+	struct iovec iov = { &w, sizeof(w) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	if (recvmsg(s, &m, MSG_WAITALL) != sizeof(w) || w.status != PF_WELCOME_OK) {
+		fprintf(stderr, "hostile: registration failed\n");
+		return 1;
+	}
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	if (!c || c->cmsg_type != SCM_RIGHTS) {
+		fprintf(stderr, "hostile: no descriptors\n");
+		return 1;
+	}
+	memcpy(fds, CMSG_DATA(c), sizeof(fds));
+
+	/* 1. the seals */
+	int bad = 0;
+	if (mmap(NULL, w.d2c_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0) != MAP_FAILED) {
+		fprintf(stderr, "hostile: d2c could be mapped writable!\n");
+		bad = 1;
+	}
+	if (ftruncate(fds[0], 4096) == 0 || ftruncate(fds[1], 4096) == 0 || ftruncate(fds[0], (off_t)w.c2d_bytes * 2) == 0) {
+		fprintf(stderr, "hostile: a segment could be resized!\n");
+		bad = 1;
+	}
+	if (fcntl(fds[0], F_ADD_SEALS, F_SEAL_WRITE) == 0) {
+		fprintf(stderr, "hostile: could add seals (F_SEAL_SEAL missing)\n");
+		bad = 1;
+	}
+	uint8_t *c2d = mmap(NULL, w.c2d_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	const uint8_t *d2c = mmap(NULL, w.d2c_bytes, PROT_READ, MAP_SHARED, fds[1], 0);
+	if (c2d == MAP_FAILED || d2c == MAP_FAILED) {
+		perror("hostile: mmap");
+		return 1;
+	}
+	struct pf_c2d_hdr *ch = (struct pf_c2d_hdr *)c2d;
+	const struct pf_d2c_hdr *dh = (const struct pf_d2c_hdr *)d2c;
+	struct pf_sqe *sq = (struct pf_sqe *)(ch + 1);
+	uint8_t *payload = (uint8_t *)(sq + w.sq_entries);
+
+	if (strcmp(mode, "garbage"))
+		return bad ? bad : well_formed_mode(mode, s, &w, ch, dh, sq, payload, secs);
+
+	/* 2. garbage */
+	double end = now() + secs;
+	uint64_t rounds = 0, cqes = 0;
+	uint32_t tail = 0;
+	while (now() < end) {
+		rounds++;
+		int what = (int)(rnd() % 10);
+		for (uint32_t i = 0; i < w.sq_entries; i++) {
+			if (rnd() & 1)
+				continue;
+			uint8_t *e = (uint8_t *)&sq[i];
+			for (size_t k = 0; k < sizeof(struct pf_sqe); k += 8) {
+				uint64_t v = rnd();
+				memcpy(e + k, &v, 8);
+			}
+			/* half the time make it look almost valid */
+			if (rnd() & 1) {
+				sq[i].op = (uint8_t)(1 + rnd() % 2);
+				sq[i].input = (uint8_t)(1 + rnd() % 3);
+				sq[i].payload_off = (uint32_t)(rnd() % (w.payload_bytes + 64));
+				sq[i].payload_len = (uint32_t)(rnd() % 512);
+				sq[i].n = (int32_t)(rnd() % 4);
+				sq[i].max_tokens = (int32_t)(rnd() % 8);
+				sq[i].temperature = 0;
+				sq[i].top_p = 1;
+				sq[i].repetition_penalty = 1;
+			}
+		}
+		for (uint32_t k = 0; k < 4096 && k < w.payload_bytes; k += 8) {
+			uint64_t v = rnd();
+			if (rnd() % 3 == 0)
+				v = 0x7fffffff7fffffffULL; /* token ids far out of the vocabulary */
+			memcpy(payload + rnd() % (w.payload_bytes - 8), &v, 8);
+		}
+		if (what == 0)
+			tail += (uint32_t)rnd(); /* far beyond the head */
+		else if (what == 1)
+			tail -= 5; /* backwards */
+		else
+			tail += (uint32_t)(rnd() % w.sq_entries);
+		atomic_store(&ch->sq_tail, tail);
+		atomic_store(&ch->cq_head, (uint32_t)rnd());
+		atomic_store(&ch->cq_waiting, (uint32_t)(rnd() % 3));
+		atomic_fetch_add(&ch->sq_seq, 1);
+		/* read what the daemon says, as a client would */
+		uint32_t ct = atomic_load(&dh->cq_tail);
+		const struct pf_cqe *cq = (const struct pf_cqe *)(dh + 1);
+		volatile uint8_t sink = 0;
+		for (uint32_t i = 0; i < 8; i++)
+			sink ^= cq[(ct - i) & (w.cq_entries - 1)].kind;
+		(void)sink;
+		cqes = ct;
+		struct pollfd p = { .fd = s, .events = POLLIN };
+		if (poll(&p, 1, 0) > 0) {
+			char junk[16];
+			if (recv(s, junk, sizeof(junk), MSG_DONTWAIT) == 0) {
+				printf("hostile: the daemon disconnected us after %llu rounds\n", (unsigned long long)rounds);
+				return bad;
+			}
+		}
+		usleep(200);
+	}
+	printf("hostile: %llu rounds of garbage; daemon posted up to cq_tail %llu; seals %s\n",
+	       (unsigned long long)rounds, (unsigned long long)cqes, bad ? "BROKEN" : "held");
+	return bad;
+}
