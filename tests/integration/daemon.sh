@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Integration and fault tests against a real pinferd on SmolLM2.
+#
+#   1. 32 client processes streaming at once get exactly the tokens they get alone (greedy)
+#   2. kill -9 of a client mid-generation: its requests are cancelled and every
+#      KV block returns (the daemon's log reports blocks in use), others unaffected
+#   3. a hostile client writing garbage everywhere: daemon stays up, a normal
+#      client streaming at the same time gets its exact reply
+#   4. a client that never reads: paused, memory bounded, cancelled after --stall-timeout
+#   5. quota: one request over --max-inflight gets EBUSY
+#   6. daemon killed and restarted: the client gets an error (no hang); a new client works
+#
+# Waits are for conditions with generous limits, never fixed sleeps to pass.
+set -uo pipefail
+build=${PF_BUILD:-build}
+model=${PF_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+pinfer=$build/bin/pinfer
+work=$(mktemp -d /tmp/pinfer-it-XXXXXX)
+sock=$work/d.sock
+log=$work/pinferd.log
+dpid=
+failures=0
+n32=${PF_IT_CLIENTS:-32}
+[ "${PF_ASAN:-0}" = 1 ] && n32=${PF_IT_CLIENTS:-8}
+
+cleanup() { [ -n "$dpid" ] && kill -KILL "$dpid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+ok() { echo "# ok: $*"; }
+
+wait_for() { # seconds command...
+  local limit=$1; shift
+  local end=$((SECONDS + limit))
+  while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+
+start_daemon() {
+  rm -f "$sock"
+  "$build/bin/pinferd" --model "$model" --socket "$sock" --kv-memory 96M --stall-timeout 3 --max-inflight 4 \
+    --log-level info "$@" >>"$log" 2>&1 &
+  dpid=$!
+  wait_for 120 test -S "$sock" || { echo "pinferd did not start:"; cat "$log"; exit 1; }
+}
+
+gen() { # prompt max_tokens -> stdout
+  timeout 300 "$pinfer" generate --socket "$sock" --temperature 0 --max-tokens "$2" --ignore-eos "$1" 2>/dev/null
+}
+
+if [ ! -x "$pinfer" ]; then echo "skip: the pinfer client is not built"; exit 77; fi
+start_daemon
+
+# ---- 1. many clients at once == alone ----------------------------------------
+prompts=()
+for i in $(seq 1 "$n32"); do prompts+=("Question $i: name one interesting fact about the number $((i * 7))."); done
+pids=()
+for i in $(seq 0 $((n32 - 1))); do gen "${prompts[$i]}" 24 >"$work/together.$i" & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p" || fail "a concurrent client failed"; done
+same=0
+for i in $(seq 0 $((n32 - 1))); do
+  gen "${prompts[$i]}" 24 >"$work/alone.$i"
+  if [ -s "$work/alone.$i" ] && cmp -s "$work/alone.$i" "$work/together.$i"; then same=$((same + 1)); else
+    echo "  client $i differs:"; echo "   together: $(head -c 200 "$work/together.$i")"; echo "   alone:    $(head -c 200 "$work/alone.$i")"; fi
+done
+[ "$same" = "$n32" ] && ok "$n32 concurrent clients streamed exactly what each gets alone" || fail "$same of $n32 clients matched their solo run"
+
+# ---- 2. kill -9 a client mid-generation ----------------------------------------
+"$pinfer" generate --socket "$sock" --temperature 0 --max-tokens 1500 --ignore-eos "Tell me a long story." >"$work/victim" 2>/dev/null &
+victim=$!
+gen "Say hello." 16 >"$work/bystander.ref"
+wait_for 120 test -s "$work/victim" || fail "victim produced nothing"
+"$pinfer" generate --socket "$sock" --temperature 0 --max-tokens 16 --ignore-eos "Say hello." >"$work/bystander" 2>/dev/null &
+by=$!
+kill -KILL "$victim"
+wait_for 30 grep -q "requests cancelled; KV blocks in use" "$log" || fail "no cancellation logged for the killed client"
+wait "$by"
+cmp -s "$work/bystander" "$work/bystander.ref" && ok "bystander unaffected by the killed client" || fail "bystander output changed"
+wait_for 30 bash -c "grep 'gone: 1 requests cancelled' '$log' | tail -1 | grep -q 'KV blocks in use 0 of'" \
+  && ok "killed client's request cancelled, every block back in the pool" || { fail "blocks not returned"; grep "gone:" "$log" | tail -3; }
+
+# ---- 3. hostile client alongside a normal one ------------------------------------
+"$build/it/hostile" --socket "$sock" --seconds 4 --seed 11 >"$work/hostile.out" 2>&1 &
+h=$!
+gen "Say hello." 16 >"$work/normal"
+wait "$h"; hrc=$?
+[ $hrc = 0 ] && ok "hostile client: $(cat "$work/hostile.out")" || fail "hostile client check failed: $(cat "$work/hostile.out")"
+cmp -s "$work/normal" "$work/bystander.ref" && ok "normal client streamed its exact reply during the attack" || fail "normal client output changed during the attack"
+kill -0 "$dpid" 2>/dev/null && ok "pinferd survived the hostile client" || fail "pinferd died"
+
+# ---- 4. a client that never reads -------------------------------------------------
+"$build/it/hostile" --socket "$sock" --seconds 6 --mode noread >"$work/noread.out" 2>&1; nrc=$?
+[ $nrc = 0 ] || fail "never-reading client: $(cat "$work/noread.out")"
+grep -q "has not read its completions" "$log" && ok "never-reading client paused, then cancelled after the stall timeout" || fail "no stall cancellation"
+rss=$(awk '/VmRSS/{print $2}' /proc/$dpid/status 2>/dev/null)
+[ -n "$rss" ] && [ "$rss" -lt 1500000 ] && ok "daemon RSS ${rss} KiB" || fail "daemon RSS ${rss:-?} KiB"
+
+# ---- 5. quota ------------------------------------------------------------------------
+"$build/it/hostile" --socket "$sock" --seconds 30 --mode quota >"$work/quota.out" 2>&1 && ok "quota: $(cat "$work/quota.out")" || fail "quota: $(cat "$work/quota.out")"
+
+# ---- 6. daemon killed and restarted ----------------------------------------------------
+"$pinfer" generate --socket "$sock" --temperature 0 --max-tokens 1500 --ignore-eos "Tell me a long story." >"$work/orphan" 2>"$work/orphan.err" &
+orphan=$!
+wait_for 120 test -s "$work/orphan" || fail "orphan produced nothing"
+kill -KILL "$dpid"; wait "$dpid" 2>/dev/null; dpid=
+if wait_for 15 bash -c "! kill -0 $orphan 2>/dev/null"; then
+  wait "$orphan"; orc=$?
+  [ $orc != 0 ] && ok "client saw the daemon go away: $(tail -1 "$work/orphan.err")" || fail "client exited 0 after the daemon died"
+else
+  fail "client hung after the daemon died"; kill -KILL "$orphan"
+fi
+start_daemon
+gen "Say hello." 16 >"$work/after"
+cmp -s "$work/after" "$work/bystander.ref" && ok "after a restart a new client gets the same reply" || fail "no reply after restart"
+
+kill -TERM "$dpid"; wait "$dpid"; drc=$?; dpid=
+[ $drc = 0 ] && ok "SIGTERM drained and stopped pinferd" || fail "pinferd exit status $drc after SIGTERM"
+if [ $failures -gt 0 ]; then echo "--- pinferd log (tail)"; tail -30 "$log"; exit 1; fi
+exit 0
