@@ -17,7 +17,7 @@
 enum {
 	O_MODEL = 1, O_CONFIG, O_SOCKET, O_INSTANCE, O_THREADS, O_KV, O_BS, O_MML, O_SEQS, O_TOKENS, O_NOPREFIX,
 	O_POLICY, O_CLIENTS, O_INFLIGHT, O_STALL, O_LOG, O_UID, O_GID, O_MODE, O_SQ, O_CQ, O_PAYLOAD, O_HELP,
-	O_VERSION,
+	O_VERSION, O_ECHO,
 };
 
 static const struct option opts[] = {
@@ -45,6 +45,7 @@ static const struct option opts[] = {
 	{ "payload-bytes", required_argument, NULL, O_PAYLOAD },
 	{ "help", no_argument, NULL, O_HELP },
 	{ "version", no_argument, NULL, O_VERSION },
+	{ "echo-backend", no_argument, NULL, O_ECHO },
 	{ 0 },
 };
 
@@ -82,6 +83,8 @@ static void usage(FILE *f)
 		"  --socket-mode OCTAL           permissions of the socket file (default 0660)\n"
 		"  --sq-entries N, --cq-entries N, --payload-bytes N\n"
 		"                                per-client ring sizes (defaults 64, 1024, 1048576)\n"
+		"  --echo-backend                IPC benchmarking: no model; every request is answered at once\n"
+		"                                with max_tokens tokens echoing its prompt bytes\n"
 		"  --help, --version\n");
 }
 
@@ -156,6 +159,7 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 	case O_SEQS: r = int_arg(name, v, 1, 65536, &x); c->max_num_seqs = (int32_t)x; break;
 	case O_TOKENS: r = int_arg(name, v, 1, 1 << 20, &x); c->max_batched_tokens = (int32_t)x; break;
 	case O_NOPREFIX: c->prefix_caching = false; break;
+	case O_ECHO: c->echo_backend = true; break;
 	case O_POLICY:
 		if (!strcmp(v, "fcfs"))
 			c->priority_policy = false;
@@ -320,7 +324,7 @@ int pf_daemon_config_parse(struct pf_daemon_config *c, int argc, char **argv)
 		fprintf(stderr, "pinferd: unexpected argument '%s' (see --help)\n", argv[optind]);
 		return -EINVAL;
 	}
-	if (!c->model[0]) {
+	if (!c->model[0] && !c->echo_backend) {
 		fprintf(stderr, "pinferd: --model PATH is required (a GGUF file; see --help)\n");
 		return -EINVAL;
 	}

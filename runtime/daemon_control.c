@@ -247,16 +247,25 @@ static struct pf_session *accept_client(struct pf_daemon *d)
 			s->comm[strcspn(s->comm, "\n")] = '\0';
 		fclose(f);
 	}
-	const struct pf_model *m = pf_engine_model(d->engine);
-	const struct pf_tok *t = pf_engine_tok(d->engine);
 	struct pf_welcome w = {
 		.magic = PF_PROTO_MAGIC, .version = h.version, .status = PF_WELCOME_OK,
 		.sq_entries = sq, .cq_entries = cq, .payload_bytes = pl,
 		.c2d_bytes = (uint32_t)s->c2d_bytes, .d2c_bytes = (uint32_t)s->d2c_bytes, .client_id = s->id,
-		.n_vocab = m->w.hp.n_vocab, .max_model_len = pf_engine_max_model_len(d->engine),
-		.bos = pf_tok_bos(t), .eos = pf_tok_eos(t), .max_inflight = (uint32_t)d->cfg.max_inflight,
+		.max_inflight = (uint32_t)d->cfg.max_inflight, .bos = -1, .eos = -1,
 	};
-	snprintf(w.model, sizeof(w.model), "%.95s", m->name);
+	if (d->engine) {
+		const struct pf_model *m = pf_engine_model(d->engine);
+		const struct pf_tok *t = pf_engine_tok(d->engine);
+		w.n_vocab = m->w.hp.n_vocab;
+		w.max_model_len = pf_engine_max_model_len(d->engine);
+		w.bos = pf_tok_bos(t);
+		w.eos = pf_tok_eos(t);
+		snprintf(w.model, sizeof(w.model), "%.95s", m->name);
+	} else {
+		w.n_vocab = 256;
+		w.max_model_len = 1 << 20;
+		snprintf(w.model, sizeof(w.model), "echo");
+	}
 	if (send_welcome(sock, &w, s->c2d_fd, s->d2c_fd)) {
 		pf_session_free(s);
 		goto drop;

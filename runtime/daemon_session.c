@@ -166,7 +166,7 @@ void pf_session_post(struct pf_session *s, const struct pf_cqe *e)
 
 static void set_paused(struct pf_session *s, bool paused)
 {
-	if (s->paused == paused)
+	if (s->paused == paused || !s->d->engine)
 		return;
 	s->paused = paused;
 	s->paused_since_ns = paused ? now_ns() : 0;
@@ -475,6 +475,25 @@ static void handle_submit(struct pf_session *s, const struct pf_sqe *e)
 		post_error(s, e->tag, EINVAL, "payload, stop strings or stop ids lie outside the payload area");
 		goto out;
 	}
+	if (!s->d->engine) {
+		/* echo backend: answer at once, max_tokens tokens cycling through
+		 * the prompt's bytes — the IPC path alone, without a model */
+		int32_t n = e->max_tokens > 0 ? e->max_tokens : 1;
+		for (int32_t i = 0; i < n; i++) {
+			struct pf_cqe t = { .kind = PF_CQ_TOKENS, .tag = e->tag, .text_len = e->payload_len ? 1 : 0 };
+			t.u.tok.token = e->payload_len ? in[i % e->payload_len] : 0;
+			t.u.tok.logprob = NAN;
+			t.u.tok.text[0] = (uint8_t)t.u.tok.token;
+			pf_session_post(s, &t);
+		}
+		struct pf_cqe f = { .kind = PF_CQ_FINISHED, .flags = PF_CQE_LAST, .tag = e->tag };
+		f.u.fin.reason = PF_FINISHED_LENGTH;
+		f.u.fin.prompt_tokens = (int32_t)e->payload_len;
+		f.u.fin.generated_tokens = n;
+		pf_session_post(s, &f);
+		s->tokens_out += (uint64_t)n;
+		goto out;
+	}
 	int32_t ids[16];
 	memcpy(ids, sid, e->n_stop_ids * 4);
 	r = pf_sqe_to_params(e, stops, e->stop_len, ids, &p, err, sizeof(err));
@@ -548,6 +567,8 @@ int pf_session_poll_sq(struct pf_session *s)
 
 void pf_session_cancel_all(struct pf_session *s)
 {
+	if (!s->d->engine)
+		return;
 	/* pf_engine_cancel reports through ev_finish, which frees the dreq */
 	while (s->reqs) {
 		struct pf_dreq *q = s->reqs;

@@ -55,13 +55,17 @@ int main(int argc, char **argv)
 	ec.sched.policy = d->cfg.priority_policy ? PF_SCHED_PRIORITY : PF_SCHED_FCFS;
 	struct pf_engine_events ev = pf_daemon_events;
 	ev.ctx = d;
-	pf_daemon_log(d, PF_LOG_INFO, "loading %s", d->cfg.model);
-	r = pf_engine_create(&ec, &ev, &d->engine, err, sizeof(err));
-	if (r) {
-		pf_daemon_log(d, PF_LOG_ERROR, "%s", err);
-		return 1;
+	if (d->cfg.echo_backend) {
+		pf_daemon_log(d, PF_LOG_INFO, "echo backend: no model; requests are echoed (IPC benchmarking)");
+	} else {
+		pf_daemon_log(d, PF_LOG_INFO, "loading %s", d->cfg.model);
+		r = pf_engine_create(&ec, &ev, &d->engine, err, sizeof(err));
+		if (r) {
+			pf_daemon_log(d, PF_LOG_ERROR, "%s", err);
+			return 1;
+		}
+		pf_daemon_log(d, PF_LOG_INFO, "model: %s", pf_engine_describe(d->engine));
 	}
-	pf_daemon_log(d, PF_LOG_INFO, "model: %s", pf_engine_describe(d->engine));
 	r = pf_daemon_listen(d);
 	if (r) {
 		pf_engine_destroy(d->engine);

@@ -3,7 +3,7 @@
 
 Produces:  tests/golden/generation_smollm2.txt
 
-Regenerate (from the repository root; ~1-2 minutes on 2 CPU cores):
+Regenerate (from the repository root; ~4 minutes single-threaded):
     pip install llama-cpp-python==0.3.36 jinja2==3.1.6
     python3 tests/golden/gen_generation.py \
         --model models/SmolLM2-135M-Instruct.Q4_1.gguf \

@@ -6,7 +6,7 @@ Input:     tests/golden/ppl_text.txt  (committed; it is exactly
            `cat /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/GPL-2`
            from Debian base-files, sha256 66238ec9...1dc19, 53241 bytes)
 
-Regenerate (from the repository root; ~1 minute on 2 CPU cores):
+Regenerate (from the repository root; ~5-10 minutes: two passes, single-threaded):
     pip install llama-cpp-python==0.3.36
     python3 tests/golden/gen_perplexity.py \
         --model models/SmolLM2-135M-Instruct.Q4_1.gguf \
