@@ -40,7 +40,7 @@ DEPS_MISSING := $(strip $(PKG_MISSING) $(NUMA_MISSING))
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Wvla
 OPT     ?= -O2
-CFLAGS_BASE := -std=gnu11 $(OPT) -g -fPIC -pthread -D_GNU_SOURCE $(WARN) \
+CFLAGS_BASE := -std=gnu11 $(OPT) -g -fPIC -fvisibility=hidden -pthread -D_GNU_SOURCE $(WARN) \
            -Iinclude -I. -Ishm -Iruntime -Ikernels -Iclient
 LDLIBS_BASE := -lpthread -lm
 
@@ -157,7 +157,7 @@ $(CLIENT_LIB): $(CLIENT_OBJS)
 $(CLIENT_SO): $(CLIENT_OBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  SO    $@")
-	$(Q)$(CC) $(CFLAGS) -shared -Wl,-soname,$(PINFER_SONAME) -o $@ $^ -lpthread
+	$(Q)$(CC) $(CFLAGS) -shared -Wl,-soname,$(PINFER_SONAME) -Wl,--exclude-libs,ALL -o $@ $^ -lpthread
 	$(Q)ln -sf libpinfer.so.1 $(BUILD)/libpinfer.so
 
 $(BUILD)/bin/%: $(OBJ)/tools/%.o $(CORE_LIB) $(CLIENT_LIB)

@@ -110,6 +110,9 @@ static void idle_wait(struct pf_daemon *d)
 		 * client publishes sq_tail, then reads daemon_sleeping (Dekker) */
 		atomic_store(&s->d2c->daemon_sleeping, 1);
 	}
+	/* full fence between the stores above and the SQ re-check below: the
+	 * Dekker pairing with the client's tail publish and sleeping check */
+	atomic_thread_fence(memory_order_seq_cst);
 	bool more = d->n_sessions >= 128; /* the rest are polled by the timeout */
 	if (!any_submissions(d) && !d->inbox_new && !d->inbox_dead && !atomic_load(&d->draining)) {
 		int r = pf_futex_waitv(words, vals, n, more ? 1000000 : IDLE_TIMEOUT_NS);
@@ -152,6 +155,12 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			t_step += t2 - t1;
 			t_ipc += (t1 - t0) + (now_ns() - t2);
 			busy_iters++;
+		}
+		if (atomic_load(&d->draining) && !d->drain_announced) {
+			/* clients turn new submissions into a local error at once */
+			for (struct pf_session *s = d->sessions; s; s = s->next)
+				atomic_store(&s->d2c->daemon_state, PF_DAEMON_DRAINING);
+			d->drain_announced = true;
 		}
 		if (atomic_load(&d->draining) && !has_work(d)) {
 			pf_daemon_log(d, PF_LOG_INFO, "drained: every request has finished");

@@ -255,6 +255,8 @@ static void ev_token(void *ctx, uint64_t id, void *user, int32_t index, int32_t 
 	s->tokens_out++;
 	for (uint32_t i = 0; i < res->n_top; i += 8) {
 		struct pf_cqe l = { .kind = PF_CQ_LOGPROBS, .index = (uint8_t)index, .tag = q->tag };
+		/* chained so a client sees one event with every alternative */
+		l.flags = i + 8 < res->n_top ? PF_CQE_MORE : 0;
 		l.u.lp.n = res->n_top - i < 8 ? res->n_top - i : 8;
 		for (uint32_t j = 0; j < l.u.lp.n; j++) {
 			l.u.lp.token[j] = res->top[i + j].token;

@@ -38,7 +38,7 @@ wait_for() { # seconds command...
 
 start_daemon() {
   rm -f "$sock"
-  "$build/bin/pinferd" --model "$model" --socket "$sock" --kv-memory 96M --stall-timeout 3 --max-inflight 4 \
+  "$build/bin/pinferd" --model "$model" --socket "$sock" --kv-memory 96M --stall-timeout 3 --max-inflight 4 --cq-entries 64 \
     --log-level info "$@" >>"$log" 2>&1 &
   dpid=$!
   wait_for 120 test -S "$sock" || { echo "pinferd did not start:"; cat "$log"; exit 1; }

@@ -1,0 +1,471 @@
+/*
+ * events.c — libpinfer's completion side: reading the CQ ring, joining
+ * MORE continuations into one event, sleeping on the completion futex
+ * (directly or through the application's io_uring), and the streaming
+ * conveniences built on pinfer_next.
+ */
+#include <errno.h>
+#include <linux/io_uring.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client_impl.h"
+#include "proto.h"
+#include "ring.h"
+#include "wait.h"
+
+/*
+ * IORING_OP_FUTEX_WAIT (Linux 6.7) is newer than the <linux/io_uring.h> of
+ * Debian 12, and its liburing 2.3 has no io_uring_prep_futex_wait, so the
+ * SQE is filled by hand.  Field mapping from io_uring/futex.c
+ * (io_futex_prep): addr = futex word, addr2 (the `off` union) = expected
+ * value, addr3 = wake bitset mask, fd = FUTEX2_* flags; len, buf_index,
+ * file_index and the op-flags word (futex_flags, which is the rw_flags
+ * union member) must be 0.  No FUTEX2_PRIVATE: the word is shared across
+ * processes.
+ */
+#define PF_IORING_OP_FUTEX_WAIT 51
+#define PF_FUTEX2_SIZE_U32 0x02
+#define PF_FUTEX_BITSET_MATCH_ANY 0xffffffffu
+static_assert(sizeof(struct io_uring_sqe) == 64, "io_uring_sqe layout");
+
+/* take_one converts kinds and reasons by value */
+#define SAME(a, b) static_assert((int)(a) == (int)(b), #a " mirrors " #b)
+SAME(PINFER_EVENT_TOKEN, PF_CQ_TOKENS);
+SAME(PINFER_EVENT_FINISHED, PF_CQ_FINISHED);
+SAME(PINFER_EVENT_ERROR, PF_CQ_ERROR);
+SAME(PINFER_EVENT_LOGPROBS, PF_CQ_LOGPROBS);
+SAME(PINFER_FINISH_STOP, PF_FINISHED_STOP);
+SAME(PINFER_FINISH_LENGTH, PF_FINISHED_LENGTH);
+SAME(PINFER_FINISH_CANCELLED, PF_FINISHED_CANCELLED);
+SAME(PINFER_FINISH_ERROR, PF_FINISHED_ERROR);
+SAME(PINFER_FINISH_DEADLINE, PF_FINISHED_DEADLINE);
+SAME(PINFER_FINISH_STALLED, PF_FINISHED_STALLED);
+#undef SAME
+static_assert(PF_CQE_TEXT < 256, "evbuf starts at 256 bytes and must hold one entry's text");
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+static uint32_t cq_avail(struct pinfer *c)
+{
+	return pf_ring_avail(c->cq_n, c->cq_head, &c->d2c->cq_tail);
+}
+
+/* ---- reassembly ------------------------------------------------------------------ */
+
+static struct pf_partial *partial_find(struct pinfer *c, uint64_t tag, uint8_t index)
+{
+	for (uint32_t i = 0; i < c->n_partials; i++)
+		if (c->partials[i].tag == tag && c->partials[i].index == index)
+			return &c->partials[i];
+	return NULL;
+}
+
+static struct pf_partial *partial_open(struct pinfer *c, uint64_t tag, uint8_t index)
+{
+	if (c->n_partials == PF_CLIENT_MAX_PARTIALS)
+		return NULL;
+	if (c->n_partials == c->cap_partials) {
+		uint32_t cap = c->cap_partials ? c->cap_partials * 2 : 8;
+		struct pf_partial *p = realloc(c->partials, cap * sizeof(*p));
+		if (!p)
+			return NULL;
+		c->partials = p;
+		c->cap_partials = cap;
+	}
+	struct pf_partial *p = &c->partials[c->n_partials++];
+	memset(p, 0, sizeof(*p));
+	p->tag = tag;
+	p->index = index;
+	return p;
+}
+
+static void partial_drop(struct pinfer *c, struct pf_partial *p)
+{
+	free(p->buf);
+	*p = c->partials[--c->n_partials];
+}
+
+/* A request ended: forget any chain it left open (a well-behaved daemon
+ * leaves none; this bounds what a buggy one can make us keep). */
+static void partials_drop_tag(struct pinfer *c, uint64_t tag)
+{
+	for (uint32_t i = 0; i < c->n_partials;) {
+		if (c->partials[i].tag == tag)
+			partial_drop(c, &c->partials[i]);
+		else
+			i++;
+	}
+}
+
+static void partial_append(struct pf_partial *p, const uint8_t *t, size_t n)
+{
+	if (!n)
+		return;
+	if (p->len + n > PF_CLIENT_TEXT_MAX) {
+		p->truncated = true;
+		n = PF_CLIENT_TEXT_MAX - p->len;
+	}
+	if (p->len + n > p->cap) {
+		size_t cap = p->cap ? p->cap : 256;
+		while (cap < p->len + n)
+			cap *= 2;
+		char *b = realloc(p->buf, cap);
+		if (!b) {
+			p->truncated = true;
+			return;
+		}
+		p->buf = b;
+		p->cap = cap;
+	}
+	memcpy(p->buf + p->len, t, n);
+	p->len += n;
+}
+
+static void partial_append_lp(struct pf_partial *p, const struct pf_cqe *e)
+{
+	uint32_t n = e->u.lp.n < 8 ? e->u.lp.n : 8;
+	for (uint32_t i = 0; i < n; i++) {
+		if (p->n_top == PINFER_MAX_TOP_LOGPROBS) {
+			p->truncated = true;
+			return;
+		}
+		p->top_token[p->n_top] = e->u.lp.token[i];
+		p->top_logprob[p->n_top] = e->u.lp.logprob[i];
+		p->n_top++;
+	}
+}
+
+/* Make evbuf hold len + 1 bytes; false when memory ran out. */
+static bool evbuf_reserve(struct pinfer *c, size_t len)
+{
+	if (len + 1 <= c->evcap)
+		return true;
+	size_t cap = c->evcap;
+	while (cap < len + 1)
+		cap *= 2;
+	char *b = realloc(c->evbuf, cap);
+	if (!b)
+		return false;
+	c->evbuf = b;
+	c->evcap = cap;
+	return true;
+}
+
+/*
+ * Consume one CQ entry.  Returns 1 with *ev filled when it completed an
+ * event, 0 when it was absorbed (a continuation, or skipped), -EAGAIN when
+ * the ring is empty, -EPROTO when the daemon opened too many chains.
+ */
+static int take_one(struct pinfer *c, struct pinfer_event *ev)
+{
+	struct pf_cqe e;
+	if (!cq_avail(c))
+		return -EAGAIN;
+	/* copy first: the slot is the daemon's again once cq_head moves */
+	memcpy(&e, &c->cq[c->cq_head & (c->cq_n - 1)], sizeof(e));
+	c->cq_head++;
+	pf_ring_consume(&c->c2d->cq_head, c->cq_head);
+
+	const uint8_t *txt = NULL;
+	size_t tl = e.text_len < PF_CQE_TEXT ? e.text_len : PF_CQE_TEXT;
+	switch (e.kind) {
+	case PF_CQ_TOKENS:
+		txt = e.u.tok.text;
+		break;
+	case PF_CQ_FINISHED:
+		txt = e.u.fin.text;
+		break;
+	case PF_CQ_ERROR:
+	case PF_CQ_LOGPROBS:
+		tl = 0;
+		break;
+	default:
+		return 0; /* a kind this version does not know: skip it */
+	}
+	struct pf_partial *p = partial_find(c, e.tag, e.index);
+	if ((e.flags & PF_CQE_MORE) && e.kind != PF_CQ_ERROR) {
+		if (!p && !(p = partial_open(c, e.tag, e.index)))
+			return pf_client_fail(c, -EPROTO, "pinferd left more than %d texts unfinished",
+					      PF_CLIENT_MAX_PARTIALS);
+		partial_append(p, txt, tl);
+		if (e.kind == PF_CQ_LOGPROBS)
+			partial_append_lp(p, &e);
+		return 0;
+	}
+
+	/* the final entry of a chain (or a whole event): it gives the kind */
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = (enum pinfer_event_kind)e.kind;
+	ev->tag = e.tag;
+	ev->index = e.index;
+	size_t len = 0;
+	if (p) {
+		partial_append(p, txt, tl);
+		if (e.kind == PF_CQ_LOGPROBS)
+			partial_append_lp(p, &e);
+		ev->truncated = p->truncated;
+		len = p->len;
+		if (!evbuf_reserve(c, len)) {
+			ev->truncated = true;
+			len = c->evcap - 1;
+		}
+		if (len)
+			memcpy(c->evbuf, p->buf, len);
+		ev->n_top = p->n_top;
+		memcpy(ev->top_token, p->top_token, sizeof(ev->top_token));
+		memcpy(ev->top_logprob, p->top_logprob, sizeof(ev->top_logprob));
+		partial_drop(c, p);
+	} else {
+		len = tl; /* evcap >= 256 > PF_CQE_TEXT */
+		if (len)
+			memcpy(c->evbuf, txt, len);
+		if (e.kind == PF_CQ_LOGPROBS) {
+			ev->n_top = e.u.lp.n < 8 ? e.u.lp.n : 8;
+			memcpy(ev->top_token, e.u.lp.token, ev->n_top * sizeof(int32_t));
+			memcpy(ev->top_logprob, e.u.lp.logprob, ev->n_top * sizeof(float));
+		}
+	}
+	c->evbuf[len] = 0;
+	ev->text = c->evbuf;
+	ev->text_len = len;
+	ev->logprob = NAN;
+	switch (e.kind) {
+	case PF_CQ_TOKENS:
+		ev->token = e.u.tok.token;
+		ev->logprob = e.u.tok.logprob;
+		break;
+	case PF_CQ_FINISHED:
+		ev->reason = (enum pinfer_finish_reason)e.u.fin.reason;
+		ev->usage.prompt_tokens = e.u.fin.prompt_tokens;
+		ev->usage.cached_tokens = e.u.fin.cached_tokens;
+		ev->usage.generated_tokens = e.u.fin.generated_tokens;
+		ev->usage.queue_s = e.u.fin.queue_s;
+		ev->usage.ttft_s = e.u.fin.ttft_s;
+		ev->usage.decode_s = e.u.fin.decode_s;
+		ev->beam_score = e.u.fin.beam_score;
+		ev->last = e.flags & PF_CQE_LAST;
+		break;
+	case PF_CQ_ERROR: {
+		size_t ml = strnlen(e.u.err.message, sizeof(e.u.err.message));
+		memcpy(ev->message, e.u.err.message, ml);
+		ev->message[ml] = 0;
+		ev->error = e.u.err.code > 0 ? e.u.err.code : EIO;
+		ev->last = true;
+		break;
+	}
+	default:
+		break;
+	}
+	if (ev->last) {
+		pf_client_live_remove(c, e.tag);
+		partials_drop_tag(c, e.tag);
+	}
+	return 1;
+}
+
+/* ---- waiting ------------------------------------------------------------------------ */
+
+static void set_waiting(struct pinfer *c, uint32_t v)
+{
+	/* the Dekker half that matters is in the callers' fence; clearing needs
+	 * no ordering (a stale 1 only costs the daemon a spare wake) */
+	atomic_store_explicit(&c->c2d->cq_waiting, v, memory_order_relaxed);
+}
+
+/*
+ * Announce that we are about to sleep and read the futex word.  Returns
+ * true with *seq set when the CQ is still empty (sleep on seq), false when
+ * entries arrived meanwhile (don't sleep; cq_waiting is cleared again).
+ */
+static bool arm_wait(struct pinfer *c, uint32_t *seq)
+{
+	set_waiting(c, 1);
+	/* seq_cst: our store of cq_waiting is ordered before the loads below —
+	 * Dekker with the daemon's publish of cq_tail, seq_cst bump of cq_seq,
+	 * load of cq_waiting: either it sees us waiting and wakes us, or we see
+	 * its entries (or the bumped cq_seq, and the futex returns at once) */
+	atomic_thread_fence(memory_order_seq_cst);
+	/* acquire: pairs with the daemon's bump after it published cq_tail, so
+	 * if we read the new seq we also see the new tail just below */
+	*seq = atomic_load_explicit(&c->d2c->cq_seq, memory_order_acquire);
+	if (cq_avail(c)) {
+		set_waiting(c, 0);
+		return false;
+	}
+	return true;
+}
+
+int pinfer_next(struct pinfer *c, struct pinfer_event *ev, int timeout_ms)
+{
+	int64_t deadline = timeout_ms > 0 ? now_ns() + (int64_t)timeout_ms * 1000000 : 0;
+	int r;
+
+	/* a wait queued by pinfer_prep_futex_wait has fired (the contract says
+	 * so); we are awake now */
+	if (atomic_load_explicit(&c->c2d->cq_waiting, memory_order_relaxed))
+		set_waiting(c, 0);
+	for (;;) {
+		while ((r = take_one(c, ev)) == 0)
+			;
+		if (r == 1)
+			return 0;
+		if (r != -EAGAIN)
+			return r;
+		/* ring empty; everything the daemon posted before dying was read */
+		if (c->gone)
+			return -ECONNRESET;
+		if (c->n_live == 0 && c->n_partials == 0)
+			return pf_client_fail(c, -ENOMSG, "no request in flight: nothing to wait for");
+		if (timeout_ms == 0) {
+			/* polling callers learn of a dead daemon too, at a bounded
+			 * syscall cost (one poll() per slice) */
+			int64_t t = now_ns();
+			if (t >= c->next_check_ns) {
+				c->next_check_ns = t + (int64_t)PF_CLIENT_SLICE_MS * 1000000;
+				if (pf_client_check_alive(c))
+					continue; /* drain, then report */
+			}
+			return -EAGAIN;
+		}
+		for (int i = 0; i < PF_CLIENT_SPINS; i++) {
+			/* relaxed: only a hint; take_one re-reads with acquire */
+			if (atomic_load_explicit(&c->d2c->cq_tail, memory_order_relaxed) != c->cq_head)
+				break;
+			cpu_relax();
+		}
+		if (cq_avail(c))
+			continue;
+		int64_t slice = (int64_t)PF_CLIENT_SLICE_MS * 1000000;
+		if (deadline) {
+			int64_t left = deadline - now_ns();
+			if (left <= 0)
+				return pf_client_fail(c, -ETIMEDOUT, "no completion within %d ms", timeout_ms);
+			if (left < slice)
+				slice = left;
+		}
+		uint32_t seq;
+		if (!arm_wait(c, &seq))
+			continue;
+		if (atomic_load_explicit(&c->d2c->daemon_state, memory_order_acquire) == PF_DAEMON_GONE) {
+			set_waiting(c, 0);
+			pf_client_check_alive(c);
+			continue;
+		}
+		r = pf_futex_wait(&c->d2c->cq_seq, seq, slice);
+		set_waiting(c, 0);
+		if (r == -EINTR)
+			return pf_client_fail(c, -EINTR, "interrupted by a signal");
+		if (!cq_avail(c))
+			pf_client_check_alive(c); /* sets gone: the loop drains, then reports */
+	}
+}
+
+int pinfer_poll_ready(struct pinfer *c)
+{
+	if (cq_avail(c))
+		return 1;
+	if (c->gone || atomic_load_explicit(&c->d2c->daemon_state, memory_order_acquire) == PF_DAEMON_GONE)
+		return -ECONNRESET;
+	return 0;
+}
+
+int pinfer_prep_futex_wait(struct pinfer *c, void *io_uring_sqe)
+{
+	struct io_uring_sqe *s = io_uring_sqe;
+	uint32_t seq;
+	if (c->gone)
+		return -ECONNRESET;
+	if (!arm_wait(c, &seq))
+		return -EAGAIN;
+	if (atomic_load_explicit(&c->d2c->daemon_state, memory_order_acquire) == PF_DAEMON_GONE) {
+		set_waiting(c, 0);
+		return pf_client_check_alive(c);
+	}
+	memset(s, 0, sizeof(*s));
+	s->opcode = PF_IORING_OP_FUTEX_WAIT;
+	s->fd = PF_FUTEX2_SIZE_U32;
+	s->addr = (uint64_t)(uintptr_t)&c->d2c->cq_seq;
+	s->addr2 = seq;
+	s->addr3 = PF_FUTEX_BITSET_MATCH_ANY;
+	/* futex_flags (the rw_flags word), len, buf_index, file_index: 0 */
+	return 0;
+}
+
+/* ---- conveniences ------------------------------------------------------------------- */
+
+int pinfer_stream(struct pinfer *c, uint64_t tag, pinfer_event_cb cb, void *ctx)
+{
+	bool want_cancel = false, cancel_sent = false, interrupted = false, cb_cancelled = false;
+	struct pinfer_event ev;
+	int r;
+
+	if (!pf_client_live_has(c, tag))
+		return pf_client_fail(c, -ENOENT, "no request with tag %llu is in flight", (unsigned long long)tag);
+	for (;;) {
+		if (want_cancel && !cancel_sent) {
+			r = pinfer_cancel(c, tag);
+			/* -EAGAIN: ring full, retry after the next event; -ENOENT:
+			 * it ended meanwhile and its last event is on its way */
+			if (r == 0 || r == -ENOENT)
+				cancel_sent = true;
+			else if (r != -EAGAIN)
+				return r;
+		}
+		r = pinfer_next(c, &ev, -1);
+		if (r == -EINTR) {
+			interrupted = want_cancel = true;
+			continue;
+		}
+		if (r)
+			return r;
+		if (cb && cb(ctx, &ev) && ev.tag == tag && !ev.last)
+			cb_cancelled = want_cancel = true;
+		if (ev.tag != tag || !ev.last)
+			continue;
+		if (ev.kind == PINFER_EVENT_ERROR) {
+			pf_client_fail(c, -ev.error, "%s", ev.message);
+			return -ev.error;
+		}
+		if (interrupted)
+			return pf_client_fail(c, -EINTR, "interrupted: the request was cancelled");
+		if (cb_cancelled)
+			return pf_client_fail(c, -ECANCELED, "cancelled by the callback");
+		return 0;
+	}
+}
+
+int pinfer_generate(struct pinfer *c, const char *text, const struct pinfer_params *params, pinfer_event_cb cb,
+		    void *ctx)
+{
+	uint64_t tag;
+	int r = pinfer_submit_text(c, text, text ? strlen(text) : 0, params, &tag);
+	return r ? r : pinfer_stream(c, tag, cb, ctx);
+}
+
+int pinfer_generate_chat(struct pinfer *c, const struct pinfer_message *msgs, size_t n,
+			 const struct pinfer_params *params, pinfer_event_cb cb, void *ctx)
+{
+	uint64_t tag;
+	int r = pinfer_submit_chat(c, msgs, n, params, &tag);
+	return r ? r : pinfer_stream(c, tag, cb, ctx);
+}

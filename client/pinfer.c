@@ -1,0 +1,595 @@
+/*
+ * pinfer.c — libpinfer: registration handshake, segment mapping, the
+ * connection's lifetime and getters.  See pinfer.h (API) and client_impl.h
+ * (private state).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "client_impl.h"
+#include "path.h"
+#include "proto.h"
+
+#define MAX_FDS 8 /* room to see (and close) more fds than the two we expect */
+
+int pf_client_fail(struct pinfer *c, int r, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->err, sizeof(c->err), fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+const char *pinfer_last_error(const struct pinfer *c)
+{
+	return c ? c->err : "no connection to pinferd";
+}
+
+void pinfer_connect_opts_init(struct pinfer_connect_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->timeout_ms = 10000;
+}
+
+/* ---- in-flight tag set ------------------------------------------------------------ */
+
+static uint32_t tag_hash(uint64_t tag, uint32_t cap)
+{
+	/* Fibonacci hashing: tags are sequential, this spreads them */
+	return (uint32_t)((tag * 0x9e3779b97f4a7c15ull) >> 32) & (cap - 1);
+}
+
+static int live_grow(struct pinfer *c)
+{
+	uint32_t cap = c->live_cap ? c->live_cap * 2 : 64;
+	uint64_t *t = calloc(cap, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < c->live_cap; i++) {
+		uint64_t tag = c->live[i];
+		if (!tag)
+			continue;
+		uint32_t j = tag_hash(tag, cap);
+		while (t[j])
+			j = (j + 1) & (cap - 1);
+		t[j] = tag;
+	}
+	free(c->live);
+	c->live = t;
+	c->live_cap = cap;
+	return 0;
+}
+
+int pf_client_live_add(struct pinfer *c, uint64_t tag)
+{
+	/* load <= 1/2 keeps probe sequences short */
+	if ((c->n_live + 1) * 2 > c->live_cap) {
+		int r = live_grow(c);
+		if (r)
+			return r;
+	}
+	uint32_t j = tag_hash(tag, c->live_cap);
+	while (c->live[j]) {
+		if (c->live[j] == tag)
+			return 0;
+		j = (j + 1) & (c->live_cap - 1);
+	}
+	c->live[j] = tag;
+	c->n_live++;
+	return 0;
+}
+
+static int64_t live_find(const struct pinfer *c, uint64_t tag)
+{
+	if (!c->live_cap || !tag)
+		return -1;
+	uint32_t j = tag_hash(tag, c->live_cap);
+	while (c->live[j]) {
+		if (c->live[j] == tag)
+			return j;
+		j = (j + 1) & (c->live_cap - 1);
+	}
+	return -1;
+}
+
+bool pf_client_live_has(const struct pinfer *c, uint64_t tag)
+{
+	return live_find(c, tag) >= 0;
+}
+
+bool pf_client_live_remove(struct pinfer *c, uint64_t tag)
+{
+	int64_t f = live_find(c, tag);
+	if (f < 0)
+		return false;
+	uint32_t mask = c->live_cap - 1, i = (uint32_t)f, j = i;
+	/* backward-shift deletion (no tombstones): pull later members of the
+	 * probe run into the hole when their home slot does not lie in (i, j] */
+	for (;;) {
+		j = (j + 1) & mask;
+		if (!c->live[j])
+			break;
+		uint32_t home = tag_hash(c->live[j], c->live_cap);
+		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+		if (stays)
+			continue;
+		c->live[i] = c->live[j];
+		i = j;
+	}
+	c->live[i] = 0;
+	c->n_live--;
+	return true;
+}
+
+/* ---- liveness -------------------------------------------------------------------------- */
+
+int pf_client_check_alive(struct pinfer *c)
+{
+	if (c->gone)
+		return -ECONNRESET;
+	/* acquire: pairs with the daemon's store of GONE, which it makes after
+	 * its last completions, so those are visible to the caller's drain */
+	uint32_t st = atomic_load_explicit(&c->d2c->daemon_state, memory_order_acquire);
+	if (st == PF_DAEMON_GONE) {
+		c->gone = true;
+		return pf_client_fail(c, -ECONNRESET,
+				      "pinferd at %s shut down; reconnect (pinfer_close + pinfer_connect) once it is back",
+				      c->path);
+	}
+	struct pollfd p = { .fd = c->sock, .events = POLLIN };
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	bool dead = p.revents & (POLLHUP | POLLERR | POLLNVAL);
+	if (!dead && (p.revents & POLLIN)) {
+		/* the daemon never sends after the welcome; readable means EOF
+		 * (or an error), which MSG_PEEK shows without consuming */
+		char b;
+		ssize_t n = recv(c->sock, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		dead = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+	}
+	if (!dead)
+		return 0;
+	c->gone = true;
+	return pf_client_fail(c, -ECONNRESET,
+			      "pinferd at %s went away (connection closed); reconnect (pinfer_close + pinfer_connect) "
+			      "once it is back",
+			      c->path);
+}
+
+/* ---- handshake -------------------------------------------------------------------------- */
+
+static int set_timeouts(int fd, int timeout_ms)
+{
+	struct timeval tv = { 0, 0 };
+	if (timeout_ms > 0) {
+		tv.tv_sec = timeout_ms / 1000;
+		tv.tv_usec = (timeout_ms % 1000) * 1000;
+	}
+	/* SO_SNDTIMEO also bounds connect() on a unix socket whose backlog is full */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		return -errno;
+	return 0;
+}
+
+static int send_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Read the welcome and collect every fd passed with it (any number, in any
+ * segment of the stream), so the caller can close them all on error.
+ * Returns 0, -ECONNRESET (EOF before a whole welcome), -ETIMEDOUT, -EPROTO
+ * (truncated control data: fds were dropped by the kernel), -errno.
+ */
+static int recv_welcome(int fd, struct pf_welcome *w, int *fds, int *nfds, int *extra_fds)
+{
+	size_t got = 0;
+	*nfds = 0;
+	*extra_fds = 0;
+	while (got < sizeof(*w)) {
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+			struct cmsghdr align;
+		} cbuf;
+		struct iovec iov = { .iov_base = (char *)w + got, .iov_len = sizeof(*w) - got };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf,
+				     .msg_controllen = sizeof(cbuf.buf) };
+		ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+		}
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < k; i++) {
+				int f;
+				memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+				if (*nfds < MAX_FDS)
+					fds[(*nfds)++] = f;
+				else {
+					close(f);
+					(*extra_fds)++;
+				}
+			}
+		}
+		if (mh.msg_flags & MSG_CTRUNC)
+			return -EPROTO;
+		if (n == 0)
+			return -ECONNRESET;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+static bool pow2_in(uint32_t v, uint32_t max)
+{
+	return v >= 1 && v <= max && (v & (v - 1)) == 0;
+}
+
+static int welcome_status_errno(uint16_t st)
+{
+	switch (st) {
+	case PF_WELCOME_VERSION:
+		return -EPROTONOSUPPORT;
+	case PF_WELCOME_DENIED:
+		return -EACCES;
+	case PF_WELCOME_FULL:
+		return -EBUSY;
+	case PF_WELCOME_DRAINING:
+		return -ESHUTDOWN;
+	case PF_WELCOME_INVALID:
+		return -EPROTO;
+	default:
+		return -EIO;
+	}
+}
+
+static const char *welcome_status_str(uint16_t st)
+{
+	switch (st) {
+	case PF_WELCOME_VERSION:
+		return "protocol version mismatch";
+	case PF_WELCOME_DENIED:
+		return "access denied";
+	case PF_WELCOME_FULL:
+		return "too many clients";
+	case PF_WELCOME_DRAINING:
+		return "pinferd is shutting down";
+	case PF_WELCOME_INVALID:
+		return "pinferd rejected our hello as malformed";
+	default:
+		return "pinferd failed to register us";
+	}
+}
+
+/* Check a segment fd: size as announced, and sealed against shrinking (so
+ * the mapping can never SIGBUS us under a buggy peer). */
+static int check_segment(struct pinfer *c, int fd, uint64_t want, const char *name)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return pf_client_fail(c, -errno, "fstat of the %s segment: %s", name, strerror(errno));
+	if ((uint64_t)st.st_size != want)
+		return pf_client_fail(c, -EPROTO, "pinferd's %s segment is %lld bytes, the welcome says %llu", name,
+				      (long long)st.st_size, (unsigned long long)want);
+	int seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK))
+		return pf_client_fail(c, -EPROTO, "pinferd's %s segment is not sealed against shrinking", name);
+	return 0;
+}
+
+static int handshake(struct pinfer *c, const struct pinfer_connect_opts *o, int timeout_ms)
+{
+	struct pf_hello h = {
+		.magic = PF_PROTO_MAGIC,
+		.version = PF_PROTO_VERSION,
+		.sizeof_sqe = sizeof(struct pf_sqe),
+		.sizeof_cqe = sizeof(struct pf_cqe),
+		.sizeof_c2d_hdr = sizeof(struct pf_c2d_hdr),
+		.sizeof_d2c_hdr = sizeof(struct pf_d2c_hdr),
+		.sq_entries = o->sq_entries,
+		.cq_entries = o->cq_entries,
+		.payload_bytes = o->payload_bytes,
+	};
+	struct pf_welcome w;
+	int fds[MAX_FDS], nfds = 0, extra = 0, r;
+	void *m;
+
+	r = send_all(c->sock, &h, sizeof(h));
+	if (r)
+		return pf_client_fail(c, r, "sending hello to pinferd at %s: %s", c->path, strerror(-r));
+	memset(&w, 0, sizeof(w));
+	r = recv_welcome(c->sock, &w, fds, &nfds, &extra);
+	if (r == -ECONNRESET)
+		r = pf_client_fail(c, r, "pinferd at %s closed the connection during the handshake", c->path);
+	else if (r == -ETIMEDOUT)
+		r = pf_client_fail(c, r, "pinferd at %s did not answer within %d ms", c->path, timeout_ms);
+	else if (r == -EPROTO)
+		r = pf_client_fail(c, r, "pinferd at %s sent truncated control data", c->path);
+	else if (r)
+		r = pf_client_fail(c, r, "reading pinferd's welcome: %s", strerror(-r));
+	if (r)
+		goto out;
+	w.model[sizeof(w.model) - 1] = 0;
+	w.message[sizeof(w.message) - 1] = 0;
+	if (w.magic != PF_PROTO_MAGIC) {
+		r = pf_client_fail(c, -EPROTO, "%s does not speak the pinfer protocol (bad magic)", c->path);
+		goto out;
+	}
+	if (w.status != PF_WELCOME_OK) {
+		r = pf_client_fail(c, welcome_status_errno(w.status), "pinferd at %s: %s%s%s", c->path,
+				   welcome_status_str(w.status), w.message[0] ? ": " : "", w.message);
+		goto out;
+	}
+	if (w.version != PF_PROTO_VERSION) {
+		r = pf_client_fail(c, -EPROTONOSUPPORT,
+				   "pinferd at %s offered protocol version %u; this libpinfer speaks %u", c->path,
+				   w.version, PF_PROTO_VERSION);
+		goto out;
+	}
+	if (nfds + extra != 2) {
+		r = pf_client_fail(c, -EPROTO, "pinferd sent %d file descriptors with its welcome, expected 2",
+				   nfds + extra);
+		goto out;
+	}
+	if (!pow2_in(w.sq_entries, PF_SQ_MAX) || !pow2_in(w.cq_entries, PF_CQ_MAX) || w.payload_bytes == 0 ||
+	    w.payload_bytes > PF_PAYLOAD_MAX || w.c2d_bytes != pf_c2d_bytes(w.sq_entries, w.payload_bytes) ||
+	    w.d2c_bytes != pf_d2c_bytes(w.cq_entries)) {
+		r = pf_client_fail(c, -EPROTO, "pinferd's welcome has inconsistent ring sizes (sq %u, cq %u, payload %u)",
+				   w.sq_entries, w.cq_entries, w.payload_bytes);
+		goto out;
+	}
+	if ((r = check_segment(c, fds[0], w.c2d_bytes, "c2d")) || (r = check_segment(c, fds[1], w.d2c_bytes, "d2c")))
+		goto out;
+
+	c->c2d_bytes = w.c2d_bytes;
+	c->d2c_bytes = w.d2c_bytes;
+	m = mmap(NULL, c->c2d_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	if (m == MAP_FAILED) {
+		r = pf_client_fail(c, -errno, "mapping the c2d segment: %s", strerror(errno));
+		goto out;
+	}
+	c->c2d = m;
+	/* read-only: the daemon sealed it F_SEAL_FUTURE_WRITE, and we only load */
+	m = mmap(NULL, c->d2c_bytes, PROT_READ, MAP_SHARED, fds[1], 0);
+	if (m == MAP_FAILED) {
+		r = pf_client_fail(c, -errno, "mapping the d2c segment: %s", strerror(errno));
+		goto out;
+	}
+	c->d2c = m;
+	if (c->c2d->magic != PF_PROTO_MAGIC || c->d2c->magic != PF_PROTO_MAGIC || c->d2c->version != w.version ||
+	    c->d2c->sq_entries != w.sq_entries || c->d2c->cq_entries != w.cq_entries ||
+	    c->d2c->payload_bytes != w.payload_bytes) {
+		r = pf_client_fail(c, -EPROTO, "pinferd's segment headers disagree with its welcome");
+		goto out;
+	}
+	c->sq_n = w.sq_entries;
+	c->cq_n = w.cq_entries;
+	c->payload_n = w.payload_bytes;
+	c->sq = (struct pf_sqe *)(c->c2d + 1);
+	c->payload = (uint8_t *)(c->sq + c->sq_n);
+	c->cq = (const struct pf_cqe *)(c->d2c + 1);
+	/* start where the daemon initialised the indices (0 today) */
+	c->sq_tail = atomic_load_explicit(&c->c2d->sq_tail, memory_order_relaxed);
+	c->sq_head_seen = c->sq_tail;
+	c->cq_head = atomic_load_explicit(&c->c2d->cq_head, memory_order_relaxed);
+	c->slot_end = calloc(c->sq_n, sizeof(*c->slot_end));
+	if (!c->slot_end) {
+		r = pf_client_fail(c, -ENOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(c->model, w.model, sizeof(c->model));
+	c->n_vocab = w.n_vocab;
+	c->max_model_len = w.max_model_len;
+	c->bos = w.bos;
+	c->eos = w.eos;
+	c->max_inflight = w.max_inflight;
+	c->client_id = w.client_id;
+	r = 0;
+out:
+	/* the mappings keep the segments alive; the fds are not needed */
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	return r;
+}
+
+int pinfer_connect(const struct pinfer_connect_opts *opts, struct pinfer **ret)
+{
+	struct pinfer_connect_opts def;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct pinfer *c;
+	int r, timeout_ms;
+
+	*ret = NULL;
+	if (!opts) {
+		pinfer_connect_opts_init(&def);
+		opts = &def;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		if (opts->err && opts->err_len)
+			snprintf(opts->err, opts->err_len, "out of memory");
+		return -ENOMEM;
+	}
+	c->sock = -1;
+	c->evcap = 256;
+	c->evbuf = malloc(c->evcap);
+	if (!c->evbuf) {
+		r = pf_client_fail(c, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	if ((opts->sq_entries && !pow2_in(opts->sq_entries, PF_SQ_MAX)) ||
+	    (opts->cq_entries && !pow2_in(opts->cq_entries, PF_CQ_MAX)) || opts->payload_bytes > PF_PAYLOAD_MAX) {
+		r = pf_client_fail(c, -EINVAL,
+				   "ring sizes must be powers of two (sq <= %d, cq <= %d) and payload <= %u bytes",
+				   PF_SQ_MAX, PF_CQ_MAX, PF_PAYLOAD_MAX);
+		goto fail;
+	}
+	r = pf_shm_socket_path(opts->socket_path, opts->instance, c->path, sizeof(c->path));
+	if (r) {
+		r = pf_client_fail(c, r, r == -EINVAL ? "bad instance name \"%s\": use 1..64 of [A-Za-z0-9._-]"
+						      : "socket path too long (instance \"%s\")",
+				   opts->instance ? opts->instance : "");
+		goto fail;
+	}
+	memcpy(sa.sun_path, c->path, strlen(c->path) + 1);
+	c->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->sock < 0) {
+		r = pf_client_fail(c, -errno, "socket: %s", strerror(errno));
+		goto fail;
+	}
+	timeout_ms = opts->timeout_ms ? opts->timeout_ms : 10000;
+	r = set_timeouts(c->sock, timeout_ms);
+	if (r) {
+		r = pf_client_fail(c, r, "setsockopt: %s", strerror(-r));
+		goto fail;
+	}
+	while ((r = connect(c->sock, (struct sockaddr *)&sa, sizeof(sa))) < 0 && errno == EINTR)
+		;
+	if (r < 0) {
+		r = -errno;
+		if (r == -ENOENT || r == -ECONNREFUSED) {
+			/* suggest the command line that would create this very socket */
+			bool explicit = opts->socket_path && *opts->socket_path;
+			pf_client_fail(c, r, "no pinferd at %s: start it with `pinferd --model MODEL.gguf%s%s`", c->path,
+				       explicit ? " --socket " : opts->instance ? " --instance " : "",
+				       explicit ? c->path : opts->instance ? opts->instance : "");
+		}
+		else if (r == -EACCES || r == -EPERM)
+			pf_client_fail(c, r,
+				       "permission denied connecting to %s: pinferd's socket admits its owner and "
+				       "group (see --socket-mode)",
+				       c->path);
+		else if (r == -EAGAIN || r == -ETIMEDOUT)
+			r = pf_client_fail(c, -ETIMEDOUT, "pinferd at %s is not accepting connections (busy?)",
+					   c->path);
+		else
+			pf_client_fail(c, r, "connecting to %s: %s", c->path, strerror(-r));
+		goto fail;
+	}
+	r = handshake(c, opts, timeout_ms);
+	if (r)
+		goto fail;
+	c->err[0] = 0;
+	*ret = c;
+	return 0;
+fail:
+	if (opts->err && opts->err_len)
+		snprintf(opts->err, opts->err_len, "%s", c->err);
+	pinfer_close(c);
+	return r;
+}
+
+void pinfer_close(struct pinfer *c)
+{
+	if (!c)
+		return;
+	if (c->c2d)
+		munmap(c->c2d, c->c2d_bytes);
+	if (c->d2c)
+		munmap(c->d2c, c->d2c_bytes);
+	if (c->sock >= 0)
+		close(c->sock);
+	for (uint32_t i = 0; i < c->n_partials; i++)
+		free(c->partials[i].buf);
+	free(c->partials);
+	free(c->slot_end);
+	free(c->live);
+	free(c->evbuf);
+	free(c);
+}
+
+/* ---- getters ------------------------------------------------------------------------- */
+
+const char *pinfer_model_name(const struct pinfer *c)
+{
+	return c->model;
+}
+
+int32_t pinfer_n_vocab(const struct pinfer *c)
+{
+	return c->n_vocab;
+}
+
+int32_t pinfer_max_model_len(const struct pinfer *c)
+{
+	return c->max_model_len;
+}
+
+int32_t pinfer_bos(const struct pinfer *c)
+{
+	return c->bos;
+}
+
+int32_t pinfer_eos(const struct pinfer *c)
+{
+	return c->eos;
+}
+
+uint32_t pinfer_max_inflight(const struct pinfer *c)
+{
+	return c->max_inflight;
+}
+
+const char *pinfer_socket_path(const struct pinfer *c)
+{
+	return c->path;
+}
+
+uint32_t pinfer_inflight(const struct pinfer *c)
+{
+	return c->n_live;
+}
+
+int pinfer_fd(const struct pinfer *c)
+{
+	return c->sock;
+}
+
+const char *pinfer_finish_reason_str(enum pinfer_finish_reason r)
+{
+	switch (r) {
+	case PINFER_FINISH_STOP:
+		return "stop";
+	case PINFER_FINISH_LENGTH:
+		return "length";
+	case PINFER_FINISH_CANCELLED:
+		return "cancelled";
+	case PINFER_FINISH_ERROR:
+		return "error";
+	case PINFER_FINISH_DEADLINE:
+		return "deadline";
+	case PINFER_FINISH_STALLED:
+		return "stalled";
+	}
+	return "unknown";
+}
