@@ -68,6 +68,30 @@ if [ -x "$build/bin/pinfer-bench-tok" ]; then
     echo "(llama.cpp tokenizer figures need: pip install llama-cpp-python==0.3.36)"
   fi
 fi
+if [ -x "$build/bin/pinfer-bench-ipc" ]; then
+  echo
+  echo "== IPC alone (pinferd --echo-backend: no model)"
+  sock=$(mktemp -u /tmp/pinfer-bench-XXXXXX.sock)
+  "$build/bin/pinferd" --echo-backend --socket "$sock" --log-level warn &
+  epid=$!
+  for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
+  "$build/bin/pinfer-bench-ipc" --socket "$sock" -n 20000 -c 32 -t 3 | tee "$build/bench-ipc.txt"
+  kill -TERM "$epid"; wait "$epid" 2>/dev/null
+  echo
+  echo "== IPC share of step time at full load (pinferd on the model, 32 clients)"
+  sock=$(mktemp -u /tmp/pinfer-bench-XXXXXX.sock)
+  log=$(mktemp)
+  "$build/bin/pinferd" --model "$model" --socket "$sock" --log-level info 2>"$log" &
+  dpid=$!
+  for _ in $(seq 1 600); do [ -S "$sock" ] && break; sleep 0.1; done
+  for i in $(seq 1 32); do
+    "$build/bin/pinfer" generate --socket "$sock" --temperature 0 --max-tokens 64 --ignore-eos "Request $i: tell me about the sea." >/dev/null 2>&1 &
+  done
+  wait $(jobs -p | grep -v "^$dpid$") 2>/dev/null
+  kill -TERM "$dpid"; wait "$dpid" 2>/dev/null
+  grep "IPC path" "$log" | sed 's/^.*info: /  /'
+  rm -f "$log"
+fi
 if [ -x "$build/bin/pinfer-bench-serve" ] && [ -f bench/serve.sh ]; then
   echo
   echo "== serving: continuous vs static batching"
