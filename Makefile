@@ -29,10 +29,10 @@ CC := gcc
 endif
 
 # Debian package that provides each pkg-config name, for the hint and `make deps`.
-DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev libxxhash-dev pkg-config clang libclang-rt-14-dev python3-pip unzip
+DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev libxxhash-dev libncurses-dev libmicrohttpd-dev pkg-config clang libclang-rt-14-dev python3-pip unzip
 
 # numa has no .pc on Debian 12; it is checked by header instead below.
-PKG_CHECK := liburing cmocka libpcre2-8 libxxhash
+PKG_CHECK := liburing cmocka libpcre2-8 libxxhash ncursesw libmicrohttpd
 PKG_MISSING := $(strip $(foreach p,$(PKG_CHECK),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),,$(p))))
 NUMA_MISSING := $(if $(wildcard /usr/include/numa.h),,numa)
 DEPS_MISSING := $(strip $(PKG_MISSING) $(NUMA_MISSING))
@@ -78,6 +78,10 @@ endif
 
 CFLAGS  := $(CFLAGS_BASE) $(EXTRA_CFLAGS)
 LDLIBS  := $(LDLIBS_BASE) $(CUDA_LIBS)
+
+# Extra libraries of individual tools.
+TOOL_LIBS_pinfer-top      = $(shell pkg-config --libs ncursesw 2>/dev/null)
+TOOL_LIBS_pinfer-exporter = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 
 # ---- sources ----------------------------------------------------------------
 CORE_SRCS   := $(wildcard runtime/*.c) $(wildcard kernels/cpu/*.c) $(wildcard kernels/*.c) $(wildcard shm/*.c)
@@ -163,7 +167,7 @@ $(CLIENT_SO): $(CLIENT_OBJS)
 $(BUILD)/bin/%: $(OBJ)/tools/%.o $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD    $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS) $(TOOL_LIBS_$*)
 
 $(BUILD)/bin/pinferd: $(OBJ)/runtime/pinferd.o $(CORE_LIB)
 	@mkdir -p $(dir $@)

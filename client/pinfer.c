@@ -21,6 +21,7 @@
 #include "client_impl.h"
 #include "path.h"
 #include "proto.h"
+#include "stats.h"
 
 #define MAX_FDS 8 /* room to see (and close) more fds than the two we expect */
 
@@ -592,4 +593,57 @@ const char *pinfer_finish_reason_str(enum pinfer_finish_reason r)
 		return "stalled";
 	}
 	return "unknown";
+}
+
+/* ---- statistics reader ------------------------------------------------------------------- */
+
+int pinfer_stats_open(const struct pinfer_connect_opts *opts)
+{
+	struct pinfer_connect_opts def;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[sizeof(sa.sun_path)];
+	struct pf_welcome w;
+	int fds[MAX_FDS], nfds = 0, extra = 0, r, fd = -1;
+
+	if (!opts) {
+		pinfer_connect_opts_init(&def);
+		opts = &def;
+	}
+#define STATS_FAIL(code, ...) do { r = (code); if (opts->err && opts->err_len) snprintf(opts->err, opts->err_len, __VA_ARGS__); goto out; } while (0)
+	r = pf_shm_socket_path(opts->socket_path, opts->instance, path, sizeof(path));
+	if (r)
+		STATS_FAIL(r, "bad socket path or instance name");
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		STATS_FAIL(-errno, "socket: %s", strerror(errno));
+	set_timeouts(fd, opts->timeout_ms ? opts->timeout_ms : 10000);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		STATS_FAIL(-errno, "no pinferd at %s (%s): start it with `pinferd --model ...`", path, strerror(errno));
+	struct pf_hello h = {
+		.magic = PF_PROTO_MAGIC, .version = PF_PROTO_VERSION, .flags = PF_HELLO_STATS_ONLY,
+		.sizeof_sqe = sizeof(struct pf_sqe), .sizeof_cqe = sizeof(struct pf_cqe),
+		.sizeof_c2d_hdr = sizeof(struct pf_c2d_hdr), .sizeof_d2c_hdr = sizeof(struct pf_d2c_hdr),
+	};
+	r = send_all(fd, &h, sizeof(h));
+	if (r)
+		STATS_FAIL(r, "cannot send the hello to %s", path);
+	r = recv_welcome(fd, &w, fds, &nfds, &extra);
+	if (r)
+		STATS_FAIL(r, "no welcome from pinferd at %s", path);
+	if (w.magic != PF_PROTO_MAGIC || w.status != PF_WELCOME_OK) {
+		w.message[sizeof(w.message) - 1] = '\0';
+		STATS_FAIL(-EACCES, "pinferd refused: %s", w.message);
+	}
+	if (nfds != 1 || extra || w.c2d_bytes != sizeof(struct pf_stats))
+		STATS_FAIL(-EPROTO, "pinferd sent a stats segment this pinfer does not understand (update the tools)");
+	r = fds[0];
+	nfds = 0;
+out:
+#undef STATS_FAIL
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (fd >= 0)
+		close(fd);
+	return r;
 }

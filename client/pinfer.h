@@ -293,6 +293,16 @@ int pinfer_prep_futex_wait(struct pinfer *c, void *io_uring_sqe);
  * gone.  Only poll it; never read or write it.  Cannot fail. */
 int pinfer_fd(const struct pinfer *c);
 
+/*
+ * Register as a statistics reader (what pinfer-top and pinfer-exporter do):
+ * returns a read-only descriptor of the daemon's stats segment — layout
+ * struct pf_stats in shm/stats.h, read consistently with pf_stats_read() —
+ * or a negative errno with a message in opts->err.  Anyone allowed to
+ * connect may read the stats.  The descriptor stays valid while pinferd
+ * runs; map it with PROT_READ.
+ */
+int pinfer_stats_open(const struct pinfer_connect_opts *opts);
+
 /* Name of a finish reason ("stop", "length", "cancelled", "error",
  * "deadline", "stalled", "unknown").  Cannot fail. */
 const char *pinfer_finish_reason_str(enum pinfer_finish_reason r);

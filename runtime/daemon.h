@@ -32,6 +32,7 @@
 
 #include "engine.h"
 #include "proto.h"
+#include "stats.h"
 
 enum pf_log_level { PF_LOG_ERROR = 0, PF_LOG_WARN = 1, PF_LOG_INFO = 2, PF_LOG_DEBUG = 3 };
 
@@ -123,6 +124,11 @@ struct pf_daemon {
 	uint64_t next_session_id;
 	_Atomic int n_clients;       /* for the control thread's max_clients check */
 	int log_level;
+	/* statistics: accumulated privately, published to the read-only segment */
+	struct pf_stats acc;
+	struct pf_stats *stats;
+	int stats_fd;
+	uint64_t start_ms, last_publish_ms;
 };
 
 /* Options: defaults, then the config file, then flags (flags win).
@@ -133,6 +139,11 @@ int pf_daemon_config_parse(struct pf_daemon_config *cfg, int argc, char **argv);
 /* Log a line to stderr with a timestamp and level, if enabled. */
 __attribute__((format(printf, 3, 4)))
 void pf_daemon_log(const struct pf_daemon *d, int level, const char *fmt, ...);
+
+/* Statistics (engine thread; init before the control thread starts). */
+int pf_daemon_stats_init(struct pf_daemon *d);
+void pf_daemon_stats_observe(struct pf_daemon *d, int hist, double v);
+void pf_daemon_stats_publish(struct pf_daemon *d, bool force);
 
 /* Control thread body (arg: struct pf_daemon *). */
 void *pf_daemon_control_main(void *arg);

@@ -150,9 +150,11 @@ static int send_welcome(int sock, const struct pf_welcome *w, int fd1, int fd2)
 		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(2 * sizeof(int));
+		int nfd = fd2 >= 0 ? 2 : 1;
+		c->cmsg_len = CMSG_LEN((size_t)nfd * sizeof(int));
+		m.msg_controllen = CMSG_SPACE((size_t)nfd * sizeof(int));
 		int fds[2] = { fd1, fd2 };
-		memcpy(CMSG_DATA(c), fds, sizeof(fds));
+		memcpy(CMSG_DATA(c), fds, (size_t)nfd * sizeof(int));
 	}
 	ssize_t n = sendmsg(sock, &m, MSG_NOSIGNAL);
 	return n == (ssize_t)sizeof(*w) ? 0 : -EIO;
@@ -206,6 +208,8 @@ static struct pf_session *accept_client(struct pf_daemon *d)
 		goto drop;
 	}
 	if (d->cfg.n_allow_uids || d->cfg.n_allow_gids) {
+		/* (applies to stats readers too: anyone allowed to connect may
+		 * read the stats, nobody else) */
 		bool ok = cred.uid == 0;
 		for (int i = 0; i < d->cfg.n_allow_uids; i++)
 			ok |= d->cfg.allow_uids[i] == cred.uid;
@@ -215,6 +219,16 @@ static struct pf_session *accept_client(struct pf_daemon *d)
 			refuse(d, sock, PF_WELCOME_DENIED, "this user is not on pinferd's allow list");
 			goto drop;
 		}
+	}
+	if (h.flags & PF_HELLO_STATS_ONLY) {
+		/* a stats reader (pinfer-top, pinfer-exporter): one read-only
+		 * descriptor, no session, nothing it can write */
+		struct pf_welcome w = { .magic = PF_PROTO_MAGIC, .version = h.version, .status = PF_WELCOME_OK,
+					.c2d_bytes = sizeof(struct pf_stats) };
+		snprintf(w.model, sizeof(w.model), "%s", d->acc.model);
+		send_welcome(sock, &w, d->stats_fd, -1);
+		pf_daemon_log(d, PF_LOG_DEBUG, "stats reader pid %d", cred.pid);
+		goto drop;
 	}
 	if (atomic_load(&d->draining)) {
 		refuse(d, sock, PF_WELCOME_DRAINING, "pinferd is draining; retry when it has restarted");

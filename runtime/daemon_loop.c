@@ -151,6 +151,11 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			pf_session_wake(s);
 		}
 		if (r > 0) {
+			pf_daemon_stats_observe(d, PF_HIST_STEP_TIME, (double)(t2 - t1) * 1e-9);
+			pf_daemon_stats_observe(d, PF_HIST_STEP_TOKENS, (double)r);
+		}
+		pf_daemon_stats_publish(d, false);
+		if (r > 0) {
 			/* what the IPC path costs next to the step it feeds */
 			t_step += t2 - t1;
 			t_ipc += (t1 - t0) + (now_ns() - t2);
@@ -167,8 +172,10 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			break;
 		}
 		/* a step that computed nothing (everything paused) must not spin */
-		if (r <= 0 && !any_submissions(d))
+		if (r <= 0 && !any_submissions(d)) {
+			pf_daemon_stats_publish(d, true);
 			idle_wait(d);
+		}
 	}
 	if (busy_iters)
 		pf_daemon_log(d, PF_LOG_INFO, "IPC path (poll SQs, post and wake) took %.3f%% of busy loop time: %.1f ms next to %.1f ms of engine steps over %llu steps",

@@ -310,8 +310,17 @@ static void ev_finish(void *ctx, uint64_t id, void *user, int32_t index, enum pf
 	    now_ns() - s->paused_since_ns >= (int64_t)s->d->cfg.stall_timeout_s * 1000000000)
 		reason = PF_FINISHED_STALLED;
 	post_finished(s, q, index, reason, text, len, u, u->last);
-	if (u->last)
+	if (u->last) {
+		struct pf_daemon *d = s->d;
+		d->acc.requests_finished[reason < PF_STATS_FIN_COUNT ? reason : PF_STATS_FIN_ERROR]++;
+		if (u->generated_tokens > 0) {
+			pf_daemon_stats_observe(d, PF_HIST_TTFT, u->ttft_s);
+			pf_daemon_stats_observe(d, PF_HIST_E2E, u->ttft_s + u->decode_s);
+			if (u->generated_tokens > 1)
+				pf_daemon_stats_observe(d, PF_HIST_ITL, u->decode_s / (u->generated_tokens - 1));
+		}
 		dreq_remove(s, q);
+	}
 }
 
 static void ev_beam(void *ctx, uint64_t id, void *user, int32_t rank, const int32_t *tokens, int32_t n,

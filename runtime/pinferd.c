@@ -66,6 +66,12 @@ int main(int argc, char **argv)
 		}
 		pf_daemon_log(d, PF_LOG_INFO, "model: %s", pf_engine_describe(d->engine));
 	}
+	d->stats_fd = -1;
+	r = pf_daemon_stats_init(d);
+	if (r) {
+		pf_daemon_log(d, PF_LOG_ERROR, "cannot create the stats segment: %s", strerror(-r));
+		return 1;
+	}
 	r = pf_daemon_listen(d);
 	if (r) {
 		pf_engine_destroy(d->engine);
