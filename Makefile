@@ -29,10 +29,10 @@ CC := gcc
 endif
 
 # Debian package that provides each pkg-config name, for the hint and `make deps`.
-DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev libxxhash-dev libncurses-dev libmicrohttpd-dev pkg-config clang libclang-rt-14-dev python3-pip unzip
+DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev libxxhash-dev libncurses-dev libmicrohttpd-dev libsystemd-dev pkg-config clang libclang-rt-14-dev python3-pip unzip
 
 # numa has no .pc on Debian 12; it is checked by header instead below.
-PKG_CHECK := liburing cmocka libpcre2-8 libxxhash ncursesw libmicrohttpd
+PKG_CHECK := liburing cmocka libpcre2-8 libxxhash ncursesw libmicrohttpd libsystemd
 PKG_MISSING := $(strip $(foreach p,$(PKG_CHECK),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),,$(p))))
 NUMA_MISSING := $(if $(wildcard /usr/include/numa.h),,numa)
 DEPS_MISSING := $(strip $(PKG_MISSING) $(NUMA_MISSING))
@@ -48,8 +48,8 @@ ifneq ($(DEPS_MISSING),)
 DEPS_OK := 0
 else
 DEPS_OK := 1
-CFLAGS_BASE += $(shell pkg-config --cflags liburing libpcre2-8 libxxhash 2>/dev/null)
-LDLIBS_BASE += $(shell pkg-config --libs liburing libpcre2-8 libxxhash 2>/dev/null) -lnuma
+CFLAGS_BASE += $(shell pkg-config --cflags liburing libpcre2-8 libxxhash libsystemd 2>/dev/null)
+LDLIBS_BASE += $(shell pkg-config --libs liburing libpcre2-8 libxxhash libsystemd 2>/dev/null) -lnuma
 endif
 
 ifeq ($(SANITIZE),1)
@@ -224,14 +224,20 @@ install: build
 	ln -sf libpinfer.so.1 $(DESTDIR)$(LIBDIR)/libpinfer.so
 	$(if $(wildcard client/pinfer.h),install -m 0644 client/pinfer.h $(DESTDIR)$(PREFIX)/include/)
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|' client/pinfer.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/pinfer.pc
-	$(if $(wildcard systemd/*.service),install -d $(DESTDIR)$(UNITDIR) && install -m 0644 systemd/*.service $(DESTDIR)$(UNITDIR)/)
-	$(if $(wildcard systemd/pinferd.conf.example),install -m 0644 systemd/pinferd.conf.example $(DESTDIR)$(PREFIX)/share/doc/pinfer/)
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d $(DESTDIR)/etc/pinfer
+	for u in systemd/*.service; do sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
+	install -m 0644 systemd/pinfer.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/pinfer.conf
+	install -m 0644 systemd/pinfer.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/pinfer.conf
+	install -m 0644 systemd/pinferd.conf.example $(DESTDIR)/etc/pinfer/pinferd.conf.example
+	install -m 0644 systemd/pinferd.conf.example README.md ARCHITECTURE.md $(DESTDIR)$(PREFIX)/share/doc/pinfer/
 
 uninstall:
 	rm -f $(foreach t,$(TOOLS) $(DAEMON),$(DESTDIR)$(PREFIX)/bin/$(notdir $(t)))
 	rm -f $(DESTDIR)$(LIBDIR)/libpinfer.a $(DESTDIR)$(LIBDIR)/libpinfer.so $(DESTDIR)$(LIBDIR)/libpinfer.so.1
 	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/pinfer.pc $(DESTDIR)$(PREFIX)/include/pinfer.h
 	rm -f $(foreach u,$(wildcard systemd/*.service),$(DESTDIR)$(UNITDIR)/$(notdir $(u)))
+	rm -f $(DESTDIR)$(PREFIX)/lib/sysusers.d/pinfer.conf $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/pinfer.conf
+	rm -f $(DESTDIR)/etc/pinfer/pinferd.conf.example
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/pinfer
 
 clean:

@@ -52,6 +52,7 @@ struct pf_daemon_config {
 	int32_t max_clients;
 	int32_t max_inflight;        /* requests in flight per client */
 	int32_t stall_timeout_s;
+	int32_t drain_timeout_s;     /* SIGTERM: in-flight requests get this long */
 	int32_t log_level;
 	uint32_t sq_entries, cq_entries, payload_bytes;
 	uint32_t allow_uids[16], allow_gids[16];

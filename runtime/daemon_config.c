@@ -17,7 +17,7 @@
 enum {
 	O_MODEL = 1, O_CONFIG, O_SOCKET, O_INSTANCE, O_THREADS, O_KV, O_BS, O_MML, O_SEQS, O_TOKENS, O_NOPREFIX,
 	O_POLICY, O_CLIENTS, O_INFLIGHT, O_STALL, O_LOG, O_UID, O_GID, O_MODE, O_SQ, O_CQ, O_PAYLOAD, O_HELP,
-	O_VERSION, O_ECHO,
+	O_VERSION, O_ECHO, O_DRAIN,
 };
 
 static const struct option opts[] = {
@@ -46,6 +46,7 @@ static const struct option opts[] = {
 	{ "help", no_argument, NULL, O_HELP },
 	{ "version", no_argument, NULL, O_VERSION },
 	{ "echo-backend", no_argument, NULL, O_ECHO },
+	{ "drain-timeout", required_argument, NULL, O_DRAIN },
 	{ 0 },
 };
 
@@ -77,6 +78,8 @@ static void usage(FILE *f)
 		"  --max-clients N               registered clients at once (default 256)\n"
 		"  --max-inflight N              requests in flight per client (default 64)\n"
 		"  --stall-timeout SECONDS       cancel requests of a client that stops reading (default 60)\n"
+		"  --drain-timeout SECONDS       on SIGTERM, let in-flight requests finish this long, then\n"
+		"                                cancel the rest (default 30)\n"
 		"  --log-level LEVEL             error, warn, info or debug (default info)\n"
 		"  --allow-uid UID               only these users may connect (repeatable; default: anyone\n"
 		"  --allow-gid GID               the socket's permissions let in), or these groups\n"
@@ -160,6 +163,7 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 	case O_TOKENS: r = int_arg(name, v, 1, 1 << 20, &x); c->max_batched_tokens = (int32_t)x; break;
 	case O_NOPREFIX: c->prefix_caching = false; break;
 	case O_ECHO: c->echo_backend = true; break;
+	case O_DRAIN: r = int_arg(name, v, 0, 86400, &x); c->drain_timeout_s = (int32_t)x; break;
 	case O_POLICY:
 		if (!strcmp(v, "fcfs"))
 			c->priority_policy = false;
@@ -276,6 +280,7 @@ int pf_daemon_config_parse(struct pf_daemon_config *c, int argc, char **argv)
 	c->max_clients = 256;
 	c->max_inflight = 64;
 	c->stall_timeout_s = 60;
+	c->drain_timeout_s = 30;
 	c->log_level = PF_LOG_INFO;
 	c->socket_mode = 0660;
 	c->sq_entries = PF_SQ_DEFAULT;

@@ -14,6 +14,8 @@
 #include "ring.h"
 #include "wait.h"
 
+#include <systemd/sd-daemon.h>
+
 #define IDLE_TIMEOUT_NS 200000000LL /* wake at least this often to check deadlines */
 
 static int64_t now_ns(void)
@@ -125,10 +127,24 @@ static void idle_wait(struct pf_daemon *d)
 
 int pf_daemon_engine_loop(struct pf_daemon *d)
 {
-	int64_t last_timeouts = 0, t_ipc = 0, t_step = 0;
-	uint64_t busy_iters = 0;
+	int64_t last_timeouts = 0, t_ipc = 0, t_step = 0, last_watchdog = 0, last_status = 0, drain_start = 0;
+	uint64_t busy_iters = 0, wd_usec = 0;
+	/* the watchdog is petted from this loop, so a hung engine (not a hung
+	 * control thread) is what systemd restarts */
+	bool watchdog = sd_watchdog_enabled(0, &wd_usec) > 0;
 	while (!atomic_load(&d->stop)) {
 		int64_t t0 = now_ns();
+		if (watchdog && t0 - last_watchdog > (int64_t)wd_usec * 1000 / 2) {
+			sd_notify(0, "WATCHDOG=1");
+			last_watchdog = t0;
+		}
+		if (t0 - last_status > 5000000000LL && d->engine && !atomic_load(&d->draining)) {
+			struct pf_engine_stats es;
+			pf_engine_get_stats(d->engine, &es);
+			sd_notifyf(0, "STATUS=serving: %d clients, %d running, %d waiting, KV %d/%d blocks", d->n_sessions,
+				   es.running, es.waiting, es.kv.n_used, es.kv.n_blocks);
+			last_status = t0;
+		}
 		take_inbox(d);
 		for (struct pf_session *s = d->sessions; s; s = s->next)
 			pf_session_poll_sq(s);
@@ -166,6 +182,17 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			for (struct pf_session *s = d->sessions; s; s = s->next)
 				atomic_store(&s->d2c->daemon_state, PF_DAEMON_DRAINING);
 			d->drain_announced = true;
+			drain_start = t0;
+			sd_notifyf(0, "STOPPING=1\nSTATUS=draining: waiting up to %d s for in-flight requests", d->cfg.drain_timeout_s);
+		}
+		if (atomic_load(&d->draining) && has_work(d) &&
+		    t0 - drain_start > (int64_t)d->cfg.drain_timeout_s * 1000000000) {
+			/* persisting unfinished requests is not built yet: they end
+			 * now, and their clients are told (CANCELLED) */
+			pf_daemon_log(d, PF_LOG_WARN, "drain timeout (%d s): cancelling the requests still running",
+				      d->cfg.drain_timeout_s);
+			for (struct pf_session *s = d->sessions; s; s = s->next)
+				pf_session_cancel_all(s);
 		}
 		if (atomic_load(&d->draining) && !has_work(d)) {
 			pf_daemon_log(d, PF_LOG_INFO, "drained: every request has finished");

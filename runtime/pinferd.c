@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -59,6 +60,7 @@ int main(int argc, char **argv)
 		pf_daemon_log(d, PF_LOG_INFO, "echo backend: no model; requests are echoed (IPC benchmarking)");
 	} else {
 		pf_daemon_log(d, PF_LOG_INFO, "loading %s", d->cfg.model);
+		sd_notifyf(0, "STATUS=loading %s", d->cfg.model);
 		r = pf_engine_create(&ec, &ev, &d->engine, err, sizeof(err));
 		if (r) {
 			pf_daemon_log(d, PF_LOG_ERROR, "%s", err);
@@ -84,6 +86,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	pf_daemon_log(d, PF_LOG_INFO, "ready: listening on %s", d->socket_path);
+	/* READY only now: the model is loaded and the socket accepts */
+	sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s", d->acc.model, d->socket_path);
 	pf_daemon_engine_loop(d);
 	atomic_store(&d->stop, true);
 	pthread_join(ctl, NULL);
