@@ -103,7 +103,8 @@ struct pf_session {
 	int32_t bad_entries;         /* malformed submissions; repeat offenders are disconnected */
 	uint64_t tokens_in, tokens_out, errors;
 	struct pf_dreq *reqs;
-	struct pf_session *next;     /* engine's active list / inbox link */
+	struct pf_session *next;     /* engine's active list; control's new-session inbox link */
+	struct pf_session *dead_next;/* control's dead-session inbox link (next is still the engine's) */
 };
 
 struct pf_daemon {

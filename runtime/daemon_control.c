@@ -387,7 +387,7 @@ void *pf_daemon_control_main(void *arg)
 			atomic_store(&s->dead, true);
 			c->s = NULL;
 			pthread_mutex_lock(&d->lock);
-			s->next = d->inbox_dead;
+			s->dead_next = d->inbox_dead;
 			d->inbox_dead = s;
 			pthread_mutex_unlock(&d->lock);
 			atomic_fetch_sub(&d->n_clients, 1);

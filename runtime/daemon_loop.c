@@ -45,7 +45,7 @@ static void take_inbox(struct pf_daemon *d)
 	}
 	while (dead) {
 		struct pf_session *s = dead;
-		dead = s->next;
+		dead = s->dead_next;
 		/* a dead client's sequences are cancelled in this iteration,
 		 * before the next step, and their blocks return to the pool */
 		int32_t n_req = s->n_inflight;

@@ -250,7 +250,8 @@ static void ev_token(void *ctx, uint64_t id, void *user, int32_t index, int32_t 
 	e.u.tok.token = token;
 	e.u.tok.logprob = res->logprob;
 	e.text_len = (uint16_t)(len - off);
-	memcpy(e.u.tok.text, text + off, len - off);
+	if (len > off)
+		memcpy(e.u.tok.text, text + off, len - off);
 	pf_session_post(s, &e);
 	s->tokens_out++;
 	for (uint32_t i = 0; i < res->n_top; i += 8) {
@@ -293,7 +294,8 @@ static void post_finished(struct pf_session *s, struct pf_dreq *q, int32_t index
 	e.u.fin.decode_s = (float)u->decode_s;
 	e.u.fin.beam_score = u->beam_score;
 	e.text_len = (uint16_t)(len - off);
-	memcpy(e.u.fin.text, text + off, len - off);
+	if (len > off)
+		memcpy(e.u.fin.text, text + off, len - off);
 	pf_session_post(s, &e);
 }
 

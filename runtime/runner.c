@@ -35,7 +35,7 @@ int pf_run_greedy(struct pf_backend *be, const struct pf_hparams *hp, struct pf_
 		  int32_t prefill_chunk, struct pf_run_stats *stats)
 {
 	int64_t cap = 0;
-	int32_t *tok = NULL, *pos = NULL, *seq = NULL, *rows = NULL, *row_seq = NULL, *n_table = NULL;
+	int32_t *tok = NULL, *pos = NULL, *seq = NULL, *rows = NULL, *row_seq = NULL, *n_table = NULL, *n_prompt = NULL;
 	const int32_t **tables = NULL;
 	float *logits = NULL;
 	int r = 0;
@@ -57,15 +57,17 @@ int pf_run_greedy(struct pf_backend *be, const struct pf_hparams *hp, struct pf_
 	rows = malloc((size_t)n_seqs * sizeof(*rows));
 	row_seq = malloc((size_t)n_seqs * sizeof(*row_seq));
 	n_table = malloc((size_t)n_seqs * sizeof(*n_table));
+	n_prompt = malloc((size_t)n_seqs * sizeof(*n_prompt));
 	tables = malloc((size_t)n_seqs * sizeof(*tables));
 	logits = malloc((size_t)n_seqs * (size_t)hp->n_vocab * sizeof(*logits));
-	if (!tok || !pos || !seq || !rows || !row_seq || !n_table || !tables || !logits) {
+	if (!tok || !pos || !seq || !rows || !row_seq || !n_table || !n_prompt || !tables || !logits) {
 		r = -ENOMEM;
 		goto out;
 	}
 	for (int32_t s = 0; s < n_seqs; s++) {
 		tables[s] = seqs[s].blocks;
 		n_table[s] = seqs[s].n_blocks;
+		n_prompt[s] = seqs[s].n_prompt;
 	}
 	for (;;) {
 		int32_t nt = 0, nl = 0;
@@ -100,6 +102,7 @@ int pf_run_greedy(struct pf_backend *be, const struct pf_hparams *hp, struct pf_
 		struct pf_batch b = {
 			.n_tokens = nt, .tokens = tok, .pos = pos, .seq = seq, .n_seqs = n_seqs,
 			.block_table = tables, .n_table = n_table, .n_logits = nl, .logit_rows = rows,
+			.n_prompt = n_prompt,
 		};
 		double t0 = now_s();
 		r = be->ops->forward(be->ctx, &b, logits);
@@ -129,6 +132,6 @@ int pf_run_greedy(struct pf_backend *be, const struct pf_hparams *hp, struct pf_
 		}
 	}
 out:
-	free(tok); free(pos); free(seq); free(rows); free(row_seq); free(n_table); free(tables); free(logits);
+	free(tok); free(pos); free(seq); free(rows); free(row_seq); free(n_table); free(n_prompt); free(tables); free(logits);
 	return r;
 }

@@ -14,8 +14,9 @@
  * differ or are odd — it never blocks the engine and never keeps a torn
  * snapshot.  pf_stats_read() does that.
  *
- * Histograms are cumulative (Prometheus style): bucket i counts
- * observations <= bounds[i]; the last bucket is +Inf.
+ * Histograms store per-bucket (non-cumulative) counts: bucket i counts
+ * observations in (bounds[i-1], bounds[i]]; the last bound is +Inf.
+ * Readers that export Prometheus histograms accumulate them.
  */
 #ifndef PF_SHM_STATS_H
 #define PF_SHM_STATS_H

@@ -1,0 +1,476 @@
+/*
+ * pinfer-exporter — pinferd's statistics in Prometheus text format 0.0.4.
+ *
+ *   pinfer-exporter --listen 127.0.0.1:9400 [--socket PATH | --instance NAME]
+ *
+ * An unprivileged helper: pinferd carries no HTTP code; this process
+ * registers as a stats reader (pinfer_stats_open), maps the read-only
+ * segment and renders a seqlock snapshot (pf_stats_read) on each GET
+ * /metrics.  Metric names mirror vLLM's (vllm:X becomes pinfer:X) so
+ * existing dashboards and autoscalers work; every series carries
+ * model_name="...".
+ *
+ * Every scrape registers anew (tools/stats_fmt.h): a dead daemon's mapping
+ * stays readable and an idle daemon's does not change, so that is the one
+ * sure way to tell "alive" from "gone", and it follows a restarted daemon
+ * to its new segment.  When the daemon cannot be reached, /metrics answers
+ * 503 with one line saying why: Prometheus then records up == 0 for this
+ * target, which is exactly "no numbers from pinferd right now" (a 200 with
+ * stale or partial numbers would hide the outage from alerts on up).
+ *
+ * HTTP is libmicrohttpd with one internal polling thread: requests are
+ * served one at a time on that thread, so the stats source needs no lock.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pinfer.h"
+#include "stats.h"
+#include "stats_fmt.h"
+
+#define EXIT_LISTEN 1
+#define EXIT_USAGE 2
+
+#define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
+
+struct exporter {
+	struct pinfer_connect_opts conn;
+	char err[256];
+	const char *target;  /* --socket / --instance, for log lines */
+	struct stats_src src;
+	int state;           /* -1 not yet scraped, 0 daemon down, 1 up */
+	bool quiet;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: pinfer-exporter [--listen HOST:PORT] [--socket PATH | --instance NAME]\n"
+		"\n"
+		"Serves pinferd's statistics for Prometheus at http://HOST:PORT/metrics (text\n"
+		"format 0.0.4).  Metric names mirror vLLM's with the pinfer: prefix\n"
+		"(pinfer:num_requests_running, pinfer:kv_cache_usage_perc,\n"
+		"pinfer:time_to_first_token_seconds, ...), every series labelled\n"
+		"model_name=\"...\".  The daemon is read on every scrape; a restarted daemon\n"
+		"is followed automatically.\n"
+		"\n"
+		"  --listen HOST:PORT  address to serve on (default 127.0.0.1:9400); only that\n"
+		"                      address is bound.  IPv6: [::1]:9400.  Port 0 picks a free\n"
+		"                      port (logged at start).  0.0.0.0:PORT serves every IPv4\n"
+		"                      interface: the numbers are not secret, but mind the host.\n"
+		"  --socket PATH       the daemon's socket (default: resolved as clients do)\n"
+		"  --instance NAME     the daemon instance (pinferd --instance NAME)\n"
+		"  --quiet             log only errors (default: also start and daemon up/down)\n"
+		"  --help              this text\n"
+		"\n"
+		"HTTP: GET (or HEAD) /metrics -> 200 with the metrics, or 503 with a one-line\n"
+		"reason when pinferd cannot be reached (Prometheus then records up=0 for the\n"
+		"target); other paths -> 404; other methods -> 405.\n"
+		"\n"
+		"Metrics (model_name on each): gauges pinfer:num_requests_running,\n"
+		"num_requests_waiting, num_clients, kv_cache_usage_perc (0..1: used blocks\n"
+		"of all), kv_cache_blocks{state=used|cached|free}, daemon_start_time_seconds,\n"
+		"backend_info{backend}; counters prompt_tokens_total, generation_tokens_total,\n"
+		"prefix_cache_queries_total, prefix_cache_hits_total (tokens),\n"
+		"num_preemptions_total, engine_steps_total, request_success_total\n"
+		"{finished_reason=stop|length|cancelled|error|deadline|stalled}; histograms\n"
+		"time_to_first_token_seconds, inter_token_latency_seconds,\n"
+		"e2e_request_latency_seconds, iteration_tokens_total, iteration_time_seconds.\n"
+		"\n"
+		"Stops on SIGINT, SIGTERM or SIGHUP.  Exit status: 0 stopped by a signal;\n"
+		"1 cannot listen on the address; 2 bad usage.\n");
+}
+
+static void logmsg(const struct exporter *e, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void logmsg(const struct exporter *e, bool error, const char *fmt, ...)
+{
+	if (e->quiet && !error)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("pinfer-exporter: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/* ---- the exposition ---------------------------------------------------------------- */
+
+struct prom {
+	FILE *f;
+	const char *model;
+};
+
+static void head(struct prom *p, const char *name, const char *type, const char *help)
+{
+	fprintf(p->f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One sample: name{model_name="...",extra} value.  extra: "" or
+ * `label="value"` text already escaped. */
+static void sample(struct prom *p, const char *name, const char *extra, double v)
+{
+	char num[32];
+	stats_fmt_double(num, sizeof(num), v);
+	fprintf(p->f, "%s{model_name=", name);
+	stats_prom_label(p->f, p->model);
+	fprintf(p->f, "%s%s} %s\n", extra[0] ? "," : "", extra, num);
+}
+
+static void gauge(struct prom *p, const char *name, const char *help, double v)
+{
+	head(p, name, "gauge", help);
+	sample(p, name, "", v);
+}
+
+static void counter(struct prom *p, const char *name, const char *help, uint64_t v)
+{
+	head(p, name, "counter", help);
+	sample(p, name, "", (double)v);
+}
+
+/* The segment keeps per-bucket counts; Prometheus wants cumulative ones,
+ * ending with le="+Inf" equal to _count. */
+static void histogram(struct prom *p, const char *name, const char *help, const struct pf_stats_hist *h)
+{
+	char series[160], le[64], num[32];
+	uint64_t cum = 0;
+	bool have_inf = false;
+	head(p, name, "histogram", help);
+	snprintf(series, sizeof(series), "%s_bucket", name);
+	for (int i = 0; i < PF_STATS_HIST_BUCKETS; i++) {
+		cum += h->counts[i];
+		stats_fmt_double(num, sizeof(num), h->bounds[i]);
+		have_inf = isinf(h->bounds[i]) && h->bounds[i] > 0;
+		snprintf(le, sizeof(le), "le=\"%s\"", num);
+		sample(p, series, le, (double)cum);
+		if (have_inf)
+			break;
+	}
+	if (!have_inf) /* the layout promises a last +Inf bucket; never emit a histogram without one */
+		sample(p, series, "le=\"+Inf\"", (double)cum);
+	snprintf(series, sizeof(series), "%s_sum", name);
+	sample(p, series, "", h->sum);
+	snprintf(series, sizeof(series), "%s_count", name);
+	sample(p, series, "", (double)cum);
+}
+
+static void render(FILE *f, const struct pf_stats *s)
+{
+	struct prom p = { .f = f, .model = s->model };
+	char extra[128];
+
+	head(&p, "pinfer:backend_info", "gauge", "The daemon's compute backend, as a label; always 1.");
+	fputs("pinfer:backend_info{model_name=", f);
+	stats_prom_label(f, s->model);
+	fputs(",backend=", f);
+	stats_prom_label(f, s->backend);
+	fputs("} 1.0\n", f);
+	gauge(&p, "pinfer:daemon_start_time_seconds", "Unix time at which pinferd started.", (double)s->start_unix_s);
+
+	gauge(&p, "pinfer:num_requests_running", "Number of requests in model execution batches.", s->running);
+	gauge(&p, "pinfer:num_requests_waiting", "Number of requests waiting to be processed.", s->waiting);
+	gauge(&p, "pinfer:num_clients", "Number of registered client connections.", s->n_clients);
+	gauge(&p, "pinfer:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
+	      s->kv_blocks_total > 0 ? (double)s->kv_blocks_used / s->kv_blocks_total : 0.0);
+	head(&p, "pinfer:kv_cache_blocks", "gauge",
+	     "KV-cache blocks by state: used (referenced), cached (unreferenced, kept for prefix reuse), free.");
+	sample(&p, "pinfer:kv_cache_blocks", "state=\"used\"", s->kv_blocks_used);
+	sample(&p, "pinfer:kv_cache_blocks", "state=\"cached\"", s->kv_blocks_cached);
+	sample(&p, "pinfer:kv_cache_blocks", "state=\"free\"", s->kv_blocks_free);
+
+	counter(&p, "pinfer:prefix_cache_queries_total",
+		"Prefix cache queries, in terms of number of queried tokens.", s->prefix_queries_tokens);
+	counter(&p, "pinfer:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.",
+		s->prefix_hits_tokens);
+	counter(&p, "pinfer:num_preemptions_total", "Cumulative number of preemptions from the engine.",
+		s->preemptions_total);
+	counter(&p, "pinfer:prompt_tokens_total", "Number of prefill tokens processed.", s->prompt_tokens_total);
+	counter(&p, "pinfer:generation_tokens_total", "Number of generation tokens processed.",
+		s->generation_tokens_total);
+	counter(&p, "pinfer:engine_steps_total", "Number of engine steps (iterations) run.", s->steps_total);
+
+	head(&p, "pinfer:request_success_total", "counter",
+	     "Count of finished requests by finish reason (stop, length, cancelled, error, deadline, stalled).");
+	for (int i = 0; i < PF_STATS_FIN_COUNT; i++) {
+		snprintf(extra, sizeof(extra), "finished_reason=\"%s\"", stats_finish_name(i));
+		sample(&p, "pinfer:request_success_total", extra, (double)s->requests_finished[i]);
+	}
+
+	histogram(&p, "pinfer:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
+		  &s->hist[PF_HIST_TTFT]);
+	histogram(&p, "pinfer:inter_token_latency_seconds",
+		  "Histogram of inter-token latency in seconds (one observation per request: its mean gap).",
+		  &s->hist[PF_HIST_ITL]);
+	histogram(&p, "pinfer:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
+		  &s->hist[PF_HIST_E2E]);
+	histogram(&p, "pinfer:iteration_tokens_total", "Histogram of number of tokens per engine_step.",
+		  &s->hist[PF_HIST_STEP_TOKENS]);
+	histogram(&p, "pinfer:iteration_time_seconds", "Histogram of engine step duration in seconds.",
+		  &s->hist[PF_HIST_STEP_TIME]);
+}
+
+/* ---- HTTP --------------------------------------------------------------------------- */
+
+/* Queue body (malloc'd; freed here whatever happens) as the answer. */
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *ctype, char *body, size_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, body, free);
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
+{
+	char *body = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vasprintf(&body, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return MHD_NO;
+	return reply(c, status, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+/* Read the daemon: a snapshot in *s, or a negative errno and the reason. */
+static int scrape(struct exporter *e, struct pf_stats *s, char *why, size_t why_len)
+{
+	e->err[0] = '\0';
+	int r = stats_src_refresh(&e->src, &e->conn);
+	if (r < 0) {
+		snprintf(why, why_len, "%s", e->err[0] ? e->err : strerror(-r));
+	} else {
+		bool restarted = r == 1 && e->state == 1;
+		r = stats_src_read(&e->src, s);
+		if (r == -EPROTO)
+			snprintf(why, why_len,
+				 "pinferd's statistics segment has layout version %u, this exporter reads %d "
+				 "(update the tools)",
+				 s->version, PF_STATS_VERSION);
+		else if (r < 0)
+			snprintf(why, why_len, "cannot read pinferd's statistics: %s", strerror(-r));
+		else if (restarted)
+			logmsg(e, false, "pinferd at %s restarted; following it", e->target);
+	}
+	int now = r < 0 ? 0 : 1;
+	if (now != e->state) {
+		if (now) {
+			char model[128];
+			stats_sanitize(model, sizeof(model), s->model, false);
+			logmsg(e, false, "pinferd at %s is up (model %s)", e->target, model);
+		} else {
+			logmsg(e, true, "pinferd at %s unreachable: %s", e->target, why);
+		}
+		e->state = now;
+	}
+	return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				  const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls)
+{
+	struct exporter *e = cls;
+	static int seen;
+	/* MHD calls twice for a request without a body: once with the headers,
+	 * once more when the whole request is in.  Answering at the first call
+	 * works too, but MHD then closes the connection instead of keeping it
+	 * alive for the next scrape. */
+	if (!*req_cls) {
+		*req_cls = &seen;
+		return MHD_YES;
+	}
+	if (*upload_data_size) { /* a body nobody asked for: skip it */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (strcmp(url, "/metrics") != 0)
+		return reply_text(c, MHD_HTTP_NOT_FOUND, "not found: pinfer-exporter serves /metrics\n");
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use GET /metrics\n");
+
+	static struct pf_stats s; /* one request at a time: see the top of the file */
+	char why[384];
+	if (scrape(e, &s, why, sizeof(why)) < 0)
+		return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "pinferd unreachable: %s\n", why);
+	char *body = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&body, &len);
+	if (!f)
+		return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+	render(f, &s);
+	if (fclose(f) != 0) {
+		free(body);
+		return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+	}
+	return reply(c, MHD_HTTP_OK, CONTENT_TYPE_METRICS, body, len);
+}
+
+/* ---- main --------------------------------------------------------------------------- */
+
+/* "HOST:PORT" or "[V6]:PORT" into a socket address.  Returns 0 or -EINVAL
+ * with the reason printed. */
+static int parse_listen(const char *arg, struct sockaddr_storage *ret, socklen_t *ret_len)
+{
+	char host[256];
+	const char *port;
+	if (arg[0] == '[') {
+		const char *close = strchr(arg, ']');
+		if (!close || close[1] != ':' || (size_t)(close - arg - 1) >= sizeof(host))
+			goto bad;
+		memcpy(host, arg + 1, (size_t)(close - arg - 1));
+		host[close - arg - 1] = '\0';
+		port = close + 2;
+	} else {
+		const char *colon = strrchr(arg, ':');
+		/* one colon only: an IPv6 address needs its brackets */
+		if (!colon || colon == arg || (size_t)(colon - arg) >= sizeof(host) ||
+		    memchr(arg, ':', (size_t)(colon - arg)))
+			goto bad;
+		memcpy(host, arg, (size_t)(colon - arg));
+		host[colon - arg] = '\0';
+		port = colon + 1;
+	}
+	char *end;
+	errno = 0;
+	long pn = strtol(port, &end, 10);
+	if (!*port || *end || errno || pn < 0 || pn > 65535)
+		goto bad;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	int r = getaddrinfo(host, port, &hints, &ai);
+	if (r) {
+		fprintf(stderr, "pinfer-exporter: --listen %s: %s\n", arg, gai_strerror(r));
+		return -EINVAL;
+	}
+	memcpy(ret, ai->ai_addr, ai->ai_addrlen);
+	*ret_len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+bad:
+	fprintf(stderr, "pinfer-exporter: --listen wants HOST:PORT or [IPV6]:PORT (e.g. 127.0.0.1:9400), not '%s'\n", arg);
+	return -EINVAL;
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_LISTEN = 256, OPT_SOCKET, OPT_INSTANCE, OPT_QUIET };
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "instance", required_argument, NULL, OPT_INSTANCE },
+		{ "quiet", no_argument, NULL, OPT_QUIET },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static struct exporter ex;
+	struct exporter *e = &ex;
+	const char *listen = "127.0.0.1:9400";
+	char target[128];
+	int c;
+
+	pinfer_connect_opts_init(&e->conn);
+	e->conn.err = e->err;
+	e->conn.err_len = sizeof(e->err);
+	/* a hung daemon must not hold a scrape past Prometheus's usual 10 s timeout */
+	e->conn.timeout_ms = 2000;
+	e->state = -1;
+	stats_src_init(&e->src);
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_LISTEN: listen = optarg; break;
+		case OPT_SOCKET: e->conn.socket_path = optarg; break;
+		case OPT_INSTANCE: e->conn.instance = optarg; break;
+		case OPT_QUIET: e->quiet = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "pinfer-exporter: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (e->conn.socket_path && e->conn.instance) {
+		fprintf(stderr, "pinfer-exporter: give --socket or --instance, not both\n");
+		return EXIT_USAGE;
+	}
+	if (e->conn.socket_path)
+		snprintf(target, sizeof(target), "%s", e->conn.socket_path);
+	else if (e->conn.instance)
+		snprintf(target, sizeof(target), "instance %s", e->conn.instance);
+	else
+		snprintf(target, sizeof(target), "the default socket");
+	e->target = target;
+
+	struct sockaddr_storage sa;
+	socklen_t sa_len = 0;
+	if (parse_listen(listen, &sa, &sa_len) < 0)
+		return EXIT_USAGE;
+
+	/* the signals we stop on are taken with sigwait below; block them
+	 * before MHD starts its thread so that thread never takes them */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	if (sa.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	uint16_t port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+						       : ((struct sockaddr_in *)&sa)->sin_port);
+	struct MHD_Daemon *d = MHD_start_daemon(flags, port, NULL, NULL, on_request, e,
+						MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+						MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+						MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+						MHD_OPTION_END);
+	if (!d) {
+		fprintf(stderr, "pinfer-exporter: cannot listen on %s (in use, or not an address of this host?)\n", listen);
+		return EXIT_LISTEN;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	if (di && di->port)
+		port = di->port;
+	char host[INET6_ADDRSTRLEN];
+	inet_ntop(sa.ss_family,
+		  sa.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&sa)->sin6_addr
+					   : (void *)&((struct sockaddr_in *)&sa)->sin_addr,
+		  host, sizeof(host));
+	logmsg(e, false, "serving http://%s%s%s:%u/metrics for pinferd at %s", sa.ss_family == AF_INET6 ? "[" : "", host,
+	       sa.ss_family == AF_INET6 ? "]" : "", port, e->target);
+
+	int sig;
+	while (sigwait(&stop, &sig) != 0)
+		;
+	logmsg(e, false, "stopping (%s)", strsignal(sig));
+	MHD_stop_daemon(d);
+	stats_src_close(&e->src);
+	return 0;
+}
