@@ -95,6 +95,12 @@ struct pf_batch {
 	const int32_t *n_table;       /* (n_seqs) entries in each block table */
 	int32_t n_logits;
 	const int32_t *logit_rows;    /* (n_logits) token rows whose logits are wanted */
+	/* Optional (n_seqs, may be NULL): each sequence's prompt length.  Rows
+	 * at pos >= n_prompt[s] are generated tokens; the CPU backend sums their
+	 * attention in llama.cpp's one-token-decode order, prompt rows (and all
+	 * rows when NULL) in its batched-prompt order.  A property of the
+	 * sequence, not of the batch, so batch invariance holds either way. */
+	const int32_t *n_prompt;
 };
 
 struct pf_backend_ops {

@@ -99,7 +99,7 @@ static int ensure_scratch(struct cpu_ctx *c, int64_t n_tok, int64_t n_logits, in
 		c->cap_logit = n_logits;
 	}
 	int32_t nq = hp->n_head / hp->n_head_kv;
-	size_t per = (size_t)nq * (size_t)max_ctx + (size_t)nq * hp->head_dim;
+	size_t per = pf_cpu_attention_scratch(nq, max_ctx, hp->head_dim);
 	if (per > c->attn_scratch_per_thread) {
 		r = grow(&c->attn_scratch, per * (size_t)pf_tp_size(c->tp));
 		if (r)
@@ -163,6 +163,8 @@ static void attn_task(void *p, int ith, int nth)
 			.scale = 1.0f / sqrtf((float)hd),
 			.scratch = scratch,
 			.isa = c->isa,
+			/* a generated token: llama.cpp decodes it alone (see ops.c) */
+			.single = j->b->n_prompt && j->b->pos[t] >= j->b->n_prompt[s],
 		};
 		pf_cpu_attention(&a);
 	}
@@ -248,7 +250,7 @@ static int cpu_forward(void *ctx, const struct pf_batch *b, float *logits)
 		proj(c, o->gate, &L->w_gate, NULL, c->hn, nt, c->gt, false);
 		proj(c, o->up, &L->w_up, NULL, c->hn, nt, c->up, true);
 		for (int64_t t = 0; t < nt; t++)
-			pf_cpu_swiglu(c->gt + t * hp->n_ff, c->gt + t * hp->n_ff, c->up + t * hp->n_ff, hp->n_ff);
+			pf_cpu_swiglu(c->gt + t * hp->n_ff, c->gt + t * hp->n_ff, c->up + t * hp->n_ff, hp->n_ff, c->isa);
 		proj(c, o->down, &L->w_down, NULL, c->gt, nt, c->hn, false);
 		for (int64_t i = 0; i < nt * E; i++)
 			c->x[i] += c->hn[i];

@@ -10,7 +10,9 @@
  * Q4_0 offset of 8 and the Q6_K offset of 32 are taken off afterwards as
  * 8·Σa (another maddubs) or 32·Σ(scale·bsum).  Each block's int32 lanes are
  * converted to float and accumulated with one FMA by the block's scale; the
- * single horizontal sum is at the end of the row.
+ * single horizontal sum is at the end of the row.  Q4_1 and Q8_0 (the
+ * formats of SmolLM2's golden model) use one accumulator in block order, as
+ * llama.cpp's AVX2 kernels do, so their float sums round identically.
  */
 #include "quant.h"
 #include "quant_impl.h"
@@ -212,29 +214,21 @@ PF_AVX2 static void pf_vec_dot_q4_1_avx2(int64_t n, float *s, const void *w, con
 	const struct pf_block_q8_1 *y = a;
 	const int64_t nb = n / PF_QK;
 	const __m256i ones = _mm256_set1_epi16(1);
-	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	__m256 acc = _mm256_setzero_ps();
 	float summ = 0.0f;
-	int64_t i = 0;
 
-	/* Σ(d q + m)(d_a q_a) = d d_a Σq·q_a + m·s */
-	for (; i + 2 <= nb; i += 2) {
-		const __m256i q0 = pf_nibbles32(x[i].qs), q1 = pf_nibbles32(x[i + 1].qs);
-		const __m256i a0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
-		const __m256i a1 = _mm256_loadu_si256((const __m256i *)y[i + 1].qs);
-		const __m256 d0 = _mm256_set1_ps(F16(x[i].d) * F16(y[i].d));
-		const __m256 d1 = _mm256_set1_ps(F16(x[i + 1].d) * F16(y[i + 1].d));
-		summ += F16(x[i].m) * F16(y[i].s) + F16(x[i + 1].m) * F16(y[i + 1].s);
-		acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), ones)), acc0);
-		acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1), ones)), acc1);
-	}
-	for (; i < nb; i++) {
+	/* Σ(d q + m)(d_a q_a) = d d_a Σq·q_a + m·s.  One accumulator and the
+	 * m·s terms summed block by block, in llama.cpp's order, so the sums
+	 * round the same way (activation quantization amplifies any last-bit
+	 * difference) */
+	for (int64_t i = 0; i < nb; i++) {
 		const __m256i q0 = pf_nibbles32(x[i].qs);
 		const __m256i a0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
 		const __m256 d0 = _mm256_set1_ps(F16(x[i].d) * F16(y[i].d));
 		summ += F16(x[i].m) * F16(y[i].s);
-		acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), ones)), acc0);
+		acc = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), ones)), acc);
 	}
-	*s = pf_hsum_ps(_mm256_add_ps(acc0, acc1)) + summ;
+	*s = pf_hsum_ps(acc) + summ;
 }
 
 /* Σ x·y of 32 signed bytes in 8 int32 lanes: maddubs needs one unsigned
@@ -251,26 +245,16 @@ PF_AVX2 static void pf_vec_dot_q8_0_avx2(int64_t n, float *s, const void *w, con
 	const struct pf_block_q8_0 *x = w;
 	const struct pf_block_q8_0 *y = a;
 	const int64_t nb = n / PF_QK;
-	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-	int64_t i = 0;
+	__m256 acc = _mm256_setzero_ps();
 
-	for (; i + 2 <= nb; i += 2) {
-		const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
-		const __m256i x1 = _mm256_loadu_si256((const __m256i *)x[i + 1].qs);
-		const __m256i a0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
-		const __m256i a1 = _mm256_loadu_si256((const __m256i *)y[i + 1].qs);
-		const __m256 d0 = _mm256_set1_ps(F16(x[i].d) * F16(y[i].d));
-		const __m256 d1 = _mm256_set1_ps(F16(x[i + 1].d) * F16(y[i + 1].d));
-		acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(pf_dot_i8(x0, a0)), acc0);
-		acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(pf_dot_i8(x1, a1)), acc1);
-	}
-	for (; i < nb; i++) {
+	/* one accumulator, block by block: llama.cpp's order */
+	for (int64_t i = 0; i < nb; i++) {
 		const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
 		const __m256i a0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
 		const __m256 d0 = _mm256_set1_ps(F16(x[i].d) * F16(y[i].d));
-		acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(pf_dot_i8(x0, a0)), acc0);
+		acc = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(pf_dot_i8(x0, a0)), acc);
 	}
-	*s = pf_hsum_ps(_mm256_add_ps(acc0, acc1));
+	*s = pf_hsum_ps(acc);
 }
 
 /* int16 lanes all = the 16-bit word j of each 128-bit lane of v */
@@ -440,9 +424,10 @@ PF_AVX2 static void pf_vec_dot_f32_avx2(int64_t n, float *s, const void *w, cons
 /*
  * The activation block is loaded, its scale converted (and for Q4_0 its 8·Σa
  * formed) once for four weight rows.  Each row keeps the accumulators and
- * the order of operations of the one-row kernel above (block i into acc[i&1],
- * an odd last block into acc0, hsum(acc0 + acc1) at the end), so the results
- * are bit-identical to it.
+ * the order of operations of the one-row kernel above (Q4_0: block i into
+ * acc[i&1], an odd last block into acc0, hsum(acc0 + acc1) at the end; Q4_1
+ * and Q8_0: one accumulator, as llama.cpp), so the results are bit-identical
+ * to it.
  */
 
 #define PF_ROWS4(T, w, ws)                                                                  \
@@ -502,52 +487,30 @@ PF_AVX2 static void pf_vec_dot_4x_q4_1_avx2(int64_t n, float *s, const void *w, 
 	const struct pf_block_q8_1 *y = a;
 	const int64_t nb = n / PF_QK;
 	const __m256i ones = _mm256_set1_epi16(1);
-	__m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
-	__m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps(), a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
+	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
 	float m0 = 0.0f, m1 = 0.0f, m2 = 0.0f, m3 = 0.0f;
 
-#define PF_STEP(x, acc, i, av, da)                                                                      \
-	acc = _mm256_fmadd_ps(_mm256_set1_ps(F16((x)[i].d) * (da)),                                     \
-			      _mm256_cvtepi32_ps(_mm256_madd_epi16(                                     \
-				      _mm256_maddubs_epi16(pf_nibbles32((x)[i].qs), (av)), ones)), acc)
-#define PF_MIN2(x, sm) sm += F16((x)[i].m) * s0 + F16((x)[i + 1].m) * s1
-	int64_t i = 0;
-	for (; i + 2 <= nb; i += 2) {
-		const __m256i av0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
-		const __m256i av1 = _mm256_loadu_si256((const __m256i *)y[i + 1].qs);
-		const float da0 = F16(y[i].d), da1 = F16(y[i + 1].d);
-		const float s0 = F16(y[i].s), s1 = F16(y[i + 1].s);
-		PF_MIN2(x0, m0);
-		PF_MIN2(x1, m1);
-		PF_MIN2(x2, m2);
-		PF_MIN2(x3, m3);
-		PF_STEP(x0, a00, i, av0, da0);
-		PF_STEP(x1, a10, i, av0, da0);
-		PF_STEP(x2, a20, i, av0, da0);
-		PF_STEP(x3, a30, i, av0, da0);
-		PF_STEP(x0, a01, i + 1, av1, da1);
-		PF_STEP(x1, a11, i + 1, av1, da1);
-		PF_STEP(x2, a21, i + 1, av1, da1);
-		PF_STEP(x3, a31, i + 1, av1, da1);
-	}
-	if (i < nb) {
+	/* the one-row kernel's order (one accumulator, m·s block by block) */
+#define PF_STEP(x, acc, sm)                                                                             \
+	do {                                                                                            \
+		sm += F16((x)[i].m) * s0;                                                               \
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(F16((x)[i].d) * da0),                              \
+				      _mm256_cvtepi32_ps(_mm256_madd_epi16(                             \
+					      _mm256_maddubs_epi16(pf_nibbles32((x)[i].qs), av0), ones)), acc); \
+	} while (0)
+	for (int64_t i = 0; i < nb; i++) {
 		const __m256i av0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
 		const float da0 = F16(y[i].d), s0 = F16(y[i].s);
-		m0 += F16(x0[i].m) * s0;
-		m1 += F16(x1[i].m) * s0;
-		m2 += F16(x2[i].m) * s0;
-		m3 += F16(x3[i].m) * s0;
-		PF_STEP(x0, a00, i, av0, da0);
-		PF_STEP(x1, a10, i, av0, da0);
-		PF_STEP(x2, a20, i, av0, da0);
-		PF_STEP(x3, a30, i, av0, da0);
+		PF_STEP(x0, a0, m0);
+		PF_STEP(x1, a1, m1);
+		PF_STEP(x2, a2, m2);
+		PF_STEP(x3, a3, m3);
 	}
-#undef PF_MIN2
 #undef PF_STEP
-	s[0] = pf_hsum_ps(_mm256_add_ps(a00, a01)) + m0;
-	s[1] = pf_hsum_ps(_mm256_add_ps(a10, a11)) + m1;
-	s[2] = pf_hsum_ps(_mm256_add_ps(a20, a21)) + m2;
-	s[3] = pf_hsum_ps(_mm256_add_ps(a30, a31)) + m3;
+	s[0] = pf_hsum_ps(a0) + m0;
+	s[1] = pf_hsum_ps(a1) + m1;
+	s[2] = pf_hsum_ps(a2) + m2;
+	s[3] = pf_hsum_ps(a3) + m3;
 }
 
 PF_AVX2 static void pf_vec_dot_4x_q8_0_avx2(int64_t n, float *s, const void *w, size_t ws, const void *a)
@@ -555,39 +518,24 @@ PF_AVX2 static void pf_vec_dot_4x_q8_0_avx2(int64_t n, float *s, const void *w, 
 	PF_ROWS4(struct pf_block_q8_0, w, ws);
 	const struct pf_block_q8_0 *y = a;
 	const int64_t nb = n / PF_QK;
-	__m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
-	__m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps(), a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
+	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
 
-#define PF_STEP(x, acc, i, av, da)                                                                          \
-	acc = _mm256_fmadd_ps(_mm256_set1_ps(F16((x)[i].d) * (da)),                                         \
-			      _mm256_cvtepi32_ps(pf_dot_i8(_mm256_loadu_si256((const __m256i *)(x)[i].qs), (av))), acc)
-	int64_t i = 0;
-	for (; i + 2 <= nb; i += 2) {
-		const __m256i av0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
-		const __m256i av1 = _mm256_loadu_si256((const __m256i *)y[i + 1].qs);
-		const float da0 = F16(y[i].d), da1 = F16(y[i + 1].d);
-		PF_STEP(x0, a00, i, av0, da0);
-		PF_STEP(x1, a10, i, av0, da0);
-		PF_STEP(x2, a20, i, av0, da0);
-		PF_STEP(x3, a30, i, av0, da0);
-		PF_STEP(x0, a01, i + 1, av1, da1);
-		PF_STEP(x1, a11, i + 1, av1, da1);
-		PF_STEP(x2, a21, i + 1, av1, da1);
-		PF_STEP(x3, a31, i + 1, av1, da1);
-	}
-	if (i < nb) {
+#define PF_STEP(x, acc)                                                                                     \
+	acc = _mm256_fmadd_ps(_mm256_set1_ps(F16((x)[i].d) * da0),                                          \
+			      _mm256_cvtepi32_ps(pf_dot_i8(_mm256_loadu_si256((const __m256i *)(x)[i].qs), av0)), acc)
+	for (int64_t i = 0; i < nb; i++) {
 		const __m256i av0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
 		const float da0 = F16(y[i].d);
-		PF_STEP(x0, a00, i, av0, da0);
-		PF_STEP(x1, a10, i, av0, da0);
-		PF_STEP(x2, a20, i, av0, da0);
-		PF_STEP(x3, a30, i, av0, da0);
+		PF_STEP(x0, a0);
+		PF_STEP(x1, a1);
+		PF_STEP(x2, a2);
+		PF_STEP(x3, a3);
 	}
 #undef PF_STEP
-	s[0] = pf_hsum_ps(_mm256_add_ps(a00, a01));
-	s[1] = pf_hsum_ps(_mm256_add_ps(a10, a11));
-	s[2] = pf_hsum_ps(_mm256_add_ps(a20, a21));
-	s[3] = pf_hsum_ps(_mm256_add_ps(a30, a31));
+	s[0] = pf_hsum_ps(a0);
+	s[1] = pf_hsum_ps(a1);
+	s[2] = pf_hsum_ps(a2);
+	s[3] = pf_hsum_ps(a3);
 }
 #undef PF_ROWS4
 
