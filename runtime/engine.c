@@ -68,6 +68,8 @@ struct pf_engine {
 	size_t n_eos;
 	float *logits;
 	int32_t cap_logits;
+	int32_t *n_prompt;    /* (cap_seqs) per-sequence prompt lengths of the step */
+	int32_t cap_seqs;
 	char *text;           /* detokenizer output scratch */
 	size_t text_cap;
 	struct ereq *reqs;    /* active requests */
@@ -614,10 +616,24 @@ int pf_engine_step(struct pf_engine *e)
 			e->cap_logits = b.n_logits;
 		}
 	}
+	if (!r && b.n_seqs > e->cap_seqs) {
+		int32_t *np = realloc(e->n_prompt, sizeof(int32_t) * (size_t)b.n_seqs);
+		if (!np)
+			r = -ENOMEM;
+		else {
+			e->n_prompt = np;
+			e->cap_seqs = b.n_seqs;
+		}
+	}
+	/* generated tokens are summed in the one-token decode order, also when
+	 * recomputed after a preemption: a property of the sequence */
+	for (int32_t i = 0; !r && i < b.n_seqs; i++)
+		e->n_prompt[i] = b.seqs[i]->n_prompt;
 	if (!r) {
 		struct pf_batch fb = {
 			.n_tokens = b.n_tokens, .tokens = b.tokens, .pos = b.pos, .seq = b.seq_idx, .n_seqs = b.n_seqs,
 			.block_table = b.tables, .n_table = b.n_table, .n_logits = b.n_logits, .logit_rows = b.logit_rows,
+			.n_prompt = e->n_prompt,
 		};
 		r = e->be.ops->forward(e->be.ctx, &fb, e->logits);
 	}
@@ -736,6 +752,7 @@ void pf_engine_destroy(struct pf_engine *e)
 	pf_tok_free(e->tok);
 	pf_model_free(e->model);
 	free(e->logits);
+	free(e->n_prompt);
 	free(e->text);
 	free(e);
 }
