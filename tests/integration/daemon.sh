@@ -89,9 +89,9 @@ cmp -s "$work/normal" "$work/bystander.ref" && ok "normal client streamed its ex
 kill -0 "$dpid" 2>/dev/null && ok "pinferd survived the hostile client" || fail "pinferd died"
 
 # ---- 4. a client that never reads -------------------------------------------------
-"$build/it/hostile" --socket "$sock" --seconds 6 --mode noread >"$work/noread.out" 2>&1; nrc=$?
-[ $nrc = 0 ] || fail "never-reading client: $(cat "$work/noread.out")"
-grep -q "has not read its completions" "$log" && ok "never-reading client paused, then cancelled after the stall timeout" || fail "no stall cancellation"
+"$build/it/hostile" --socket "$sock" --seconds 90 --mode noread >"$work/noread.out" 2>&1 \
+  && grep -q "has not read its completions" "$log" \
+  && ok "$(cat "$work/noread.out"); the daemon logged the stall" || fail "stall: $(cat "$work/noread.out")"
 rss=$(awk '/VmRSS/{print $2}' /proc/$dpid/status 2>/dev/null)
 [ -n "$rss" ] && [ "$rss" -lt 1500000 ] && ok "daemon RSS ${rss} KiB" || fail "daemon RSS ${rss:-?} KiB"
 

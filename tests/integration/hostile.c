@@ -76,15 +76,26 @@ static int well_formed_mode(const char *mode, int sock, const struct pf_welcome 
 		put_request(&sq[0], payload, 0, 1, 2000);
 		atomic_store(&ch->sq_tail, 1);
 		atomic_fetch_add(&ch->sq_seq, 1);
-		/* never advance cq_head; just stay connected */
+		/* never advance cq_head; watch for the daemon's verdict */
 		double end = now() + secs;
 		uint32_t last = 0;
 		while (now() < end) {
 			last = atomic_load(&dh->cq_tail);
+			if (last > w->cq_entries) {
+				printf("hostile: the daemon lapped the completion ring (%u > %u)!\n", last, w->cq_entries);
+				return 1;
+			}
+			for (uint32_t i = 0; i < last; i++)
+				if (cq[i].kind == PF_CQ_FINISHED && cq[i].u.fin.reason == PF_FINISHED_STALLED) {
+					printf("hostile: never read; after %u completions the daemon paused us and ended the request (stalled)\n",
+					       i);
+					return 0;
+				}
 			usleep(20000);
 		}
-		printf("hostile: never read; the daemon posted %u completions (ring holds %u)\n", last, w->cq_entries);
-		return last > w->cq_entries ? 1 : 0; /* it must never lap the ring */
+		printf("hostile: never read; the daemon posted %u completions (ring holds %u), no stall verdict\n", last,
+		       w->cq_entries);
+		return 3;
 	}
 	if (!strcmp(mode, "quota")) {
 		uint32_t n = w->max_inflight + 1;
