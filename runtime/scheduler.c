@@ -429,6 +429,10 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		/* keep the watermark plus one block per running sequence free, so
 		 * the running ones can grow a while without preempting anyone */
 		int32_t headroom = s->cfg.watermark_blocks + (s->cfg.static_batching ? 0 : s->running.n + 1);
+		/* with nothing running there is nobody to keep room for: a request
+		 * that fits the pool at all must be admitted, or it waits forever */
+		if (s->running.n == 0)
+			headroom = 0;
 		if (need > 0 && pf_kv_num_available(s->kv) - need < headroom) {
 			/* give matched prefix blocks back while it waits */
 			pf_kv_seq_release(s->kv, &q->kv);
