@@ -39,39 +39,12 @@ static inline bool bg_before(const struct pf_tok_bigram *a, const struct pf_tok_
 
 static void heap_push(struct pf_tok_scratch *s, const struct pf_tok_bigram *e)
 {
-	struct pf_tok_bigram *h = s->heap;
-	size_t i = s->heap_n++;
-
-	while (i) {
-		size_t p = (i - 1) / 2;
-		if (!bg_before(e, &h[p]))
-			break;
-		h[i] = h[p];
-		i = p;
-	}
-	h[i] = *e;
+	pf_tok_heap_push(s, e, bg_before);
 }
 
 static struct pf_tok_bigram heap_pop(struct pf_tok_scratch *s)
 {
-	struct pf_tok_bigram *h = s->heap;
-	struct pf_tok_bigram top = h[0], last = h[--s->heap_n];
-	size_t n = s->heap_n, i = 0;
-
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= n)
-			break;
-		if (c + 1 < n && bg_before(&h[c + 1], &h[c]))
-			c++;
-		if (!bg_before(&h[c], &last))
-			break;
-		h[i] = h[c];
-		i = c;
-	}
-	if (n)
-		h[i] = last;
-	return top;
+	return pf_tok_heap_pop(s, bg_before);
 }
 
 /* ---- the byte <-> character map ----------------------------------------- */

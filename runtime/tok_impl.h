@@ -190,6 +190,49 @@ struct pf_tok_scratch {
 	size_t tmp_cap;
 };
 
+/* Binary min-heap of merge candidates in s->heap, ordered by `before`
+ * (BPE: lowest merge rank; SPM: highest score; ties: leftmost).  Shared by
+ * both merge loops; static inline so the comparator is inlined. */
+typedef bool (*pf_tok_bigram_before_fn)(const struct pf_tok_bigram *a, const struct pf_tok_bigram *b);
+
+static inline void pf_tok_heap_push(struct pf_tok_scratch *s, const struct pf_tok_bigram *e,
+				    pf_tok_bigram_before_fn before)
+{
+	struct pf_tok_bigram *h = s->heap;
+	size_t i = s->heap_n++;
+
+	while (i) {
+		size_t p = (i - 1) / 2;
+		if (!before(e, &h[p]))
+			break;
+		h[i] = h[p];
+		i = p;
+	}
+	h[i] = *e;
+}
+
+static inline struct pf_tok_bigram pf_tok_heap_pop(struct pf_tok_scratch *s, pf_tok_bigram_before_fn before)
+{
+	struct pf_tok_bigram *h = s->heap;
+	struct pf_tok_bigram top = h[0], last = h[--s->heap_n];
+	size_t n = s->heap_n, i = 0;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && before(&h[c + 1], &h[c]))
+			c++;
+		if (!before(&h[c], &last))
+			break;
+		h[i] = h[c];
+		i = c;
+	}
+	if (n)
+		h[i] = last;
+	return top;
+}
+
 static inline void pf_tok_emit(struct pf_tok_scratch *s, int32_t id)
 {
 	if (s->n < s->cap)
