@@ -161,7 +161,7 @@ $(CLIENT_LIB): $(CLIENT_OBJS)
 $(CLIENT_SO): $(CLIENT_OBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  SO    $@")
-	$(Q)$(CC) $(CFLAGS) -shared -Wl,-soname,$(PINFER_SONAME) -Wl,--exclude-libs,ALL -o $@ $^ -lpthread
+	$(Q)$(CC) $(CFLAGS) -shared -Wl,-soname,$(PINFER_SONAME) -Wl,--exclude-libs,ALL -o $@ $^ $(shell pkg-config --libs liburing 2>/dev/null) -lpthread
 	$(Q)ln -sf libpinfer.so.1 $(BUILD)/libpinfer.so
 
 $(BUILD)/bin/%: $(OBJ)/tools/%.o $(CORE_LIB) $(CLIENT_LIB)

@@ -36,6 +36,16 @@
 #define PF_CLIENT_SPINS 2000            /* pause iterations before sleeping */
 #define PF_CLIENT_SLICE_MS 100          /* futex sleep between liveness checks */
 
+/* How pinfer_next sleeps (chosen at connect; see events.c). */
+enum pf_client_wait {
+	PF_CW_FUTEX = 0,         /* futex(2) on d2c.cq_seq */
+	PF_CW_URING_FUTEX = 1,   /* IORING_OP_FUTEX_WAIT on d2c.cq_seq, linked to a timeout */
+	PF_CW_URING_EVENTFD = 2, /* IORING_OP_POLL_ADD on the wake eventfd, linked to a timeout */
+	PF_CW_POLL_EVENTFD = 3,  /* poll(2) on the wake eventfd */
+};
+
+struct io_uring;
+
 struct pf_partial {
 	uint64_t tag;
 	uint8_t index;
@@ -77,6 +87,11 @@ struct pinfer {
 	char *evbuf;                    /* text of the event last returned */
 	size_t evcap;
 
+	/* sleeping */
+	int efd;                        /* wake eventfd from the daemon (v2), else -1 */
+	enum pf_client_wait wait_how;
+	struct io_uring *ring;          /* private ring for sleeping, created at the first sleep */
+
 	bool gone;                      /* the daemon went away: sticky */
 	int64_t next_check_ns;          /* non-blocking pinfer_next: next socket check */
 
@@ -97,6 +112,12 @@ __attribute__((format(printf, 3, 4))) int pf_client_fail(struct pinfer *c, int r
 int pf_client_live_add(struct pinfer *c, uint64_t tag);
 bool pf_client_live_remove(struct pinfer *c, uint64_t tag);
 bool pf_client_live_has(const struct pinfer *c, uint64_t tag);
+
+/* Choose how to sleep (after the handshake): io_uring where it works,
+ * honouring PINFER_NO_IO_URING and PINFER_WAIT (futex|eventfd).  Cannot fail. */
+void pf_client_pick_wait(struct pinfer *c);
+/* Tear down the sleeping ring, if any.  Cannot fail. */
+void pf_client_ring_free(struct pinfer *c);
 
 /* Check the daemon is still there without blocking: daemon_state and the
  * socket (EOF / hang-up).  Sets c->gone and c->err.  Returns 0 or -ECONNRESET. */

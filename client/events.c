@@ -1,36 +1,35 @@
 /*
  * events.c — libpinfer's completion side: reading the CQ ring, joining
- * MORE continuations into one event, sleeping on the completion futex
- * (directly or through the application's io_uring), and the streaming
- * conveniences built on pinfer_next.
+ * MORE continuations into one event, sleeping until the daemon posts
+ * (directly or through the application's own io_uring or epoll loop), and
+ * the streaming conveniences built on pinfer_next.
+ *
+ * How pinfer_next sleeps, best first (chosen once per connection):
+ *   io_uring FUTEX_WAIT    on d2c.cq_seq, linked to a timeout (Linux >= 6.7)
+ *   io_uring POLL_ADD      on the daemon's wake eventfd (io_uring without
+ *                          futex operations)
+ *   futex(2)               where io_uring is unavailable or disabled
+ *                          (PINFER_NO_IO_URING=1)
+ * PINFER_WAIT=futex|eventfd forces one of the plain ways (eventfd: poll(2)
+ * on the eventfd, or POLL_ADD through io_uring when it works).  The
+ * daemon's wake matches what cq_waiting announces.
  */
 #include <errno.h>
-#include <linux/io_uring.h>
+#include <liburing.h>
 #include <math.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "client_impl.h"
 #include "proto.h"
 #include "ring.h"
+#include "uring.h"
 #include "wait.h"
-
-/*
- * IORING_OP_FUTEX_WAIT (Linux 6.7) is newer than the <linux/io_uring.h> of
- * Debian 12, and its liburing 2.3 has no io_uring_prep_futex_wait, so the
- * SQE is filled by hand.  Field mapping from io_uring/futex.c
- * (io_futex_prep): addr = futex word, addr2 (the `off` union) = expected
- * value, addr3 = wake bitset mask, fd = FUTEX2_* flags; len, buf_index,
- * file_index and the op-flags word (futex_flags, which is the rw_flags
- * union member) must be 0.  No FUTEX2_PRIVATE: the word is shared across
- * processes.
- */
-#define PF_IORING_OP_FUTEX_WAIT 51
-#define PF_FUTEX2_SIZE_U32 0x02
-#define PF_FUTEX_BITSET_MATCH_ANY 0xffffffffu
-static_assert(sizeof(struct io_uring_sqe) == 64, "io_uring_sqe layout");
 
 /* take_one converts kinds and reasons by value */
 #define SAME(a, b) static_assert((int)(a) == (int)(b), #a " mirrors " #b)
@@ -288,18 +287,24 @@ static int take_one(struct pinfer *c, struct pinfer_event *ev)
 static void set_waiting(struct pinfer *c, uint32_t v)
 {
 	/* the Dekker half that matters is in the callers' fence; clearing needs
-	 * no ordering (a stale 1 only costs the daemon a spare wake) */
+	 * no ordering (a stale value only costs the daemon a spare wake) */
 	atomic_store_explicit(&c->c2d->cq_waiting, v, memory_order_relaxed);
 }
 
-/*
- * Announce that we are about to sleep and read the futex word.  Returns
- * true with *seq set when the CQ is still empty (sleep on seq), false when
- * entries arrived meanwhile (don't sleep; cq_waiting is cleared again).
- */
-static bool arm_wait(struct pinfer *c, uint32_t *seq)
+static uint32_t wait_bits(enum pf_client_wait how)
 {
-	set_waiting(c, 1);
+	return how == PF_CW_URING_EVENTFD || how == PF_CW_POLL_EVENTFD ? PF_WAIT_EVENTFD : PF_WAIT_FUTEX;
+}
+
+/*
+ * Announce that we are about to sleep (the way `bits` says) and read the
+ * futex word.  Returns true with *seq set when the CQ is still empty (sleep
+ * on seq), false when entries arrived meanwhile (don't sleep; cq_waiting is
+ * cleared again).
+ */
+static bool arm_wait(struct pinfer *c, uint32_t bits, uint32_t *seq)
+{
+	set_waiting(c, bits);
 	/* seq_cst: our store of cq_waiting is ordered before the loads below —
 	 * Dekker with the daemon's publish of cq_tail, seq_cst bump of cq_seq,
 	 * load of cq_waiting: either it sees us waiting and wakes us, or we see
@@ -315,15 +320,170 @@ static bool arm_wait(struct pinfer *c, uint32_t *seq)
 	return true;
 }
 
+/* Clear the eventfd's counter (non-blocking; the daemon's write may not
+ * have happened). */
+static void drain_eventfd(struct pinfer *c)
+{
+	uint64_t v;
+	ssize_t n = read(c->efd, &v, sizeof(v));
+	(void)n;
+}
+
+/* Done waiting: clear our announcement (and the eventfd, if we asked for
+ * it).  Called after every sleep and when a wait the application queued
+ * (pinfer_prep_futex_wait / pinfer_wait_fd) has fired. */
+static void disarm_wait(struct pinfer *c)
+{
+	uint32_t how = atomic_load_explicit(&c->c2d->cq_waiting, memory_order_relaxed);
+	if (!how)
+		return;
+	set_waiting(c, 0);
+	if ((how & PF_WAIT_EVENTFD) && c->efd >= 0)
+		drain_eventfd(c);
+}
+
+void pf_client_pick_wait(struct pinfer *c)
+{
+	const char *force = getenv("PINFER_WAIT");
+	struct pf_uring_caps caps;
+	pf_uring_probe(&caps);
+	if (force && strcmp(force, "futex") == 0)
+		c->wait_how = PF_CW_FUTEX;
+	else if (force && strcmp(force, "eventfd") == 0 && c->efd >= 0)
+		c->wait_how = caps.usable ? PF_CW_URING_EVENTFD : PF_CW_POLL_EVENTFD;
+	else if (caps.usable && caps.futex)
+		c->wait_how = PF_CW_URING_FUTEX;
+	else if (caps.usable && c->efd >= 0)
+		c->wait_how = PF_CW_URING_EVENTFD;
+	else
+		c->wait_how = PF_CW_FUTEX;
+}
+
+void pf_client_ring_free(struct pinfer *c)
+{
+	if (c->ring) {
+		io_uring_queue_exit(c->ring);
+		free(c->ring);
+		c->ring = NULL;
+	}
+}
+
+#define UD_WAIT 1
+#define UD_TIMEOUT 2
+#define UD_CANCEL 3
+
+/*
+ * Sleep through our own small ring: the wait (FUTEX_WAIT or POLL_ADD)
+ * linked to a timeout, so one io_uring_enter sleeps with a bound and both
+ * completions are reaped before we return — the ring is empty between
+ * calls.  A signal cancels the pair and returns -EINTR.  Returns 0 (woken or
+ * timed out: the caller re-checks), -EINTR, or another negative errno when
+ * this way of sleeping does not work here (the caller falls back).
+ */
+static int uring_sleep(struct pinfer *c, uint32_t seq, int64_t slice_ns)
+{
+	if (!c->ring) {
+		c->ring = calloc(1, sizeof(*c->ring));
+		if (!c->ring)
+			return -ENOMEM;
+		int r = io_uring_queue_init(4, c->ring, IORING_SETUP_COOP_TASKRUN);
+		if (r == -EINVAL)
+			r = io_uring_queue_init(4, c->ring, 0);
+		if (r < 0) {
+			free(c->ring);
+			c->ring = NULL;
+			return r;
+		}
+	}
+	struct io_uring *ring = c->ring;
+	struct __kernel_timespec ts = { .tv_sec = slice_ns / 1000000000, .tv_nsec = slice_ns % 1000000000 };
+	struct io_uring_sqe *w = io_uring_get_sqe(ring), *t = io_uring_get_sqe(ring);
+	if (!w || !t)
+		return -EBUSY; /* cannot happen: the ring is empty between calls */
+	if (c->wait_how == PF_CW_URING_FUTEX)
+		pf_uring_prep_futex_wait(w, &c->d2c->cq_seq, seq);
+	else
+		io_uring_prep_poll_add(w, c->efd, POLLIN);
+	io_uring_sqe_set_data64(w, UD_WAIT);
+	w->flags |= IOSQE_IO_LINK;
+	io_uring_prep_link_timeout(t, &ts, 0);
+	io_uring_sqe_set_data64(t, UD_TIMEOUT);
+	int r = io_uring_submit(ring);
+	if (r != 2)
+		return r < 0 ? r : -EIO;
+	int reaped = 0, wait_res = 0;
+	bool interrupted = false, cancelled = false;
+	while (reaped < 2) {
+		struct io_uring_cqe *cqe;
+		r = io_uring_wait_cqe(ring, &cqe);
+		if (r == -EINTR) {
+			/* a signal: stop sleeping now, but the ring must be empty
+			 * before we return, so cancel and keep reaping */
+			interrupted = true;
+			if (!cancelled) {
+				struct io_uring_sqe *x = io_uring_get_sqe(ring);
+				if (x) {
+					io_uring_prep_cancel64(x, UD_WAIT, 0);
+					io_uring_sqe_set_data64(x, UD_CANCEL);
+					io_uring_submit(ring);
+				}
+				cancelled = true;
+			}
+			continue;
+		}
+		if (r < 0)
+			return r;
+		uint64_t ud = io_uring_cqe_get_data64(cqe);
+		if (ud == UD_WAIT)
+			wait_res = cqe->res;
+		if (ud != UD_CANCEL)
+			reaped++;
+		io_uring_cqe_seen(ring, cqe);
+	}
+	if (interrupted)
+		return -EINTR;
+	/* -EAGAIN: the word had already changed; -ECANCELED: the timeout
+	 * fired; -EINVAL/-EOPNOTSUPP: this kernel cannot do it after all */
+	if (wait_res == -EINVAL || wait_res == -EOPNOTSUPP || wait_res == -EBADF)
+		return wait_res;
+	return 0;
+}
+
+/* Sleep until the daemon wakes us or slice_ns passes.  Returns 0 or -EINTR. */
+static int sleep_once(struct pinfer *c, uint32_t seq, int64_t slice_ns)
+{
+	int r;
+	switch (c->wait_how) {
+	case PF_CW_URING_FUTEX:
+	case PF_CW_URING_EVENTFD:
+		r = uring_sleep(c, seq, slice_ns);
+		if (r == 0 || r == -EINTR)
+			return r;
+		/* io_uring let us down here: fall back for good (the daemon
+		 * honours whatever cq_waiting says next time) */
+		pf_client_ring_free(c);
+		c->wait_how = c->efd >= 0 && c->wait_how == PF_CW_URING_EVENTFD ? PF_CW_POLL_EVENTFD : PF_CW_FUTEX;
+		return 0;
+	case PF_CW_POLL_EVENTFD: {
+		struct pollfd p = { .fd = c->efd, .events = POLLIN };
+		r = poll(&p, 1, (int)((slice_ns + 999999) / 1000000));
+		return r < 0 && errno == EINTR ? -EINTR : 0;
+	}
+	case PF_CW_FUTEX:
+	default:
+		r = pf_futex_wait(&c->d2c->cq_seq, seq, slice_ns);
+		return r == -EINTR ? -EINTR : 0;
+	}
+}
+
 int pinfer_next(struct pinfer *c, struct pinfer_event *ev, int timeout_ms)
 {
 	int64_t deadline = timeout_ms > 0 ? now_ns() + (int64_t)timeout_ms * 1000000 : 0;
 	int r;
 
-	/* a wait queued by pinfer_prep_futex_wait has fired (the contract says
-	 * so); we are awake now */
-	if (atomic_load_explicit(&c->c2d->cq_waiting, memory_order_relaxed))
-		set_waiting(c, 0);
+	/* a wait queued by pinfer_prep_futex_wait or pinfer_wait_fd has fired
+	 * (the contract says so); we are awake now */
+	disarm_wait(c);
 	for (;;) {
 		while ((r = take_one(c, ev)) == 0)
 			;
@@ -364,15 +524,15 @@ int pinfer_next(struct pinfer *c, struct pinfer_event *ev, int timeout_ms)
 				slice = left;
 		}
 		uint32_t seq;
-		if (!arm_wait(c, &seq))
+		if (!arm_wait(c, wait_bits(c->wait_how), &seq))
 			continue;
 		if (atomic_load_explicit(&c->d2c->daemon_state, memory_order_acquire) == PF_DAEMON_GONE) {
-			set_waiting(c, 0);
+			disarm_wait(c);
 			pf_client_check_alive(c);
 			continue;
 		}
-		r = pf_futex_wait(&c->d2c->cq_seq, seq, slice);
-		set_waiting(c, 0);
+		r = sleep_once(c, seq, slice);
+		disarm_wait(c);
 		if (r == -EINTR)
 			return pf_client_fail(c, -EINTR, "interrupted by a signal");
 		if (!cq_avail(c))
@@ -391,24 +551,48 @@ int pinfer_poll_ready(struct pinfer *c)
 
 int pinfer_prep_futex_wait(struct pinfer *c, void *io_uring_sqe)
 {
-	struct io_uring_sqe *s = io_uring_sqe;
 	uint32_t seq;
 	if (c->gone)
 		return -ECONNRESET;
-	if (!arm_wait(c, &seq))
+	if (!arm_wait(c, PF_WAIT_FUTEX, &seq))
 		return -EAGAIN;
 	if (atomic_load_explicit(&c->d2c->daemon_state, memory_order_acquire) == PF_DAEMON_GONE) {
 		set_waiting(c, 0);
 		return pf_client_check_alive(c);
 	}
-	memset(s, 0, sizeof(*s));
-	s->opcode = PF_IORING_OP_FUTEX_WAIT;
-	s->fd = PF_FUTEX2_SIZE_U32;
-	s->addr = (uint64_t)(uintptr_t)&c->d2c->cq_seq;
-	s->addr2 = seq;
-	s->addr3 = PF_FUTEX_BITSET_MATCH_ANY;
-	/* futex_flags (the rw_flags word), len, buf_index, file_index: 0 */
+	pf_uring_prep_futex_wait(io_uring_sqe, &c->d2c->cq_seq, seq);
 	return 0;
+}
+
+int pinfer_wait_fd(struct pinfer *c)
+{
+	uint32_t seq;
+	if (c->gone)
+		return -ECONNRESET;
+	if (c->efd < 0)
+		return pf_client_fail(c, -ENOTSUP, "this pinferd sends no wake eventfd (protocol v1)");
+	if (!arm_wait(c, PF_WAIT_EVENTFD, &seq))
+		return -EAGAIN;
+	if (atomic_load_explicit(&c->d2c->daemon_state, memory_order_acquire) == PF_DAEMON_GONE) {
+		set_waiting(c, 0);
+		return pf_client_check_alive(c);
+	}
+	return c->efd;
+}
+
+const char *pinfer_wait_method(const struct pinfer *c)
+{
+	switch (c->wait_how) {
+	case PF_CW_URING_FUTEX:
+		return "io_uring futex";
+	case PF_CW_URING_EVENTFD:
+		return "io_uring eventfd";
+	case PF_CW_POLL_EVENTFD:
+		return "eventfd";
+	case PF_CW_FUTEX:
+	default:
+		return "futex";
+	}
 }
 
 /* ---- conveniences ------------------------------------------------------------------- */

@@ -357,8 +357,9 @@ static int handshake(struct pinfer *c, const struct pinfer_connect_opts *o, int 
 				   w.version, PF_PROTO_VERSION);
 		goto out;
 	}
-	if (nfds + extra != 2) {
-		r = pf_client_fail(c, -EPROTO, "pinferd sent %d file descriptors with its welcome, expected 2",
+	/* v2: c2d, d2c and the wake eventfd */
+	if (nfds + extra != 3) {
+		r = pf_client_fail(c, -EPROTO, "pinferd sent %d file descriptors with its welcome, expected 3",
 				   nfds + extra);
 		goto out;
 	}
@@ -415,11 +416,15 @@ static int handshake(struct pinfer *c, const struct pinfer_connect_opts *o, int 
 	c->eos = w.eos;
 	c->max_inflight = w.max_inflight;
 	c->client_id = w.client_id;
+	c->efd = fds[2];
+	fds[2] = -1;
+	pf_client_pick_wait(c);
 	r = 0;
 out:
 	/* the mappings keep the segments alive; the fds are not needed */
 	for (int i = 0; i < nfds; i++)
-		close(fds[i]);
+		if (fds[i] >= 0)
+			close(fds[i]);
 	return r;
 }
 
@@ -441,7 +446,7 @@ int pinfer_connect(const struct pinfer_connect_opts *opts, struct pinfer **ret)
 			snprintf(opts->err, opts->err_len, "out of memory");
 		return -ENOMEM;
 	}
-	c->sock = -1;
+	c->sock = c->efd = -1;
 	c->evcap = 256;
 	c->evbuf = malloc(c->evcap);
 	if (!c->evbuf) {
@@ -520,6 +525,9 @@ void pinfer_close(struct pinfer *c)
 		munmap(c->d2c, c->d2c_bytes);
 	if (c->sock >= 0)
 		close(c->sock);
+	if (c->efd >= 0)
+		close(c->efd);
+	pf_client_ring_free(c);
 	for (uint32_t i = 0; i < c->n_partials; i++)
 		free(c->partials[i].buf);
 	free(c->partials);

@@ -25,10 +25,14 @@
  * has not consumed earlier entries yet) or when the daemon's per-client
  * in-flight quota is reached; read events and retry.
  *
- * Waiting: pinfer_next() spins briefly, then sleeps on a futex word in the
- * completion segment; the daemon wakes it only when it announced it sleeps.
- * Applications with their own io_uring event loop can instead queue that
- * futex wait themselves (pinfer_prep_futex_wait(), kernel >= 6.7).
+ * Waiting: pinfer_next() spins briefly, then sleeps; the daemon wakes it
+ * only when it announced it sleeps.  It sleeps through io_uring where that
+ * works (IORING_OP_FUTEX_WAIT on Linux >= 6.7, else a poll of the daemon's
+ * wake eventfd) and with plain futex(2) where io_uring is unavailable;
+ * PINFER_NO_IO_URING=1 forces the plain way.  pinfer_wait_method() says
+ * which.  Applications with their own event loop can fold the wait into it:
+ * io_uring loops queue the futex wait themselves (pinfer_prep_futex_wait()),
+ * epoll/poll loops watch the eventfd pinfer_wait_fd() returns.
  *
  * Daemon gone: a call that waits never hangs on a dead daemon — it notices
  * the closed socket within ~100 ms and returns -ECONNRESET; everything
@@ -288,6 +292,23 @@ int pinfer_poll_ready(struct pinfer *c);
  * don't sleep, read them), -ECONNRESET.
  */
 int pinfer_prep_futex_wait(struct pinfer *c, void *io_uring_sqe);
+
+/*
+ * epoll/poll integration.  Announce to the daemon that we sleep and want
+ * its wake as a write to an eventfd; returns that eventfd (watch it for
+ * POLLIN; never close it, it belongs to the connection).  When it becomes
+ * readable, or on any other reason to look, call pinfer_next(c, ev, 0)
+ * until it returns -EAGAIN (that also clears the eventfd) — every wake is a
+ * hint.  Call it again before each sleep.  Daemon death does not make the
+ * eventfd readable: watch pinfer_fd() too.  Returns the descriptor (>= 0),
+ * -EAGAIN (completions are already waiting: read them), -ENOTSUP (the
+ * daemon speaks protocol v1, which has no eventfd), -ECONNRESET.
+ */
+int pinfer_wait_fd(struct pinfer *c);
+
+/* How pinfer_next sleeps on this connection: "io_uring futex", "io_uring
+ * eventfd", "eventfd" or "futex".  Cannot fail. */
+const char *pinfer_wait_method(const struct pinfer *c);
 
 /* The registration socket: readable (EOF) or POLLHUP once the daemon is
  * gone.  Only poll it; never read or write it.  Cannot fail. */

@@ -9,7 +9,9 @@
  *                   unavailable).  It never touches the engine.
  *   engine thread   owns the engine and every session's rings: each
  *                   iteration polls the SQ rings, submits/cancels, runs one
- *                   engine step, posts completions, wakes sleepers.
+ *                   engine step, posts completions, wakes sleepers — the
+ *                   step's wakes batched into one io_uring_enter (struct
+ *                   pf_waker; one syscall per sleeper without io_uring).
  *
  * Hand-over between them is a mutex-protected inbox (new sessions, dead
  * sessions, drain) plus a futex word the control thread bumps to wake an
@@ -30,9 +32,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <liburing.h>
+
 #include "engine.h"
 #include "proto.h"
 #include "stats.h"
+#include "uring.h"
 
 enum pf_log_level { PF_LOG_ERROR = 0, PF_LOG_WARN = 1, PF_LOG_INFO = 2, PF_LOG_DEBUG = 3 };
 
@@ -59,6 +64,8 @@ struct pf_daemon_config {
 	int n_allow_uids, n_allow_gids;
 	int socket_mode;             /* permissions of the socket file */
 	bool echo_backend;           /* IPC benchmark: return tokens without a model */
+	bool static_batching;        /* --batching static: the scheduler's measured baseline */
+	int32_t static_batch;        /* requests per static batch */
 };
 
 struct pf_daemon;
@@ -83,6 +90,8 @@ struct pf_session {
 	char comm[32];
 	int sock, pidfd;             /* owned by the control thread */
 	int c2d_fd, d2c_fd;
+	int efd;                     /* wake eventfd (v2 clients; -1 for v1), engine thread closes it */
+	uint16_t version;            /* protocol version spoken with this client */
 	struct pf_c2d_hdr *c2d;      /* client-writable: never trusted */
 	struct pf_d2c_hdr *d2c;
 	size_t c2d_bytes, d2c_bytes;
@@ -107,8 +116,30 @@ struct pf_session {
 	struct pf_session *dead_next;/* control's dead-session inbox link (next is still the engine's) */
 };
 
+/*
+ * The engine thread's wake batcher: pf_waker_add queues a sleeper's wake
+ * (FUTEX_WAKE and/or an eventfd write), pf_waker_flush issues them — with
+ * io_uring as one io_uring_enter for the whole step (successful
+ * completions are skipped, so the CQ only ever holds failures), without it
+ * as one syscall each.
+ */
+struct pf_waker {
+	bool uring, uring_futex;
+	struct io_uring ring;
+	uint32_t queued;
+	uint64_t one;                /* the eventfd increment; must outlive the SQEs */
+	uint64_t failures;
+};
+
+int pf_waker_init(struct pf_waker *w, const struct pf_uring_caps *caps);
+void pf_waker_add(struct pf_waker *w, _Atomic uint32_t *futex_word, int efd);
+void pf_waker_flush(struct pf_waker *w);
+void pf_waker_destroy(struct pf_waker *w);
+
 struct pf_daemon {
 	struct pf_daemon_config cfg;
+	struct pf_uring_caps uring;  /* probed once at start */
+	struct pf_waker waker;       /* engine thread */
 	struct pf_engine *engine;
 	char socket_path[108];
 	int listen_fd;
@@ -166,7 +197,8 @@ int pf_session_poll_sq(struct pf_session *s);
 void pf_session_post(struct pf_session *s, const struct pf_cqe *e);
 /* Move pending completions into the CQ; update back-pressure. */
 void pf_session_flush(struct pf_session *s);
-/* Wake the client if it sleeps and completions were posted. */
+/* Queue the client's wake on d->waker if it sleeps and completions were
+ * posted; the caller flushes the waker once per step. */
 void pf_session_wake(struct pf_session *s);
 /* Cancel every request of the session (it died or stalled). */
 void pf_session_cancel_all(struct pf_session *s);

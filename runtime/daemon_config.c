@@ -20,6 +20,9 @@ enum {
 	O_VERSION, O_ECHO, O_DRAIN,
 };
 
+/* Batching mode: ids of their own, clear of the list above and of getopt's '?'/':'. */
+enum { O_BATCHING = 200, O_STATIC_BATCH };
+
 static const struct option opts[] = {
 	{ "model", required_argument, NULL, O_MODEL },
 	{ "config", required_argument, NULL, O_CONFIG },
@@ -47,6 +50,8 @@ static const struct option opts[] = {
 	{ "version", no_argument, NULL, O_VERSION },
 	{ "echo-backend", no_argument, NULL, O_ECHO },
 	{ "drain-timeout", required_argument, NULL, O_DRAIN },
+	{ "batching", required_argument, NULL, O_BATCHING },
+	{ "static-batch", required_argument, NULL, O_STATIC_BATCH },
 	{ 0 },
 };
 
@@ -75,6 +80,11 @@ static void usage(FILE *f)
 		"  --max-num-batched-tokens N    token budget per step (default 2048)\n"
 		"  --no-prefix-caching           do not reuse cached prompt prefixes\n"
 		"  --policy fcfs|priority        scheduling policy (default fcfs)\n"
+		"  --batching continuous|static  continuous (iteration-level) batching, or the static\n"
+		"                                baseline kept for measurements: batches of --static-batch\n"
+		"                                requests run to completion, each reserving KV for its whole\n"
+		"                                prompt + max_tokens (default continuous)\n"
+		"  --static-batch N              requests per static batch (default 8)\n"
 		"  --max-clients N               registered clients at once (default 256)\n"
 		"  --max-inflight N              requests in flight per client (default 64)\n"
 		"  --stall-timeout SECONDS       cancel requests of a client that stops reading (default 60)\n"
@@ -212,6 +222,15 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 		break;
 	}
 	case O_PAYLOAD: r = int_arg(name, v, 4096, PF_PAYLOAD_MAX, &x); c->payload_bytes = (uint32_t)x; break;
+	case O_BATCHING:
+		if (!strcmp(v, "continuous"))
+			c->static_batching = false;
+		else if (!strcmp(v, "static"))
+			c->static_batching = true;
+		else
+			return bad(name, v, "continuous or static");
+		break;
+	case O_STATIC_BATCH: r = int_arg(name, v, 1, 65536, &x); c->static_batch = (int32_t)x; break;
 	default: return -EINVAL;
 	}
 	return r;
@@ -286,6 +305,7 @@ int pf_daemon_config_parse(struct pf_daemon_config *c, int argc, char **argv)
 	c->sq_entries = PF_SQ_DEFAULT;
 	c->cq_entries = PF_CQ_DEFAULT;
 	c->payload_bytes = PF_PAYLOAD_DEFAULT;
+	c->static_batch = 8;
 
 	/* first pass: only --config, --help and --version */
 	bool explicit_config = false;

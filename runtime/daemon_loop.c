@@ -166,6 +166,7 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			pf_session_flush(s);
 			pf_session_wake(s);
 		}
+		pf_waker_flush(&d->waker);
 		if (r > 0) {
 			pf_daemon_stats_observe(d, PF_HIST_STEP_TIME, (double)(t2 - t1) * 1e-9);
 			pf_daemon_stats_observe(d, PF_HIST_STEP_TOKENS, (double)r);
@@ -214,5 +215,6 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 		s->cq_dirty = true;
 		pf_session_wake(s);
 	}
+	pf_waker_flush(&d->waker);
 	return 0;
 }

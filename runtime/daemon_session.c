@@ -66,7 +66,7 @@ int pf_session_create(struct pf_daemon *d, int sock, pid_t pid, uid_t uid, gid_t
 	s->d = d;
 	s->sock = sock;
 	s->pidfd = -1;
-	s->c2d_fd = s->d2c_fd = -1;
+	s->c2d_fd = s->d2c_fd = s->efd = -1;
 	s->pid = pid;
 	s->uid = uid;
 	s->gid = gid;
@@ -124,6 +124,8 @@ void pf_session_free(struct pf_session *s)
 		close(s->c2d_fd);
 	if (s->d2c_fd >= 0)
 		close(s->d2c_fd);
+	if (s->efd >= 0)
+		close(s->efd);
 	free(s->pending);
 	free(s);
 }
@@ -206,8 +208,14 @@ void pf_session_wake(struct pf_session *s)
 	 * load of cq_waiting — the daemon's half of the Dekker handshake with
 	 * the client's store of cq_waiting and re-check of cq_tail */
 	atomic_fetch_add(&s->d2c->cq_seq, 1);
-	if (atomic_load(&s->c2d->cq_waiting))
-		pf_futex_wake(&s->d2c->cq_seq, 1 << 30);
+	uint32_t how = atomic_load(&s->c2d->cq_waiting);
+	if (!how)
+		return;
+	/* a client may set any bits; PF_WAIT_EVENTFD only means something to
+	 * a v2 session, which has the eventfd */
+	bool efd = (how & PF_WAIT_EVENTFD) && s->efd >= 0;
+	bool futex = (how & PF_WAIT_FUTEX) || !efd;
+	pf_waker_add(&s->d->waker, futex ? &s->d2c->cq_seq : NULL, efd ? s->efd : -1);
 }
 
 static void post_error(struct pf_session *s, uint64_t tag, int code, const char *msg)

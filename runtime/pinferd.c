@@ -38,10 +38,27 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	d->signal_fd = signalfd(-1, &set, SFD_CLOEXEC);
+	d->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (d->signal_fd < 0) {
 		perror("pinferd: signalfd");
 		return 1;
+	}
+
+	/* io_uring where it works (control loop, batched wakes), else plain
+	 * futex/eventfd and poll(2) — the same behaviour, more syscalls */
+	pf_uring_probe(&d->uring);
+	if (d->uring.usable && d->uring.futex)
+		pf_daemon_log(d, PF_LOG_INFO, "io_uring: control loop and batched wakes (FUTEX_WAKE and eventfd writes)");
+	else if (d->uring.usable)
+		pf_daemon_log(d, PF_LOG_INFO, "io_uring: control loop and batched eventfd wakes; futex wakes by syscall (%s)",
+			      d->uring.why);
+	else
+		pf_daemon_log(d, PF_LOG_INFO, "io_uring unavailable (%s): poll(2) control loop, futex/eventfd wakes by syscall",
+			      d->uring.why);
+	r = pf_waker_init(&d->waker, &d->uring);
+	if (r) {
+		pf_daemon_log(d, PF_LOG_WARN, "io_uring ring for wakes failed (%s); waking by syscall", strerror(-r));
+		d->uring.usable = false;
 	}
 
 	struct pf_engine_config ec = pf_engine_config_default();
@@ -54,6 +71,8 @@ int main(int argc, char **argv)
 	ec.sched.max_num_batched_tokens = d->cfg.max_batched_tokens;
 	ec.sched.prefix_caching = d->cfg.prefix_caching;
 	ec.sched.policy = d->cfg.priority_policy ? PF_SCHED_PRIORITY : PF_SCHED_FCFS;
+	ec.sched.static_batching = d->cfg.static_batching;
+	ec.sched.static_batch = d->cfg.static_batch;
 	struct pf_engine_events ev = pf_daemon_events;
 	ev.ctx = d;
 	if (d->cfg.echo_backend) {
@@ -67,6 +86,9 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		pf_daemon_log(d, PF_LOG_INFO, "model: %s", pf_engine_describe(d->engine));
+		if (d->cfg.static_batching)
+			pf_daemon_log(d, PF_LOG_INFO, "batching: static (the baseline), %d requests per batch",
+				      d->cfg.static_batch);
 	}
 	d->stats_fd = -1;
 	r = pf_daemon_stats_init(d);
@@ -102,6 +124,7 @@ int main(int argc, char **argv)
 		pf_session_free(s);
 	}
 	pf_engine_destroy(d->engine);
+	pf_waker_destroy(&d->waker);
 	close(d->listen_fd);
 	close(d->signal_fd);
 	pf_daemon_log(d, PF_LOG_INFO, "stopped");

@@ -5,7 +5,8 @@
  *
  * Registration (unix stream socket, see pf_shm_socket_path()):
  *   client → daemon   struct pf_hello
- *   daemon → client   struct pf_welcome + SCM_RIGHTS { c2d memfd, d2c memfd }
+ *   daemon → client   struct pf_welcome + SCM_RIGHTS { c2d memfd, d2c memfd, wake eventfd }
+ *                     (the eventfd from protocol v2 on; v1 clients get two)
  * The socket then stays open and carries nothing; its closing (or the
  * client's pidfd becoming readable) is how the daemon learns the client left.
  *
@@ -35,9 +36,14 @@
  *
  * Wake-ups (every wake is a hint; always re-check the ring):
  *   - completions: the client spins, then sets c2d.cq_waiting, re-checks
- *     d2c.cq_tail (seq_cst fence between: Dekker) and futex-waits on
- *     d2c.cq_seq.  The daemon, after publishing cq_tail, bumps cq_seq and
- *     wakes only if cq_waiting is set.
+ *     d2c.cq_tail (seq_cst fence between: Dekker) and sleeps.  The daemon,
+ *     after publishing cq_tail, bumps cq_seq and wakes only if cq_waiting
+ *     is set — how depends on its bits: PF_WAIT_FUTEX, a FUTEX_WAKE on
+ *     d2c.cq_seq (the client sleeps in FUTEX_WAIT, directly or through
+ *     io_uring); PF_WAIT_EVENTFD (v2), a write to the session's eventfd (the
+ *     client polls it: through io_uring on kernels without io_uring futex
+ *     operations, or in the application's own epoll loop).  The daemon
+ *     batches a step's wakes into one io_uring_enter where it can.
  *   - submissions: the daemon polls SQ tails every step.  When idle it sets
  *     d2c.daemon_sleeping, re-checks every SQ, and futex-waits on the
  *     clients' c2d.sq_seq words (FUTEX_WAITV); a client that sees
@@ -56,7 +62,8 @@
 #include <stdint.h>
 
 #define PF_PROTO_MAGIC 0x50494e46u /* "PINF" */
-#define PF_PROTO_VERSION 1
+/* v2: a wake eventfd in the welcome, PF_WAIT_EVENTFD in cq_waiting */
+#define PF_PROTO_VERSION 2
 #define PF_PROTO_MIN_VERSION 1     /* oldest client version this build serves */
 
 #define PF_SQ_DEFAULT 64           /* entries */
@@ -118,7 +125,7 @@ struct pf_c2d_hdr {
 	uint8_t pad1[PF_CACHELINE - 4];
 	_Alignas(PF_CACHELINE) _Atomic uint32_t cq_head;   /* client: CQ consumer index */
 	uint8_t pad2[PF_CACHELINE - 4];
-	_Alignas(PF_CACHELINE) _Atomic uint32_t cq_waiting; /* client: 1 while it sleeps on d2c.cq_seq */
+	_Alignas(PF_CACHELINE) _Atomic uint32_t cq_waiting; /* client: enum pf_wait_how bits while it sleeps */
 	_Atomic uint32_t sq_seq;                            /* client: futex word bumped to wake the daemon */
 	uint8_t pad3[PF_CACHELINE - 8];
 };
@@ -126,6 +133,12 @@ static_assert(sizeof(struct pf_c2d_hdr) == 4 * PF_CACHELINE, "pf_c2d_hdr layout"
 static_assert(offsetof(struct pf_c2d_hdr, sq_tail) == 64, "pf_c2d_hdr layout");
 static_assert(offsetof(struct pf_c2d_hdr, cq_head) == 128, "pf_c2d_hdr layout");
 static_assert(offsetof(struct pf_c2d_hdr, cq_waiting) == 192, "pf_c2d_hdr layout");
+
+/* How a sleeping client wants to be woken (bits of c2d.cq_waiting). */
+enum pf_wait_how {
+	PF_WAIT_FUTEX = 1 << 0,   /* FUTEX_WAKE on d2c.cq_seq */
+	PF_WAIT_EVENTFD = 1 << 1, /* write 1 to the session's eventfd (v2) */
+};
 
 enum pf_daemon_state { PF_DAEMON_SERVING = 0, PF_DAEMON_DRAINING = 1, PF_DAEMON_GONE = 2 };
 

@@ -596,6 +596,8 @@ static int cmd_info(struct pinfer *c, const struct cli *cli)
 		printf(",\"n_vocab\":%d,\"max_model_len\":%d,\"bos\":%d,\"eos\":%d,\"max_inflight\":%u,\"socket\":",
 		       pinfer_n_vocab(c), pinfer_max_model_len(c), pinfer_bos(c), pinfer_eos(c), pinfer_max_inflight(c));
 		json_str(stdout, pinfer_socket_path(c), strlen(pinfer_socket_path(c)));
+		printf(",\"wait\":");
+		json_str(stdout, pinfer_wait_method(c), strlen(pinfer_wait_method(c)));
 		printf("}\n");
 	} else {
 		printf("model          %s\n", pinfer_model_name(c));
@@ -603,6 +605,7 @@ static int cmd_info(struct pinfer *c, const struct cli *cli)
 		printf("context        %d tokens per sequence\n", pinfer_max_model_len(c));
 		printf("in flight      at most %u requests per client\n", pinfer_max_inflight(c));
 		printf("socket         %s\n", pinfer_socket_path(c));
+		printf("waiting        %s\n", pinfer_wait_method(c));
 	}
 	return 0;
 }

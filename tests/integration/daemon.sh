@@ -9,6 +9,12 @@
 #   4. a client that never reads: paused, memory bounded, cancelled after --stall-timeout
 #   5. quota: one request over --max-inflight gets EBUSY
 #   6. daemon killed and restarted: the client gets an error (no hang); a new client works
+#   7. a client of the previous protocol version (v1) is served and gets the same reply
+#
+# The wake-up path in use is checked against the environment: by default
+# io_uring where the kernel allows it; PINFER_NO_IO_URING=1 (daemon-nouring.sh)
+# forces futex + poll(2) on both sides; PINFER_WAIT=eventfd (daemon-eventfd.sh)
+# makes clients sleep on the daemon's wake eventfd.
 #
 # Waits are for conditions with generous limits, never fixed sleeps to pass.
 set -uo pipefail
@@ -50,6 +56,23 @@ gen() { # prompt max_tokens -> stdout
 
 if [ ! -x "$pinfer" ]; then echo "skip: the pinfer client is not built"; exit 77; fi
 start_daemon
+
+# ---- 0. the wake-up path this run exercises ----------------------------------------
+wait_for 30 grep -q "io_uring" "$log"
+mode_line=$(grep -m1 "io_uring" "$log" | sed 's/.*pinferd info: //')
+client_wait=$("$pinfer" info --socket "$sock" | sed -n 's/^waiting *//p')
+if [ -n "${PINFER_NO_IO_URING:-}" ]; then
+  [[ "$mode_line" == "io_uring unavailable (disabled by PINFER_NO_IO_URING"* ]] && ok "daemon fell back: $mode_line" \
+    || fail "PINFER_NO_IO_URING set but the daemon says: $mode_line"
+  case "$client_wait" in futex|eventfd) ok "client sleeps with $client_wait";;
+    *) fail "PINFER_NO_IO_URING set but the client sleeps with '$client_wait'";; esac
+else
+  echo "# daemon: $mode_line; client: $client_wait"
+fi
+if [ "${PINFER_WAIT:-}" = eventfd ]; then
+  [[ "$client_wait" == *eventfd ]] && ok "client sleeps on the wake eventfd ($client_wait)" \
+    || fail "PINFER_WAIT=eventfd but the client sleeps with '$client_wait'"
+fi
 
 # ---- 1. many clients at once == alone ----------------------------------------
 prompts=()
@@ -97,6 +120,12 @@ rss=$(awk '/VmRSS/{print $2}' /proc/$dpid/status 2>/dev/null)
 
 # ---- 5. quota ------------------------------------------------------------------------
 "$build/it/hostile" --socket "$sock" --seconds 30 --mode quota >"$work/quota.out" 2>&1 && ok "quota: $(cat "$work/quota.out")" || fail "quota: $(cat "$work/quota.out")"
+
+# ---- 7. protocol v1 client ------------------------------------------------------------
+"$build/it/hostile" --socket "$sock" --seconds 120 --mode v1 --proto 1 >"$work/v1" 2>"$work/v1.err"
+if cmp -s "$work/v1" "$work/bystander.ref"; then ok "a protocol v1 client got the same reply as a v2 client"
+else fail "v1 client: $(cat "$work/v1.err") $(head -c 200 "$work/v1")"; fi
+grep -q "protocol v1" "$log" && ok "the daemon registered it as protocol v1" || fail "no v1 registration logged"
 
 # ---- 6. daemon killed and restarted ----------------------------------------------------
 "$pinfer" generate --socket "$sock" --temperature 0 --max-tokens 1500 --ignore-eos "Tell me a long story." >"$work/orphan" 2>"$work/orphan.err" &

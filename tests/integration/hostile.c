@@ -18,9 +18,17 @@
  *            for --seconds: the daemon must pause it, cap its memory and
  *            cancel it after --stall-timeout;
  *   quota    submit max_inflight + 1 requests at once: the last must get an
- *            EBUSY error completion.
+ *            EBUSY error completion;
+ *   v1       an honest client of the previous protocol version (--proto 1):
+ *            greedy "Say hello." for 16 tokens, sleeping on the futex as v1
+ *            clients do; prints the reply as `pinfer generate` would, so the
+ *            test can compare it with a current client's.
  *
- * usage: hostile --socket PATH [--seconds N] [--seed S] [--mode garbage|noread|quota]
+ * Garbage mode also abuses the v2 wake eventfd: it saturates its counter
+ * (the daemon's wake writes must fail, not block) and sets random
+ * cq_waiting bits.
+ *
+ * usage: hostile --socket PATH [--seconds N] [--seed S] [--mode garbage|noread|quota|v1] [--proto V]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +43,7 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "wait.h"
 
 static uint64_t rng;
 
@@ -124,6 +133,63 @@ static int well_formed_mode(const char *mode, int sock, const struct pf_welcome 
 		printf("hostile: no quota error within %.0f s\n", secs);
 		return 1;
 	}
+	if (!strcmp(mode, "v1")) {
+		static const char text[] = "Say hello.";
+		struct pf_sqe *e = &sq[0];
+		memset(e, 0, sizeof(*e));
+		memcpy(payload, text, sizeof(text) - 1);
+		e->op = PF_OP_SUBMIT;
+		e->input = PF_INPUT_TEXT;
+		e->flags = PF_SQE_IGNORE_EOS | PF_SQE_ADD_SPECIAL;
+		e->payload_len = sizeof(text) - 1;
+		e->tag = 1;
+		e->top_p = 1;
+		e->repetition_penalty = 1;
+		e->length_penalty = 1;
+		e->max_tokens = 16;
+		e->n = 1;
+		atomic_store(&ch->sq_tail, 1);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_load(&dh->daemon_sleeping))
+			atomic_fetch_add(&ch->sq_seq, 1), pf_futex_wake(&ch->sq_seq, 1);
+		char out[4096];
+		size_t len = 0;
+		uint32_t head = 0;
+		double end = now() + secs;
+		while (now() < end) {
+			uint32_t t = atomic_load(&dh->cq_tail);
+			for (; head != t; head++) {
+				const struct pf_cqe *q = &cq[head & (w->cq_entries - 1)];
+				if (q->kind == PF_CQ_ERROR) {
+					printf("hostile: v1 request failed: %s\n", q->u.err.message);
+					return 1;
+				}
+				const uint8_t *tx = q->kind == PF_CQ_TOKENS ? q->u.tok.text : q->u.fin.text;
+				if ((q->kind == PF_CQ_TOKENS || q->kind == PF_CQ_FINISHED) && q->text_len <= PF_CQE_TEXT &&
+				    len + q->text_len < sizeof(out)) {
+					memcpy(out + len, tx, q->text_len);
+					len += q->text_len;
+				}
+				if (q->kind == PF_CQ_FINISHED && (q->flags & PF_CQE_LAST) && !(q->flags & PF_CQE_MORE)) {
+					atomic_store(&ch->cq_head, head + 1);
+					fwrite(out, 1, len, stdout);
+					if (!len || out[len - 1] != '\n')
+						fputc('\n', stdout);
+					return 0;
+				}
+			}
+			atomic_store(&ch->cq_head, head);
+			/* the v1 sleep: announce, re-check (Dekker), futex-wait */
+			atomic_store(&ch->cq_waiting, PF_WAIT_FUTEX);
+			atomic_thread_fence(memory_order_seq_cst);
+			uint32_t seq = atomic_load(&dh->cq_seq);
+			if (atomic_load(&dh->cq_tail) == head)
+				pf_futex_wait((_Atomic uint32_t *)&dh->cq_seq, seq, 100000000);
+			atomic_store(&ch->cq_waiting, 0);
+		}
+		printf("hostile: v1 request did not finish within %.0f s\n", secs);
+		return 1;
+	}
 	fprintf(stderr, "hostile: unknown mode %s\n", mode);
 	return 2;
 }
@@ -140,6 +206,7 @@ int main(int argc, char **argv)
 {
 	const char *path = NULL, *mode = "garbage";
 	double secs = 5;
+	int proto = PF_PROTO_VERSION;
 	rng = 42;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--socket"))
@@ -150,6 +217,8 @@ int main(int argc, char **argv)
 			rng = strtoull(argv[i + 1], NULL, 0);
 		else if (!strcmp(argv[i], "--mode"))
 			mode = argv[i + 1];
+		else if (!strcmp(argv[i], "--proto"))
+			proto = atoi(argv[i + 1]);
 	}
 	if (!path) {
 		fprintf(stderr, "usage: hostile --socket PATH [--seconds N] [--seed S]\n");
@@ -163,16 +232,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct pf_hello h = {
-		.magic = PF_PROTO_MAGIC, .version = PF_PROTO_VERSION, .sizeof_sqe = sizeof(struct pf_sqe),
+		.magic = PF_PROTO_MAGIC, .version = (uint16_t)proto, .sizeof_sqe = sizeof(struct pf_sqe),
 		.sizeof_cqe = sizeof(struct pf_cqe), .sizeof_c2d_hdr = sizeof(struct pf_c2d_hdr),
 		.sizeof_d2c_hdr = sizeof(struct pf_d2c_hdr),
 	};
 	if (send(s, &h, sizeof(h), 0) != sizeof(h))
 		return 1;
 	struct pf_welcome w;
-	int fds[2] = { -1, -1 };
+	int fds[3] = { -1, -1, -1 };
 	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
+		char buf[CMSG_SPACE(3 * sizeof(int))];
 		struct cmsghdr a;
 	} u;
 	struct iovec iov = { &w, sizeof(w) };
@@ -186,7 +255,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hostile: no descriptors\n");
 		return 1;
 	}
-	memcpy(fds, CMSG_DATA(c), sizeof(fds));
+	int nfd = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+	int want = proto >= 2 ? 3 : 2;
+	if (nfd != want || w.version != proto) {
+		fprintf(stderr, "hostile: protocol v%d registration got %d descriptors and version %u (want %d, v%d)\n", proto,
+			nfd, w.version, want, proto);
+		return 1;
+	}
+	memcpy(fds, CMSG_DATA(c), (size_t)nfd * sizeof(int));
 
 	/* 1. the seals */
 	int bad = 0;
@@ -258,7 +334,14 @@ int main(int argc, char **argv)
 			tail += (uint32_t)(rnd() % w.sq_entries);
 		atomic_store(&ch->sq_tail, tail);
 		atomic_store(&ch->cq_head, (uint32_t)rnd());
-		atomic_store(&ch->cq_waiting, (uint32_t)(rnd() % 3));
+		atomic_store(&ch->cq_waiting, (uint32_t)rnd());
+		if (fds[2] >= 0 && what == 3) {
+			/* saturate the wake eventfd: the daemon's writes must fail
+			 * with EAGAIN, never block its engine thread */
+			uint64_t big = 0xfffffffffffffffeULL;
+			ssize_t k = write(fds[2], &big, sizeof(big));
+			(void)k;
+		}
 		atomic_fetch_add(&ch->sq_seq, 1);
 		/* read what the daemon says, as a client would */
 		uint32_t ct = atomic_load(&dh->cq_tail);
