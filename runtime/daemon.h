@@ -56,6 +56,8 @@ struct pf_daemon_config {
 	bool priority_policy;
 	int32_t max_clients;
 	int32_t max_inflight;        /* requests in flight per client */
+	int64_t max_client_tokens;   /* quota: prompt + max_tokens x seqs over a client's requests; 0: none */
+	int64_t max_client_blocks;   /* quota: worst-case KV blocks over a client's requests; 0: none */
 	int32_t stall_timeout_s;
 	int32_t drain_timeout_s;     /* SIGTERM: in-flight requests get this long */
 	int32_t log_level;
@@ -78,6 +80,7 @@ struct pf_dreq {
 	uint64_t engine_id;
 	int32_t n_live;           /* sequences still running */
 	int64_t deadline_ns;      /* 0: none */
+	int64_t quota_tokens, quota_blocks; /* what it counts against its client's quotas */
 	struct pf_dreq *prev, *next;
 };
 
@@ -111,6 +114,7 @@ struct pf_session {
 	int32_t n_inflight;
 	int32_t bad_entries;         /* malformed submissions; repeat offenders are disconnected */
 	uint64_t tokens_in, tokens_out, errors;
+	int64_t quota_tokens, quota_blocks; /* summed over reqs */
 	struct pf_dreq *reqs;
 	struct pf_session *next;     /* engine's active list; control's new-session inbox link */
 	struct pf_session *dead_next;/* control's dead-session inbox link (next is still the engine's) */

@@ -17,7 +17,7 @@
 enum {
 	O_MODEL = 1, O_CONFIG, O_SOCKET, O_INSTANCE, O_THREADS, O_KV, O_BS, O_MML, O_SEQS, O_TOKENS, O_NOPREFIX,
 	O_POLICY, O_CLIENTS, O_INFLIGHT, O_STALL, O_LOG, O_UID, O_GID, O_MODE, O_SQ, O_CQ, O_PAYLOAD, O_HELP,
-	O_VERSION, O_ECHO, O_DRAIN,
+	O_VERSION, O_ECHO, O_DRAIN, O_QTOKENS, O_QBLOCKS,
 };
 
 /* Batching mode: ids of their own, clear of the list above and of getopt's '?'/':'. */
@@ -38,6 +38,8 @@ static const struct option opts[] = {
 	{ "policy", required_argument, NULL, O_POLICY },
 	{ "max-clients", required_argument, NULL, O_CLIENTS },
 	{ "max-inflight", required_argument, NULL, O_INFLIGHT },
+	{ "max-tokens-per-client", required_argument, NULL, O_QTOKENS },
+	{ "max-blocks-per-client", required_argument, NULL, O_QBLOCKS },
 	{ "stall-timeout", required_argument, NULL, O_STALL },
 	{ "log-level", required_argument, NULL, O_LOG },
 	{ "allow-uid", required_argument, NULL, O_UID },
@@ -87,6 +89,10 @@ static void usage(FILE *f)
 		"  --static-batch N              requests per static batch (default 8)\n"
 		"  --max-clients N               registered clients at once (default 256)\n"
 		"  --max-inflight N              requests in flight per client (default 64)\n"
+		"  --max-tokens-per-client N     tokens a client's requests in flight may add up to:\n"
+		"                                prompt + max_tokens x sequences each (default 0 = no limit)\n"
+		"  --max-blocks-per-client N     KV blocks a client's requests in flight may need at\n"
+		"                                most, counted before admission (default 0 = no limit)\n"
 		"  --stall-timeout SECONDS       cancel requests of a client that stops reading (default 60)\n"
 		"  --drain-timeout SECONDS       on SIGTERM, let in-flight requests finish this long, then\n"
 		"                                cancel the rest (default 30)\n"
@@ -184,6 +190,8 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 		break;
 	case O_CLIENTS: r = int_arg(name, v, 1, 65536, &x); c->max_clients = (int32_t)x; break;
 	case O_INFLIGHT: r = int_arg(name, v, 1, 65536, &x); c->max_inflight = (int32_t)x; break;
+	case O_QTOKENS: r = int_arg(name, v, 0, 1L << 40, &x); c->max_client_tokens = x; break;
+	case O_QBLOCKS: r = int_arg(name, v, 0, 1L << 31, &x); c->max_client_blocks = x; break;
 	case O_STALL: r = int_arg(name, v, 1, 86400, &x); c->stall_timeout_s = (int32_t)x; break;
 	case O_LOG:
 		if (!strcmp(v, "error")) c->log_level = PF_LOG_ERROR;

@@ -284,6 +284,8 @@ static void dreq_remove(struct pf_session *s, struct pf_dreq *q)
 	if (q->next)
 		q->next->prev = q->prev;
 	s->n_inflight--;
+	s->quota_tokens -= q->quota_tokens;
+	s->quota_blocks -= q->quota_blocks;
 	free(q);
 }
 
@@ -472,6 +474,41 @@ static int build_prompt(struct pf_session *s, const struct pf_sqe *e, const uint
 	return 0;
 }
 
+/*
+ * Per-client quotas on what a request may come to hold, counted at
+ * submission from its worst case — prompt + max_tokens for every sequence,
+ * and the KV blocks that takes without any sharing (the prompt's once, each
+ * sequence's own, plus one partly filled block each) — so a client learns at
+ * once, with numbers, instead of finding its request starved later.  Fills
+ * the request's charges; returns 0 or -EDQUOT with a message.
+ */
+static int check_quota(const struct pf_session *s, int32_t n_prompt, const struct pf_request_params *p,
+		       int64_t *ret_tokens, int64_t *ret_blocks, char *err, size_t errlen)
+{
+	const struct pf_daemon_config *cfg = &s->d->cfg;
+	int64_t seqs = p->n > p->beam_width ? p->n : p->beam_width;
+	if (seqs < 1)
+		seqs = 1;
+	int64_t gen = p->sampling.max_tokens > 0 ? p->sampling.max_tokens : 0;
+	int64_t bs = cfg->block_size > 0 ? cfg->block_size : 16;
+	int64_t tokens = n_prompt + gen * seqs;
+	int64_t blocks = (n_prompt + bs - 1) / bs + seqs * ((gen + bs - 1) / bs + 1);
+	*ret_tokens = tokens;
+	*ret_blocks = blocks;
+	/* (the completion's message holds 108 bytes: numbers first) */
+	if (cfg->max_client_tokens > 0 && s->quota_tokens + tokens > cfg->max_client_tokens) {
+		snprintf(err, errlen, "token quota: request needs %lld tokens, client holds %lld of %lld (--max-tokens-per-client)",
+			 (long long)tokens, (long long)s->quota_tokens, (long long)cfg->max_client_tokens);
+		return -EDQUOT;
+	}
+	if (cfg->max_client_blocks > 0 && s->quota_blocks + blocks > cfg->max_client_blocks) {
+		snprintf(err, errlen, "KV block quota: request needs %lld blocks, client holds %lld of %lld (--max-blocks-per-client)",
+			 (long long)blocks, (long long)s->quota_blocks, (long long)cfg->max_client_blocks);
+		return -EDQUOT;
+	}
+	return 0;
+}
+
 static void handle_submit(struct pf_session *s, const struct pf_sqe *e)
 {
 	char err[256] = "";
@@ -520,6 +557,9 @@ static void handle_submit(struct pf_session *s, const struct pf_sqe *e)
 	r = pf_sqe_to_params(e, stops, e->stop_len, ids, &p, err, sizeof(err));
 	if (!r)
 		r = build_prompt(s, e, in, &prompt, &n_prompt, err, sizeof(err));
+	int64_t q_tokens = 0, q_blocks = 0;
+	if (!r)
+		r = check_quota(s, n_prompt, &p, &q_tokens, &q_blocks, err, sizeof(err));
 	struct pf_dreq *q = NULL;
 	if (!r) {
 		q = calloc(1, sizeof(*q));
@@ -538,6 +578,10 @@ static void handle_submit(struct pf_session *s, const struct pf_sqe *e)
 		post_error(s, e->tag, -r, err[0] ? err : strerror(-r));
 		goto out;
 	}
+	q->quota_tokens = q_tokens;
+	q->quota_blocks = q_blocks;
+	s->quota_tokens += q_tokens;
+	s->quota_blocks += q_blocks;
 	q->next = s->reqs;
 	if (s->reqs)
 		s->reqs->prev = q;

@@ -97,8 +97,12 @@ void pf_daemon_stats_publish(struct pf_daemon *d, bool force)
 	if (d->engine) {
 		struct pf_engine_stats es;
 		pf_engine_get_stats(d->engine, &es);
-		a->running = es.running;
-		a->waiting = es.waiting;
+		a->running = es.req_running;
+		a->waiting = es.req_waiting;
+		a->preempted_waiting = es.req_preempted;
+		a->seqs_running = es.running;
+		a->seqs_waiting = es.waiting;
+		a->requests_admitted_total = es.requests_admitted;
 		a->kv_blocks_total = es.kv.n_blocks;
 		a->kv_blocks_used = es.kv.n_used;
 		a->kv_blocks_cached = es.kv.n_cached;

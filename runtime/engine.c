@@ -3,14 +3,18 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <xxhash.h>
+
 #include "chat.h"
 #include "cpu/cpu_backend.h"
 #include "dtype.h"
+#include "gguf.h"
 #include "model.h"
 #include "tok.h"
 
@@ -29,6 +33,14 @@ struct eseq {
 	bool has_cand;
 	int32_t n_cand;
 	struct pf_sample_logprob cand[2 * MAX_N];
+	/* resumed: earlier tokens (q->tokens after the prompt) still to be
+	 * reported again at the next step */
+	int32_t n_replay;
+	/* with logprobs: what was reported for each generated token, kept so
+	 * an export can carry it and a replay can report it again */
+	float *lp;                        /* (cap_lp) */
+	struct pf_sample_logprob *lp_top; /* (cap_lp, top_logprobs) */
+	int32_t n_lp, cap_lp;
 };
 
 struct hyp {
@@ -51,6 +63,11 @@ struct ereq {
 	int32_t cached;
 	struct hyp hyps[MAX_N];
 	int32_t n_hyps;
+	uint64_t base_seed;   /* Philox key of sequence 0; sibling k uses base + k·golden */
+	/* resumed forked siblings after the first: each is its own request to
+	 * the scheduler (it adds one sequence per request and counts requests
+	 * by that), while the engine reports them as one */
+	struct pf_req *sib_base;
 	struct ereq *prev, *next;
 };
 
@@ -76,6 +93,7 @@ struct pf_engine {
 	uint64_t next_id;
 	uint64_t prompt_computed, generated;
 	int32_t last_step_tokens;
+	bool replay_pending;  /* a resumed sequence has tokens to report again */
 	char desc[512];
 };
 
@@ -180,6 +198,8 @@ static void eseq_free(struct eseq *es)
 	if (!es)
 		return;
 	pf_sampler_destroy(&es->smp);
+	free(es->lp);
+	free(es->lp_top);
 	free(es);
 }
 
@@ -193,6 +213,7 @@ static void req_unlink(struct pf_engine *e, struct ereq *r)
 		r->next->prev = r->prev;
 	for (int i = 0; i < r->n_hyps; i++)
 		free(r->hyps[i].tokens);
+	free(r->sib_base);
 	free(r);
 }
 
@@ -201,8 +222,10 @@ static void fill_usage(const struct ereq *r, const struct eseq *es, struct pf_us
 	double t = now_s();
 	memset(u, 0, sizeof(*u));
 	u->prompt_tokens = r->n_prompt;
-	u->cached_tokens = r->cached;
-	u->generated_tokens = es ? (int32_t)es->smp.n_generated : 0;
+	/* a resumed sequence may find generated tokens cached too */
+	u->cached_tokens = r->cached < r->n_prompt ? r->cached : r->n_prompt;
+	/* tokens still to replay were reported before the restart */
+	u->generated_tokens = es ? (int32_t)es->smp.n_generated + es->n_replay : 0;
 	u->queue_s = r->t_sched > 0 ? r->t_sched - r->t_submit : t - r->t_submit;
 	u->ttft_s = r->t_first > 0 ? r->t_first - r->t_submit : 0;
 	u->decode_s = r->t_first > 0 ? t - r->t_first : 0;
@@ -241,12 +264,11 @@ static struct eseq *eseq_new(struct pf_engine *e, struct ereq *r, struct pf_seq 
 	es->index = index;
 	q->user = es;
 	struct pf_sampling_params sp = r->p.sampling;
-	if (index > 0) {
-		/* sibling k draws from its own Philox key */
-		uint64_t base = sp.has_seed ? sp.seed : pf_sampler_derive_seed(r->id);
-		sp.seed = base + (uint64_t)index * 0x9E3779B97F4A7C15ULL;
-		sp.has_seed = true;
-	}
+	/* sibling k draws from its own Philox key; the base is kept in the
+	 * request (not re-derived from its id) so a resumed request, which has
+	 * a new id, draws what the first run would have */
+	sp.seed = r->base_seed + (uint64_t)index * 0x9E3779B97F4A7C15ULL;
+	sp.has_seed = true;
 	if (pf_sampler_init(&es->smp, &sp, e->n_vocab, e->eos, e->n_eos, r->id) ||
 	    pf_sampler_add_prompt(&es->smp, q->tokens, (size_t)r->n_prompt)) {
 		if (err)
@@ -308,6 +330,7 @@ int pf_engine_submit(struct pf_engine *e, const int32_t *prompt, int32_t n, cons
 	rq->base.id = rq->id;
 	rq->base.priority = p->priority;
 	rq->base.max_tokens = p->sampling.max_tokens;
+	rq->base_seed = p->sampling.has_seed ? p->sampling.seed : pf_sampler_derive_seed(rq->id);
 	rq->t_submit = now_s();
 	struct pf_seq *q;
 	r = pf_sched_add(e->sched, &rq->base, prompt, n, (int64_t)(rq->t_submit * 1000), &q);
@@ -364,6 +387,34 @@ int pf_engine_pause(struct pf_engine *e, uint64_t id, bool paused)
 	return 0;
 }
 
+/* Keep what on_token reports as logprobs for token res (see struct eseq). */
+static int lp_record(struct eseq *es, const struct pf_sampling_params *sp, const struct pf_sample_result *res)
+{
+	if (!sp->logprobs)
+		return 0;
+	size_t k = (size_t)sp->top_logprobs;
+	if (es->n_lp == es->cap_lp) {
+		int32_t cap = es->cap_lp ? 2 * es->cap_lp : 32;
+		float *lp = realloc(es->lp, sizeof(float) * (size_t)cap);
+		if (!lp)
+			return -ENOMEM;
+		es->lp = lp;
+		if (k) {
+			struct pf_sample_logprob *t = realloc(es->lp_top, sizeof(*t) * (size_t)cap * k);
+			if (!t)
+				return -ENOMEM;
+			es->lp_top = t;
+		}
+		es->cap_lp = cap;
+	}
+	es->lp[es->n_lp] = res->logprob;
+	for (size_t j = 0; j < k; j++)
+		es->lp_top[(size_t)es->n_lp * k + j] =
+			j < res->n_top ? res->top[j] : (struct pf_sample_logprob){ -1, NAN };
+	es->n_lp++;
+	return 0;
+}
+
 /* Sample, stream and maybe finish one (non-beam) sequence from its logits. */
 static void sample_one(struct pf_engine *e, struct eseq *es, float *lg)
 {
@@ -372,7 +423,8 @@ static void sample_one(struct pf_engine *e, struct eseq *es, float *lg)
 	struct pf_stop_result st;
 	size_t n = 0;
 	int tok = pf_sampler_sample(&es->smp, &r->p.sampling, lg, e->n_vocab, es->smp.n_generated, &res);
-	if (tok < 0 || pf_sampler_accept(&es->smp, tok) || pf_sched_append(e->sched, es->q, tok)) {
+	if (tok < 0 || pf_sampler_accept(&es->smp, tok) || pf_sched_append(e->sched, es->q, tok) ||
+	    lp_record(es, &r->p.sampling, &res)) {
 		seq_end(e, es, PF_FINISH_ERROR, NULL, 0, true);
 		return;
 	}
@@ -595,9 +647,13 @@ static void beam_step(struct pf_engine *e, struct ereq *r)
 
 /* ---- the step --------------------------------------------------------------- */
 
+static void replay_all(struct pf_engine *e);
+
 int pf_engine_step(struct pf_engine *e)
 {
 	struct pf_sched_batch b;
+	if (e->replay_pending)
+		replay_all(e);
 	double t = now_s();
 	int n = pf_sched_step(e->sched, (int64_t)(t * 1000), &b);
 	if (n <= 0) {
@@ -724,6 +780,11 @@ void pf_engine_get_stats(const struct pf_engine *e, struct pf_engine_stats *ret)
 	pf_sched_get_stats(e->sched, &ss);
 	ret->running = ss.n_running;
 	ret->waiting = ss.n_waiting;
+	ret->preempted_waiting = ss.n_preempted_waiting;
+	ret->req_running = ss.n_req_running;
+	ret->req_waiting = ss.n_req_waiting;
+	ret->req_preempted = ss.n_req_preempted;
+	ret->requests_admitted = ss.requests_added;
 	ret->steps = ss.steps;
 	ret->preemptions = ss.preemptions_total;
 	pf_kv_get_stats(e->kv, &ret->kv);
@@ -755,4 +816,314 @@ void pf_engine_destroy(struct pf_engine *e)
 	free(e->n_prompt);
 	free(e->text);
 	free(e);
+}
+
+/* ---- persistence: export, resume, replay ------------------------------------ */
+
+#define SIBLING_STRIDE 0x9E3779B97F4A7C15ULL /* as in eseq_new */
+
+/* Requests restarted from their prompt on resume: beam search (it reports
+ * only whole hypotheses, at the end) and n > 1 not forked yet. */
+static bool export_prompt_only(const struct ereq *r)
+{
+	return r->p.beam_width > 1 || (r->p.n > 1 && !r->forked);
+}
+
+static struct eseq *first_live(const struct ereq *r)
+{
+	for (int i = 0; i < MAX_N; i++)
+		if (r->seqs[i])
+			return r->seqs[i];
+	return NULL;
+}
+
+int pf_engine_export(const struct pf_engine *e, struct pf_engine_snapshot **ret)
+{
+	size_t n = 0, k = 0;
+	*ret = NULL;
+	for (const struct ereq *r = e->reqs; r; r = r->next)
+		n += export_prompt_only(r) ? 1 : (size_t)r->n_live;
+	if (n == 0)
+		return 0;
+	struct pf_engine_snapshot *v = calloc(n, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (const struct ereq *r = e->reqs; r; r = r->next) {
+		const struct eseq *s0 = first_live(r);
+		if (!s0)
+			continue;
+		if (export_prompt_only(r)) {
+			v[k++] = (struct pf_engine_snapshot){
+				.user = r->user, .req_id = r->id, .index = 0, .seed = r->base_seed, .params = r->p,
+				.prompt = s0->q->tokens, .n_prompt = r->n_prompt,
+			};
+			continue;
+		}
+		/* by index, so a reader sees siblings in their natural order */
+		for (int32_t idx = 0; idx < MAX_N; idx++) {
+			for (int i = 0; i < MAX_N; i++) {
+				const struct eseq *es = r->seqs[i];
+				if (!es || es->index != idx)
+					continue;
+				int32_t ng = es->q->n_tokens - r->n_prompt;
+				bool lp = r->p.sampling.logprobs && ng > 0 && es->n_lp >= ng;
+				v[k++] = (struct pf_engine_snapshot){
+					.user = r->user, .req_id = r->id, .index = es->index, .seed = es->smp.seed,
+					.params = r->p, .prompt = es->q->tokens, .n_prompt = r->n_prompt,
+					.generated = ng ? es->q->tokens + r->n_prompt : NULL, .n_generated = ng,
+					.logprobs = lp ? es->lp : NULL,
+					.top = lp && r->p.sampling.top_logprobs > 0 ? es->lp_top : NULL,
+				};
+			}
+		}
+	}
+	*ret = v;
+	return (int)k;
+}
+
+__attribute__((format(printf, 3, 4)))
+static int resume_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+/* Everything pf_engine_submit checks, plus what only a resume can get
+ * wrong.  Returns 0 or -EINVAL with a message. */
+static int resume_check(const struct pf_engine *e, const struct pf_engine_snapshot *seqs, int32_t n_seqs, char *err,
+			size_t errlen)
+{
+	if (!seqs || n_seqs < 1 || n_seqs > MAX_N)
+		return resume_fail(err, errlen, "%d sequences to resume, 1..%d allowed", n_seqs, MAX_N);
+	const struct pf_engine_snapshot *s0 = &seqs[0];
+	const struct pf_request_params *p = &s0->params;
+	if (s0->n_prompt < 1 || !s0->prompt)
+		return resume_fail(err, errlen, "the prompt is empty");
+	for (int32_t i = 0; i < s0->n_prompt; i++)
+		if (s0->prompt[i] < 0 || s0->prompt[i] >= e->n_vocab)
+			return resume_fail(err, errlen, "prompt token %d at position %d is outside the vocabulary (0..%d)",
+					   s0->prompt[i], i, e->n_vocab - 1);
+	int r = pf_sampler_validate(&p->sampling, e->n_vocab, err, errlen);
+	if (r)
+		return r;
+	if (p->n < 1 || p->n > MAX_N || p->beam_width < 0 || p->beam_width > MAX_N / 2 ||
+	    (p->beam_width > 1 && p->n > 1))
+		return resume_fail(err, errlen,
+				   "n must be 1..%d and beam_width 0..%d (not both above 1); got n=%d beam_width=%d", MAX_N,
+				   MAX_N / 2, p->n, p->beam_width);
+	if (!isfinite(p->length_penalty))
+		return resume_fail(err, errlen, "length_penalty must be finite");
+	int64_t need = (int64_t)s0->n_prompt + p->sampling.max_tokens;
+	if (need > e->max_model_len)
+		return resume_fail(err, errlen,
+				   "prompt (%d tokens) + max_tokens (%d) = %lld exceeds the context limit of %d tokens",
+				   s0->n_prompt, p->sampling.max_tokens, (long long)need, e->max_model_len);
+	uint32_t seen = 0;
+	for (int32_t k = 0; k < n_seqs; k++) {
+		const struct pf_engine_snapshot *s = &seqs[k];
+		if (s->n_prompt != s0->n_prompt || memcmp(s->prompt, s0->prompt, sizeof(int32_t) * (size_t)s0->n_prompt) ||
+		    s->params.n != p->n || s->params.beam_width != p->beam_width)
+			return resume_fail(err, errlen, "sequence %d has another prompt or n than the first", k);
+		if (s->index < 0 || s->index >= p->n || (seen & (1u << s->index)))
+			return resume_fail(err, errlen, "sequence index %d is outside 0..%d or repeated", s->index, p->n - 1);
+		seen |= 1u << s->index;
+		if (s->n_generated < 0 || (s->n_generated > 0 && !s->generated))
+			return resume_fail(err, errlen, "sequence %d: %d generated tokens", s->index, s->n_generated);
+		if (s->n_generated >= p->sampling.max_tokens)
+			return resume_fail(err, errlen, "sequence %d already has its %d tokens (max_tokens %d): it had finished",
+					   s->index, s->n_generated, p->sampling.max_tokens);
+		if (p->beam_width > 1 && (s->n_generated > 0 || n_seqs > 1))
+			return resume_fail(err, errlen, "beam search restarts from its prompt: no generated tokens");
+		for (int32_t i = 0; i < s->n_generated; i++)
+			if (s->generated[i] < 0 || s->generated[i] >= e->n_vocab)
+				return resume_fail(err, errlen, "sequence %d: generated token %d at %d is outside the vocabulary",
+						   s->index, s->generated[i], i);
+		if (p->sampling.logprobs && s->n_generated > 0 &&
+		    (!s->logprobs || (p->sampling.top_logprobs > 0 && !s->top)))
+			return resume_fail(err, errlen, "sequence %d: logprobs requested but its earlier ones are missing",
+					   s->index);
+	}
+	return 0;
+}
+
+int pf_engine_resume(struct pf_engine *e, const struct pf_engine_snapshot *seqs, int32_t n_seqs, void *user,
+		     uint64_t *ret_id, char *err, size_t errlen)
+{
+	int r = resume_check(e, seqs, n_seqs, err, errlen);
+	if (r)
+		return r;
+	const struct pf_engine_snapshot *s0 = &seqs[0];
+	const struct pf_request_params *p = &s0->params;
+	bool any_gen = false;
+	for (int32_t k = 0; k < n_seqs; k++)
+		any_gen |= seqs[k].n_generated > 0;
+	struct ereq *rq = calloc(1, sizeof(*rq));
+	if (!rq)
+		return -ENOMEM;
+	rq->id = e->next_id++;
+	rq->user = user;
+	rq->p = *p;
+	rq->n_prompt = s0->n_prompt;
+	rq->base.id = rq->id;
+	rq->base.priority = p->priority;
+	rq->base.max_tokens = p->sampling.max_tokens;
+	/* sequences that were running on their own stay on their own; only an
+	 * n > 1 request caught before its fork forks again */
+	rq->forked = p->beam_width <= 1 && p->n > 1 && (n_seqs > 1 || any_gen || s0->index > 0);
+	rq->base_seed = s0->seed - (uint64_t)s0->index * SIBLING_STRIDE;
+	rq->t_submit = now_s();
+	if (n_seqs > 1) {
+		rq->sib_base = calloc((size_t)n_seqs - 1, sizeof(*rq->sib_base));
+		if (!rq->sib_base) {
+			free(rq);
+			return -ENOMEM;
+		}
+		for (int32_t k = 0; k < n_seqs - 1; k++)
+			rq->sib_base[k] = rq->base;
+	}
+	/* linked first so the failure path can end its sequences like any
+	 * request's, quietly */
+	rq->next = e->reqs;
+	if (e->reqs)
+		e->reqs->prev = rq;
+	e->reqs = rq;
+	int32_t *toks = NULL;
+	for (int32_t k = 0; k < n_seqs; k++) {
+		const struct pf_engine_snapshot *s = &seqs[k];
+		int32_t nt = s->n_prompt + s->n_generated;
+		struct pf_seq *q;
+		free(toks);
+		toks = malloc(sizeof(int32_t) * (size_t)nt);
+		if (!toks) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		memcpy(toks, s->prompt, sizeof(int32_t) * (size_t)s->n_prompt);
+		if (s->n_generated)
+			memcpy(toks + s->n_prompt, s->generated, sizeof(int32_t) * (size_t)s->n_generated);
+		r = pf_sched_add(e->sched, k ? &rq->sib_base[k - 1] : &rq->base, toks, nt, (int64_t)(rq->t_submit * 1000),
+				 &q);
+		if (r)
+			goto fail;
+		/* the earlier tokens recompute in the one-token decode order, as
+		 * after a preemption, so the continuation is bit-identical */
+		q->n_prompt = s->n_prompt;
+		struct eseq *es = eseq_new(e, rq, q, s->index, err, errlen);
+		if (!es) {
+			pf_sched_finish(e->sched, q);
+			r = -ENOMEM;
+			goto fail;
+		}
+		es->smp.seed = s->seed;
+		es->n_replay = s->n_generated;
+		struct pf_sample_result res = { 0 };
+		int32_t tk = p->sampling.logprobs ? p->sampling.top_logprobs : 0;
+		for (int32_t i = 0; p->sampling.logprobs && i < s->n_generated; i++) {
+			res.logprob = s->logprobs[i];
+			res.n_top = 0;
+			for (int32_t j = 0; j < tk; j++) {
+				const struct pf_sample_logprob *t = &s->top[(size_t)i * (size_t)tk + (size_t)j];
+				if (t->token >= 0 && t->token < e->n_vocab)
+					res.top[res.n_top++] = *t;
+			}
+			if (lp_record(es, &p->sampling, &res)) {
+				r = -ENOMEM;
+				goto fail;
+			}
+		}
+	}
+	free(toks);
+	e->replay_pending |= any_gen;
+	*ret_id = rq->id;
+	return 0;
+fail:
+	free(toks);
+	if (r == -ENOMEM)
+		snprintf(err, errlen, "out of memory resuming a request");
+	if (rq->n_live == 0) {
+		req_unlink(e, rq);
+		return r;
+	}
+	for (int i = MAX_N - 1; i >= 0; i--) {
+		if (!rq->seqs[i])
+			continue;
+		bool last = rq->n_live == 1;
+		seq_end(e, rq->seqs[i], PF_FINISH_CANCELLED, NULL, 0, false);
+		if (last)
+			break;
+	}
+	return r;
+}
+
+/* Report a resumed sequence's earlier tokens again, through a fresh
+ * sampler, detokenizer and stop-string window: each call sees exactly the
+ * inputs it saw the first time, so each token's text is what was reported
+ * then, and the state left behind is the first run's at that point. */
+static void replay_seq(struct pf_engine *e, struct eseq *es)
+{
+	struct ereq *r = es->r;
+	const struct pf_sampling_params *sp = &r->p.sampling;
+	int32_t n = es->n_replay, tk = sp->logprobs ? sp->top_logprobs : 0;
+	es->n_replay = 0;
+	for (int32_t i = 0; i < n; i++) {
+		int32_t tok = es->q->tokens[r->n_prompt + i];
+		struct pf_sample_result res = { .token = tok, .logprob = NAN, .replayed = true, .gen_index = (uint32_t)i };
+		struct pf_stop_result st;
+		size_t len = 0;
+		for (int32_t j = 0; i < es->n_lp && j < tk; j++) {
+			const struct pf_sample_logprob *t = &es->lp_top[(size_t)i * (size_t)tk + (size_t)j];
+			if (t->token >= 0)
+				res.top[res.n_top++] = *t;
+		}
+		if (sp->logprobs && i < es->n_lp)
+			res.logprob = es->lp[i];
+		if (pf_sampler_accept(&es->smp, tok) || pf_detok_push(&es->detok, tok, e->text, e->text_cap, &len) ||
+		    pf_sampler_check_stop(&es->smp, sp, tok, e->text, len, &st) < 0) {
+			seq_end(e, es, PF_FINISH_ERROR, NULL, 0, true);
+			return;
+		}
+		if (e->ev.on_token)
+			e->ev.on_token(e->ev.ctx, r->id, r->user, es->index, tok, st.emit, st.emit_len, &res);
+		if (st.reason != PF_SAMPLER_CONTINUE) {
+			/* cannot happen for what pf_engine_export wrote (those
+			 * sequences had not stopped); ends it as sample_one would */
+			size_t fl = 0;
+			if (st.reason == PF_SAMPLER_LENGTH)
+				pf_detok_flush(&es->detok, e->text, e->text_cap, &fl);
+			seq_end(e, es, st.reason == PF_SAMPLER_LENGTH ? PF_FINISH_LENGTH : PF_FINISH_STOP, e->text, fl,
+				true);
+			return;
+		}
+	}
+}
+
+static void replay_all(struct pf_engine *e)
+{
+	e->replay_pending = false;
+	struct ereq *next;
+	for (struct ereq *r = e->reqs; r; r = next) {
+		next = r->next;
+		/* replay_seq may end its own sequence (and with the last one
+		 * free r), never another: work from a copy of the list */
+		struct eseq *todo[MAX_N];
+		int32_t n = 0;
+		for (int i = 0; i < MAX_N; i++)
+			if (r->seqs[i] && r->seqs[i]->n_replay > 0)
+				todo[n++] = r->seqs[i];
+		for (int32_t k = 0; k < n; k++)
+			replay_seq(e, todo[k]);
+	}
+}
+
+uint64_t pf_engine_model_fingerprint(const struct pf_engine *e)
+{
+	const struct pf_gguf *g = e->model->gguf;
+	/* the file's size as the seed: a file rewritten with other weights
+	 * but the same directory still differs in size or offsets */
+	return XXH3_64bits_withSeed(g->base, (size_t)g->data_off, g->size);
 }

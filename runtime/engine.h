@@ -90,8 +90,14 @@ struct pf_engine_events {
 			int32_t n, const char *text, size_t len, const struct pf_usage *usage);
 };
 
+/* running/waiting count sequences (n > 1 and beams count each);
+ * req_* count requests (see struct pf_sched_stats).  requests_admitted
+ * counts accepted submissions: each ends in exactly one on_finish with
+ * usage->last, so admitted == those finishes + req_running + req_waiting. */
 struct pf_engine_stats {
-	int32_t running, waiting;
+	int32_t running, waiting, preempted_waiting;
+	int32_t req_running, req_waiting, req_preempted;
+	uint64_t requests_admitted;
 	struct pf_kv_stats kv;
 	uint64_t steps, preemptions;
 	uint64_t prompt_tokens_computed, generation_tokens;
@@ -139,5 +145,91 @@ const struct pf_chat *pf_engine_chat(const struct pf_engine *e); /* NULL when th
 const struct pf_model *pf_engine_model(const struct pf_engine *e);
 const char *pf_engine_describe(const struct pf_engine *e);
 int32_t pf_engine_max_model_len(const struct pf_engine *e);
+
+/* ---- persistence (graceful drain, issue 7) ----------------------------------
+ *
+ * pf_engine_export() describes every unfinished sequence so it can be written
+ * to the state file (statefile.h); pf_engine_resume() queues it again in
+ * another engine, which recomputes the KV of prompt + generated tokens
+ * (prefill, reusing cached prefix blocks) and then samples on exactly where
+ * the first run stopped: the sampler's Philox counter is the generated-token
+ * count, penalties, min_tokens and max_tokens see the earlier tokens, and the
+ * stop-string window and streaming detokenizer are rebuilt by feeding the
+ * earlier tokens through them again.  With greedy sampling or a seed the
+ * continuation is bit-identical to an uninterrupted run.
+ *
+ * Replay: at the start of the first pf_engine_step() after a resume, every
+ * earlier token is reported again through on_token, in order, with exactly
+ * the text the first run reported for it, with res->replayed set and
+ * res->gen_index its position (0-based) among the generated tokens, and with
+ * the logprobs the first run reported.  The daemon forwards only those the
+ * reconnecting client has not received.  New tokens follow with replayed
+ * false.  on_finish counts every generated token, replayed ones included.
+ *
+ *   export: RUNNING/WAITING seq ──► snapshot (prompt, generated, params, seed)
+ *   resume: snapshot ──► WAITING ──prefill──► replay (first step) ──► decode…
+ */
+
+/*
+ * One unfinished sequence.  In pf_engine_export()'s result the pointers
+ * point into engine memory, valid until the next call that changes the
+ * engine (step, submit, resume, cancel, destroy).
+ *
+ * What is exported:
+ *   - plain sequences (n = 1, or a forked n > 1 sibling): the generated
+ *     tokens so far, one snapshot per live sequence with its index (finished
+ *     siblings were already reported and are not exported);
+ *   - n > 1 not yet forked (still in prefill): one snapshot, index 0, no
+ *     generated tokens, n intact, so the resumed request forks as before;
+ *   - beam search: one snapshot, no generated tokens — beam search reports
+ *     only whole hypotheses at the end, so restarting from the prompt is
+ *     exactly equivalent.
+ */
+struct pf_engine_snapshot {
+	void *user;                   /* export: the request's user pointer; resume ignores it */
+	uint64_t req_id;              /* export: the request's id; resume ignores it */
+	int32_t index;                /* the sequence's index, 0..n-1 */
+	uint64_t seed;                /* this sequence's Philox key (its effective seed) */
+	struct pf_request_params params;
+	const int32_t *prompt;        /* (n_prompt) */
+	int32_t n_prompt;
+	const int32_t *generated;     /* (n_generated) tokens already reported through on_token */
+	int32_t n_generated;
+	/* when params.sampling.logprobs and n_generated > 0, else NULL: */
+	const float *logprobs;        /* (n_generated) each token's reported logprob */
+	const struct pf_sample_logprob *top; /* (n_generated, top_logprobs) alternatives; unused: token -1 */
+};
+
+/*
+ * Describe every unfinished sequence (see struct pf_engine_snapshot).
+ * Returns the number of snapshots (>= 0) and *ret, one malloc'ed array the
+ * caller frees with free() (NULL when there are none), or -ENOMEM.
+ * Changes nothing in the engine.
+ */
+int pf_engine_export(const struct pf_engine *e, struct pf_engine_snapshot **ret);
+
+/*
+ * Queue again the exported sequences of one request: seqs[0..n_seqs) must
+ * share prompt and params and have distinct indices (several only for a
+ * forked n > 1 request).  They become one request with a new id, reported
+ * with their original indices; user is its user pointer.  Checks everything
+ * pf_engine_submit() checks, plus: tokens in the vocabulary, fewer generated
+ * tokens than max_tokens (a sequence at its limit had finished), no
+ * generated tokens for beam search, indices below n.  Returns 0 and the id,
+ * or -EINVAL with a message, -ENOMEM (nothing queued either way).  The
+ * earlier tokens are replayed through on_token at the start of the next
+ * pf_engine_step(), before any new token.
+ */
+int pf_engine_resume(struct pf_engine *e, const struct pf_engine_snapshot *seqs, int32_t n_seqs, void *user,
+		     uint64_t *ret_id, char *err, size_t errlen);
+
+/*
+ * A 64-bit fingerprint of the loaded model: XXH3 of the GGUF file's size,
+ * its metadata and tensor directory (names, types, shapes, offsets — the
+ * tokenizer is in the metadata).  Equal fingerprints mean token ids and the
+ * arithmetic mean the same; the state file stores it to refuse resuming on
+ * another model.  Cannot fail.
+ */
+uint64_t pf_engine_model_fingerprint(const struct pf_engine *e);
 
 #endif

@@ -19,7 +19,7 @@ struct pf_kv {
 	int32_t *tokens;      /* (n, bs) token ids of registered blocks */
 	int32_t free_top;     /* free stack head, -1 when empty */
 	int32_t lru_head, lru_tail; /* CACHED blocks, least recently used first */
-	int32_t n_free, n_cached;
+	int32_t n_free, n_cached, n_used; /* counted apart: see pf_kv_stats */
 	int32_t *table;       /* open addressing hash → block, -1 empty */
 	uint32_t table_mask;
 	struct pf_kv_stats st;
@@ -95,7 +95,7 @@ void pf_kv_get_stats(const struct pf_kv *kv, struct pf_kv_stats *ret)
 	*ret = kv->st;
 	ret->n_free = kv->n_free;
 	ret->n_cached = kv->n_cached;
-	ret->n_used = kv->n - kv->n_free - kv->n_cached;
+	ret->n_used = kv->n_used;
 }
 
 int32_t pf_kv_refcount(const struct pf_kv *kv, int32_t b)
@@ -192,6 +192,7 @@ static int32_t block_alloc(struct pf_kv *kv)
 	}
 	kv->state[b] = B_USED;
 	kv->ref[b] = 1;
+	kv->n_used++;
 	return b;
 }
 
@@ -199,6 +200,7 @@ static void block_unref(struct pf_kv *kv, int32_t b)
 {
 	if (--kv->ref[b] > 0)
 		return;
+	kv->n_used--;
 	if (kv->registered[b]) {
 		kv->state[b] = B_CACHED;
 		lru_push_tail(kv, b);
@@ -215,6 +217,7 @@ static void block_ref(struct pf_kv *kv, int32_t b)
 	if (kv->state[b] == B_CACHED) {
 		lru_unlink(kv, b);
 		kv->state[b] = B_USED;
+		kv->n_used++;
 	}
 	kv->ref[b]++;
 }
@@ -287,7 +290,6 @@ int pf_kv_seq_match_prefix(struct pf_kv *kv, struct pf_kv_seq *seq, const int32_
 {
 	uint64_t h = 0;
 	int32_t i = 0, nb = (max_tokens < n ? max_tokens : n) / kv->bs;
-	kv->st.prefix_queries_tokens += (uint64_t)(n > 0 ? n : 0);
 	if (nb <= 0)
 		return 0;
 	int r = seq_grow_table(seq, seq->n_blocks + nb);
@@ -307,8 +309,19 @@ int pf_kv_seq_match_prefix(struct pf_kv *kv, struct pf_kv_seq *seq, const int32_
 	seq->n_hashed = i;
 	seq->last_hash = h;
 	seq->n_tokens = i * kv->bs;
-	kv->st.prefix_hits_tokens += (uint64_t)i * (uint64_t)kv->bs;
 	return i * kv->bs;
+}
+
+void pf_kv_record_prefix_lookup(struct pf_kv *kv, int32_t n_queried, int32_t n_hit, bool preempted)
+{
+	uint64_t q = (uint64_t)(n_queried > 0 ? n_queried : 0), h = (uint64_t)(n_hit > 0 ? n_hit : 0);
+	if (preempted) {
+		kv->st.prefix_preempted_queries_tokens += q;
+		kv->st.prefix_preempted_hits_tokens += h;
+	} else {
+		kv->st.prefix_queries_tokens += q;
+		kv->st.prefix_hits_tokens += h;
+	}
 }
 
 void pf_kv_seq_commit(struct pf_kv *kv, struct pf_kv_seq *seq, const int32_t *tokens, int32_t n_computed)
@@ -374,8 +387,9 @@ int pf_kv_check(const struct pf_kv *kv, const struct pf_kv_seq *const *seqs, int
 			}
 			cnt[b]++;
 		}
-	int32_t n_free = 0, n_cached = 0;
+	int32_t n_free = 0, n_cached = 0, n_used = 0;
 	for (int32_t b = 0; b < kv->n; b++) {
+		n_used += kv->ref[b] > 0;
 		if (cnt[b] != kv->ref[b]) {
 			snprintf(err, errlen, "block %d: refcount %d but held by %d tables", b, kv->ref[b], cnt[b]);
 			r = -EFAULT;
@@ -408,8 +422,10 @@ int pf_kv_check(const struct pf_kv *kv, const struct pf_kv_seq *const *seqs, int
 			goto out;
 		}
 	}
-	if (n_free != kv->n_free || n_cached != kv->n_cached) {
-		snprintf(err, errlen, "counts: free %d/%d cached %d/%d", n_free, kv->n_free, n_cached, kv->n_cached);
+	if (n_free != kv->n_free || n_cached != kv->n_cached || n_used != kv->n_used ||
+	    kv->n_free + kv->n_cached + kv->n_used != kv->n) {
+		snprintf(err, errlen, "counts: free %d/%d cached %d/%d used %d/%d of %d blocks", n_free, kv->n_free, n_cached,
+			 kv->n_cached, n_used, kv->n_used, kv->n);
 		r = -EFAULT;
 	}
 out:

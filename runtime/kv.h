@@ -51,13 +51,25 @@ struct pf_kv_seq {
 	uint64_t last_hash;   /* hash of block n_hashed-1 (0 for none) */
 };
 
+/*
+ * n_free, n_cached and n_used are three counters kept apart (each block
+ * moves between them as it changes state), not one derived from the
+ * others, so n_used + n_cached + n_free == n_blocks is a real check.
+ *
+ * The prefix counters follow vLLM's token-based ones and are recorded by
+ * the caller once per admission (pf_kv_record_prefix_lookup), not per
+ * lookup: a request that waits through several admission attempts is
+ * counted once.
+ */
 struct pf_kv_stats {
 	int32_t n_blocks;
 	int32_t n_free;       /* on the free list */
 	int32_t n_cached;     /* ref 0 but kept for prefix reuse (evictable) */
 	int32_t n_used;       /* ref ≥ 1 */
-	uint64_t prefix_queries_tokens; /* tokens looked up in the prefix cache */
+	uint64_t prefix_queries_tokens; /* tokens of new requests looked up in the prefix cache */
 	uint64_t prefix_hits_tokens;    /* of those, served from cached blocks */
+	uint64_t prefix_preempted_queries_tokens; /* the same for re-admissions after preemption */
+	uint64_t prefix_preempted_hits_tokens;
 	uint64_t evictions;
 	uint64_t cow_copies;
 };
@@ -108,10 +120,20 @@ int pf_kv_seq_prepare_write(struct pf_kv *kv, struct pf_kv_seq *seq, int32_t fro
  * cached leading full block, at most `max_tokens` tokens' worth (callers pass
  * n - 1 so the last prompt token is always computed), into the empty `seq`.
  * Returns the number of tokens served from the cache (a multiple of the block
- * size), or -ENOMEM.  Counts a query of n tokens.
+ * size), or -ENOMEM.  Counts nothing: the caller records the lookup with
+ * pf_kv_record_prefix_lookup() once the sequence is actually admitted.
  */
 int pf_kv_seq_match_prefix(struct pf_kv *kv, struct pf_kv_seq *seq, const int32_t *tokens, int32_t n,
 			   int32_t max_tokens);
+
+/*
+ * Count one admitted sequence's prefix lookup: n_queried tokens looked up
+ * (all its tokens, as vLLM counts), n_hit of them served from the cache.
+ * A sequence coming back after a preemption (`preempted`) goes to the
+ * separate preempted counters, so recomputation does not inflate the hit
+ * rate of new requests.  Cannot fail.
+ */
+void pf_kv_record_prefix_lookup(struct pf_kv *kv, int32_t n_queried, int32_t n_hit, bool preempted);
 
 /*
  * Register the full blocks of `seq` whose K/V are now computed (positions

@@ -18,6 +18,7 @@ struct pf_sched {
 	struct seq_list running, waiting;
 	uint64_t next_id, next_order;
 	uint64_t preemptions, steps;
+	uint64_t requests_added, requests_done;
 	/* step output buffers */
 	struct pf_sched_batch b;
 	int32_t cap_tok, cap_seq, cap_copies;
@@ -168,6 +169,7 @@ int pf_sched_add(struct pf_sched *s, struct pf_req *req, const int32_t *prompt, 
 	req->n_seqs++;
 	req->arrival_ms = now_ms;
 	list_insert(s, &s->waiting, q);
+	s->requests_added++;
 	*ret_seq = q;
 	return 0;
 }
@@ -185,7 +187,9 @@ int32_t pf_sched_finish(struct pf_sched *s, struct pf_seq *q)
 			s->scheduled[i] = NULL;
 	q->state = PF_SEQ_DONE;
 	seq_free(s, q);
-	return --req->n_seqs;
+	if (--req->n_seqs == 0)
+		s->requests_done++;
+	return req->n_seqs;
 }
 
 void pf_sched_preempt(struct pf_sched *s, struct pf_seq *q)
@@ -416,8 +420,12 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		struct pf_seq *q = s->waiting.head;
 		if (s->cfg.static_batching && admitted >= s->cfg.static_batch)
 			break;
+		int32_t hit = -1; /* tokens the prefix cache served; -1: not looked up */
 		if (s->cfg.prefix_caching && q->kv.n_blocks == 0) {
-			q->n_computed = pf_kv_seq_match_prefix(s->kv, &q->kv, q->tokens, q->n_tokens, q->n_tokens - 1);
+			hit = pf_kv_seq_match_prefix(s->kv, &q->kv, q->tokens, q->n_tokens, q->n_tokens - 1);
+			if (hit < 0)
+				return hit;
+			q->n_computed = hit;
 			if (q->n_preemptions == 0)
 				q->n_cached = q->n_computed;
 		}
@@ -453,6 +461,10 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		list_remove(&s->waiting, q);
 		q->state = PF_SEQ_RUNNING;
 		list_insert(s, &s->running, q);
+		/* counted here, not at the lookup: a sequence that waited
+		 * through several attempts is one query (as vLLM counts) */
+		if (hit >= 0)
+			pf_kv_record_prefix_lookup(s->kv, q->n_tokens, hit, q->n_preemptions > 0);
 		emit(s, q, n_new);
 		budget -= n_new;
 		admitted++;
@@ -490,10 +502,30 @@ void pf_sched_get_stats(const struct pf_sched *s, struct pf_sched_stats *ret)
 	memset(ret, 0, sizeof(*ret));
 	ret->n_running = s->running.n;
 	ret->n_waiting = s->waiting.n;
-	for (struct pf_seq *q = s->waiting.head; q; q = q->next)
+	/* A request's sequences share its priority and arrival order, so they
+	 * sit next to each other in each list: one group per request. */
+	for (const struct pf_seq *q = s->running.head; q; q = q->next)
+		ret->n_req_running += !q->prev || q->prev->req != q->req;
+	int32_t group = 0;
+	bool preempted = false;
+	for (const struct pf_seq *q = s->waiting.head; q; q = q->next) {
 		ret->n_preempted_waiting += q->n_preemptions > 0;
+		group++;
+		preempted |= q->n_preemptions > 0;
+		if (q->next && q->next->req == q->req)
+			continue;
+		/* the whole request waits unless some sibling runs */
+		if (group == q->req->n_seqs) {
+			ret->n_req_waiting++;
+			ret->n_req_preempted += preempted;
+		}
+		group = 0;
+		preempted = false;
+	}
 	ret->preemptions_total = s->preemptions;
 	ret->steps = s->steps;
+	ret->requests_added = s->requests_added;
+	ret->requests_done = s->requests_done;
 }
 
 struct pf_seq *pf_sched_first(const struct pf_sched *s, enum pf_seq_state st)
@@ -540,6 +572,16 @@ int pf_sched_check(const struct pf_sched *s, char *err, size_t errlen)
 			r = -EFAULT;
 			goto out;
 		}
+	}
+	struct pf_sched_stats st;
+	pf_sched_get_stats(s, &st);
+	if (st.requests_added - st.requests_done != (uint64_t)(st.n_req_running + st.n_req_waiting) ||
+	    st.n_req_preempted > st.n_req_waiting || st.n_preempted_waiting > st.n_waiting) {
+		snprintf(err, errlen, "requests: %llu added, %llu done, but %d running + %d waiting (%d preempted)",
+			 (unsigned long long)st.requests_added, (unsigned long long)st.requests_done, st.n_req_running,
+			 st.n_req_waiting, st.n_req_preempted);
+		r = -EFAULT;
+		goto out;
 	}
 	r = pf_kv_check(s->kv, tables, k, err, errlen);
 out:

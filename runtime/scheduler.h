@@ -32,7 +32,9 @@
  *      the admission — that margin is what keeps preemption from thrashing.
  *      Admission stops at the first that does not fit (no overtaking).
  *   3. With prefix caching on, admission first takes every cached leading
- *      block of the sequence's tokens and skips computing them.
+ *      block of the sequence's tokens and skips computing them.  The
+ *      lookup is counted (pf_kv_record_prefix_lookup) only when the
+ *      sequence is admitted, once per admission.
  *
  * Static batching (the baseline, same engine and kernels): admit up to
  * static_batch requests only when nothing runs, each reserving blocks for
@@ -111,10 +113,20 @@ struct pf_sched_batch {
 	int32_t n_preempted;             /* preemptions during this step */
 };
 
+/*
+ * Sequence counts and request counts: a request is running while any of
+ * its sequences runs, waiting otherwise, and "preempted" when it waits
+ * with a sequence that was preempted (a subset of waiting).  requests_added
+ * counts pf_sched_add calls and requests_done the requests whose last
+ * sequence finished, so requests_added - requests_done ==
+ * n_req_running + n_req_waiting at every moment (pf_sched_check).
+ */
 struct pf_sched_stats {
-	int32_t n_running, n_waiting, n_preempted_waiting;
+	int32_t n_running, n_waiting, n_preempted_waiting; /* sequences */
+	int32_t n_req_running, n_req_waiting, n_req_preempted;
 	uint64_t preemptions_total;
 	uint64_t steps;
+	uint64_t requests_added, requests_done;
 };
 
 struct pf_sched;
@@ -164,7 +176,8 @@ void pf_sched_preempt(struct pf_sched *s, struct pf_seq *seq);
 void pf_sched_get_stats(const struct pf_sched *s, struct pf_sched_stats *ret);
 
 /* Invariants for tests: refcounts match tables, states match lists, running
- * count within max_num_seqs.  Returns 0 or -EFAULT with a message. */
+ * count within max_num_seqs, every request added is finished, running or
+ * waiting.  Returns 0 or -EFAULT with a message. */
 int pf_sched_check(const struct pf_sched *s, char *err, size_t errlen);
 
 /* Iterate: first/next over RUNNING then WAITING sequences (tests, stats). */

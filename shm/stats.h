@@ -17,17 +17,31 @@
  * Histograms store per-bucket (non-cumulative) counts: bucket i counts
  * observations in (bounds[i-1], bounds[i]]; the last bound is +Inf.
  * Readers that export Prometheus histograms accumulate them.
+ *
+ * What adds up in every snapshot (one engine-thread moment, one seqlock
+ * write), which tests/integration/stats.sh checks:
+ *   requests_admitted_total == sum(requests_finished[*]) + running + waiting
+ *     (requests: a request with n > 1 sequences or beams counts once;
+ *     cancelled, deadline and stalled requests are among the finished)
+ *   kv_blocks_used + kv_blocks_cached + kv_blocks_free == kv_blocks_total
+ *     (three counters the block manager keeps apart, not one derived)
+ *   preempted_waiting <= waiting, seqs_* >= the request counts
+ *
+ * Layout history: 1 first; 2 added seqs_running/seqs_waiting and
+ * requests_admitted_total, made running/waiting/preempted_waiting count
+ * requests, and prefix_* count once per admission.
  */
 #ifndef PF_SHM_STATS_H
 #define PF_SHM_STATS_H
 
 #include <assert.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #define PF_STATS_MAGIC 0x50465354u /* "PFST" */
-#define PF_STATS_VERSION 1
+#define PF_STATS_VERSION 2
 #define PF_STATS_HIST_BUCKETS 16
 #define PF_STATS_MAX_CLIENTS 64
 #define PF_STATS_PERIOD_MS 5
@@ -71,18 +85,29 @@ struct pf_stats {
 	char backend[96];
 	uint64_t start_unix_s;
 	uint64_t uptime_ms;
+	/* requests: running while any of their sequences runs; preempted:
+	 * the waiting ones with a sequence waiting to be recomputed */
 	int32_t running, waiting, preempted_waiting, n_clients;
+	int32_t seqs_running, seqs_waiting; /* sequences (n > 1, beams) */
 	int32_t kv_blocks_total, kv_blocks_used, kv_blocks_cached, kv_blocks_free;
 	int32_t block_size, max_model_len;
+	/* tokens of new requests looked up in / served by the prefix cache,
+	 * once per admission (vLLM's prefix_cache_queries/hits) */
 	uint64_t prefix_queries_tokens, prefix_hits_tokens;
 	uint64_t prompt_tokens_total, generation_tokens_total;
 	uint64_t steps_total, preemptions_total;
+	uint64_t requests_admitted_total;   /* submissions the engine accepted */
 	uint64_t requests_finished[PF_STATS_FIN_COUNT];
 	struct pf_stats_hist hist[PF_HIST_COUNT];
 	struct pf_stats_client clients[PF_STATS_MAX_CLIENTS];
 };
 static_assert(sizeof(struct pf_stats) % 8 == 0, "pf_stats layout");
 static_assert(offsetof(struct pf_stats, seq) == 8, "pf_stats layout");
+static_assert(offsetof(struct pf_stats, running) == 224, "pf_stats layout");
+static_assert(offsetof(struct pf_stats, prefix_queries_tokens) == 272, "pf_stats layout");
+static_assert(offsetof(struct pf_stats, requests_finished) == 328, "pf_stats layout");
+static_assert(offsetof(struct pf_stats, hist) % 8 == 0 && offsetof(struct pf_stats, clients) % 8 == 0,
+	      "pf_stats layout");
 
 /* Take a consistent snapshot of *src into *dst.  Returns 0, or -EAGAIN when
  * the daemon kept writing through many attempts (call again). */

@@ -83,14 +83,20 @@ static void usage(FILE *f)
 		"target); other paths -> 404; other methods -> 405.\n"
 		"\n"
 		"Metrics (model_name on each): gauges pinfer:num_requests_running,\n"
-		"num_requests_waiting, num_clients, kv_cache_usage_perc (0..1: used blocks\n"
-		"of all), kv_cache_blocks{state=used|cached|free}, daemon_start_time_seconds,\n"
+		"num_requests_waiting, num_requests_preempted (waiting to be recomputed after a\n"
+		"preemption; also in waiting), num_clients, kv_cache_usage_perc (0..1: used\n"
+		"blocks of all), kv_cache_blocks{state=used|cached|free},\n"
+		"cache_config_info{block_size,num_gpu_blocks}, daemon_start_time_seconds,\n"
 		"backend_info{backend}; counters prompt_tokens_total, generation_tokens_total,\n"
-		"prefix_cache_queries_total, prefix_cache_hits_total (tokens),\n"
-		"num_preemptions_total, engine_steps_total, request_success_total\n"
+		"prefix_cache_queries_total, prefix_cache_hits_total (tokens of new requests,\n"
+		"once per admission), num_preemptions_total, engine_steps_total,\n"
+		"request_admitted_total, request_success_total\n"
 		"{finished_reason=stop|length|cancelled|error|deadline|stalled}; histograms\n"
 		"time_to_first_token_seconds, inter_token_latency_seconds,\n"
 		"e2e_request_latency_seconds, iteration_tokens_total, iteration_time_seconds.\n"
+		"Requests count once whatever their n or beam width.  At every scrape\n"
+		"request_admitted_total == sum(request_success_total) + num_requests_running\n"
+		"+ num_requests_waiting, and the kv_cache_blocks states sum to num_gpu_blocks.\n"
 		"\n"
 		"Stops on SIGINT, SIGTERM or SIGHUP.  Exit status: 0 stopped by a signal;\n"
 		"1 cannot listen on the address; 2 bad usage.\n");
@@ -185,6 +191,9 @@ static void render(FILE *f, const struct pf_stats *s)
 
 	gauge(&p, "pinfer:num_requests_running", "Number of requests in model execution batches.", s->running);
 	gauge(&p, "pinfer:num_requests_waiting", "Number of requests waiting to be processed.", s->waiting);
+	gauge(&p, "pinfer:num_requests_preempted",
+	      "Number of requests waiting to be recomputed after a preemption (counted in num_requests_waiting too).",
+	      s->preempted_waiting);
 	gauge(&p, "pinfer:num_clients", "Number of registered client connections.", s->n_clients);
 	gauge(&p, "pinfer:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
 	      s->kv_blocks_total > 0 ? (double)s->kv_blocks_used / s->kv_blocks_total : 0.0);
@@ -193,6 +202,9 @@ static void render(FILE *f, const struct pf_stats *s)
 	sample(&p, "pinfer:kv_cache_blocks", "state=\"used\"", s->kv_blocks_used);
 	sample(&p, "pinfer:kv_cache_blocks", "state=\"cached\"", s->kv_blocks_cached);
 	sample(&p, "pinfer:kv_cache_blocks", "state=\"free\"", s->kv_blocks_free);
+	head(&p, "pinfer:cache_config_info", "gauge", "Information of the KV cache configuration; always 1.");
+	snprintf(extra, sizeof(extra), "block_size=\"%d\",num_gpu_blocks=\"%d\"", s->block_size, s->kv_blocks_total);
+	sample(&p, "pinfer:cache_config_info", extra, 1.0);
 
 	counter(&p, "pinfer:prefix_cache_queries_total",
 		"Prefix cache queries, in terms of number of queried tokens.", s->prefix_queries_tokens);
@@ -204,6 +216,9 @@ static void render(FILE *f, const struct pf_stats *s)
 	counter(&p, "pinfer:generation_tokens_total", "Number of generation tokens processed.",
 		s->generation_tokens_total);
 	counter(&p, "pinfer:engine_steps_total", "Number of engine steps (iterations) run.", s->steps_total);
+	counter(&p, "pinfer:request_admitted_total",
+		"Number of requests the engine accepted; each ends in request_success_total or is still running or waiting.",
+		s->requests_admitted_total);
 
 	head(&p, "pinfer:request_success_total", "counter",
 	     "Count of finished requests by finish reason (stop, length, cancelled, error, deadline, stalled).");

@@ -340,8 +340,13 @@ static void kv_bar(const struct pf_stats *s, char *bar, int width)
 static void line_requests(const struct top *t, char *buf, size_t len)
 {
 	const struct pf_stats *s = &t->snap;
-	snprintf(buf, len, "requests  running %d   waiting %d (%d preempted)   preemptions %llu", s->running, s->waiting,
-		 s->preempted_waiting, (unsigned long long)s->preemptions_total);
+	char adm[32];
+	stats_fmt_count(adm, sizeof(adm), s->requests_admitted_total);
+	int n = snprintf(buf, len, "requests  running %d   waiting %d (%d preempted)   preemptions %llu   admitted %s",
+			 s->running, s->waiting, s->preempted_waiting, (unsigned long long)s->preemptions_total, adm);
+	/* sequences only when they differ: n > 1 and beam search */
+	if (n > 0 && (size_t)n < len && (s->seqs_running != s->running || s->seqs_waiting != s->waiting))
+		snprintf(buf + n, len - (size_t)n, "   (sequences %d running, %d waiting)", s->seqs_running, s->seqs_waiting);
 }
 
 static void line_finished(const struct top *t, char *buf, size_t len)
@@ -564,8 +569,10 @@ static void print_json(const struct top *t)
 	stats_json_str(stdout, t->socket_desc);
 	printf(",\"stats_version\":%u,\"start_unix_s\":%llu,\"uptime_s\":%llu,\"max_model_len\":%d", s->version,
 	       (unsigned long long)s->start_unix_s, (unsigned long long)uptime_s(s), s->max_model_len);
-	printf(",\"requests\":{\"running\":%d,\"waiting\":%d,\"preempted_waiting\":%d,\"finished\":{", s->running, s->waiting,
-	       s->preempted_waiting);
+	printf(",\"requests\":{\"running\":%d,\"waiting\":%d,\"preempted_waiting\":%d,\"seqs_running\":%d,"
+	       "\"seqs_waiting\":%d,\"admitted_total\":%llu,\"finished\":{",
+	       s->running, s->waiting, s->preempted_waiting, s->seqs_running, s->seqs_waiting,
+	       (unsigned long long)s->requests_admitted_total);
 	for (int i = 0; i < PF_STATS_FIN_COUNT; i++)
 		printf("%s\"%s\":%llu", i ? "," : "", stats_finish_name(i), (unsigned long long)s->requests_finished[i]);
 	printf("}},\"preemptions_total\":%llu,\"steps_total\":%llu", (unsigned long long)s->preemptions_total,

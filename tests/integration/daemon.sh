@@ -7,7 +7,7 @@
 #   3. a hostile client writing garbage everywhere: daemon stays up, a normal
 #      client streaming at the same time gets its exact reply
 #   4. a client that never reads: paused, memory bounded, cancelled after --stall-timeout
-#   5. quota: one request over --max-inflight gets EBUSY
+#   5. quotas: one request over --max-inflight gets EBUSY; token and KV-block quotas refuse with numbers
 #   6. daemon killed and restarted: the client gets an error (no hang); a new client works
 #   7. a client of the previous protocol version (v1) is served and gets the same reply
 #
@@ -45,6 +45,7 @@ wait_for() { # seconds command...
 start_daemon() {
   rm -f "$sock"
   "$build/bin/pinferd" --model "$model" --socket "$sock" --kv-memory 96M --stall-timeout 3 --max-inflight 4 --cq-entries 64 \
+    --max-tokens-per-client 4000 --max-blocks-per-client 140 \
     --log-level info "$@" >>"$log" 2>&1 &
   dpid=$!
   wait_for 120 test -S "$sock" || { echo "pinferd did not start:"; cat "$log"; exit 1; }
@@ -126,6 +127,14 @@ rss=$(awk '/VmRSS/{print $2}' /proc/$dpid/status 2>/dev/null)
 if cmp -s "$work/v1" "$work/bystander.ref"; then ok "a protocol v1 client got the same reply as a v2 client"
 else fail "v1 client: $(cat "$work/v1.err") $(head -c 200 "$work/v1")"; fi
 grep -q "protocol v1" "$log" && ok "the daemon registered it as protocol v1" || fail "no v1 registration logged"
+
+# token and KV-block quotas: refused up front with the numbers and the option to change
+"$pinfer" generate --socket "$sock" --temperature 0 --max-tokens 2300 "Hi" >/dev/null 2>"$work/qb.err"
+grep -q "KV block quota.*--max-blocks-per-client" "$work/qb.err" && ok "block quota: $(tail -1 "$work/qb.err")" \
+  || fail "block quota not enforced: $(cat "$work/qb.err")"
+"$pinfer" generate --socket "$sock" --temperature 0 --max-tokens 1000 -n 4 "Hi" >/dev/null 2>"$work/qt.err"
+grep -q "token quota.*--max-tokens-per-client" "$work/qt.err" && ok "token quota: $(tail -1 "$work/qt.err")" \
+  || fail "token quota not enforced: $(cat "$work/qt.err")"
 
 # ---- 6. daemon killed and restarted ----------------------------------------------------
 "$pinfer" generate --socket "$sock" --temperature 0 --max-tokens 1500 --ignore-eos "Tell me a long story." >"$work/orphan" 2>"$work/orphan.err" &

@@ -17,6 +17,11 @@ static void check(struct pf_kv *kv, const struct pf_kv_seq *const *seqs, int n)
 	int r = pf_kv_check(kv, seqs, n, err, sizeof(err));
 	if (r)
 		fail_msg("invariant: %s", err);
+	/* what the stats segment publishes adds up: referenced + cached + free */
+	struct pf_kv_stats st;
+	pf_kv_get_stats(kv, &st);
+	if (st.n_used + st.n_cached + st.n_free != st.n_blocks || st.n_used < 0 || st.n_cached < 0 || st.n_free < 0)
+		fail_msg("stats: used %d + cached %d + free %d != %d blocks", st.n_used, st.n_cached, st.n_free, st.n_blocks);
 }
 
 static void test_alloc_free(void **state)
@@ -173,8 +178,15 @@ static void test_prefix_cache_and_lru(void **state)
 	/* a0 is still cached and still hits */
 	struct pf_kv_seq s5 = { 0 };
 	assert_int_equal(pf_kv_seq_match_prefix(kv, &s5, a, 40, 39), 16);
+	/* lookups alone count nothing: the scheduler records admissions */
 	pf_kv_get_stats(kv, &st);
-	assert_true(st.prefix_hits_tokens == 32 + 16 + 16);
+	assert_true(st.prefix_hits_tokens == 0 && st.prefix_queries_tokens == 0);
+	pf_kv_record_prefix_lookup(kv, 40, 16, false);
+	pf_kv_record_prefix_lookup(kv, 48, 32, false);
+	pf_kv_record_prefix_lookup(kv, 60, 48, true); /* a re-admission after preemption */
+	pf_kv_get_stats(kv, &st);
+	assert_true(st.prefix_queries_tokens == 88 && st.prefix_hits_tokens == 48);
+	assert_true(st.prefix_preempted_queries_tokens == 60 && st.prefix_preempted_hits_tokens == 48);
 	pf_kv_seq_release(kv, &s4);
 	pf_kv_seq_release(kv, &s5);
 	check(kv, NULL, 0);

@@ -351,6 +351,16 @@ static void test_random_property(void **state)
 	printf("# %d requests: %d finished, %d cancelled, drained in %d steps\n", n_req, finished, cancelled, guard);
 	assert_int_equal(finished + cancelled, n_req);
 	assert_int_equal(pf_kv_num_available(kv), 48);
+	/* the counters the stats segment publishes add up after the workload */
+	struct pf_sched_stats st;
+	struct pf_kv_stats ks;
+	pf_sched_get_stats(s, &st);
+	pf_kv_get_stats(kv, &ks);
+	assert_true(st.requests_added == (uint64_t)n_req && st.requests_done == (uint64_t)(finished + cancelled));
+	assert_int_equal(st.n_req_running + st.n_req_waiting + st.n_req_preempted, 0);
+	assert_int_equal(ks.n_used, 0);
+	assert_int_equal(ks.n_cached + ks.n_free, ks.n_blocks);
+	assert_true(ks.prefix_hits_tokens <= ks.prefix_queries_tokens);
 	free(reqs);
 	pf_sched_destroy(s);
 	pf_kv_destroy(kv);
@@ -409,9 +419,132 @@ static void test_overload_no_thrash(void **state)
 	pf_kv_destroy(kv);
 }
 
+static void get_stats(struct pf_sched *s, struct pf_sched_stats *st)
+{
+	pf_sched_get_stats(s, st);
+	check(s);
+}
+
+/* Requests and sequences are counted apart: forked siblings are one
+ * request, running while any sibling runs, preempted only when all wait. */
+static void test_request_counts(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	struct pf_sched_stats st;
+	assert_int_equal(pf_kv_create(32, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	int32_t p[20] = { 0 };
+	struct pf_req r = { .max_tokens = 8 }, r2 = { .max_tokens = 8 };
+	struct pf_seq *a, *c, *d;
+	assert_int_equal(pf_sched_add(s, &r, p, 20, 0, &a), 0);
+	get_stats(s, &st);
+	assert_true(st.requests_added == 1 && st.n_req_waiting == 1 && st.n_req_running == 0);
+	struct pf_sched_batch b;
+	pf_sched_step(s, 0, &b);
+	pf_sched_step_done(s);
+	assert_int_equal(pf_sched_fork(s, a, &c), 0);
+	assert_int_equal(pf_sched_add(s, &r2, p, 10, 0, &d), 0);
+	get_stats(s, &st);
+	assert_int_equal(st.n_running, 2);
+	assert_int_equal(st.n_req_running, 1);
+	assert_int_equal(st.n_req_waiting, 1);
+	/* one sibling preempted: the request still runs */
+	pf_sched_preempt(s, c);
+	get_stats(s, &st);
+	assert_true(st.n_running == 1 && st.n_waiting == 2 && st.n_preempted_waiting == 1);
+	assert_true(st.n_req_running == 1 && st.n_req_waiting == 1 && st.n_req_preempted == 0);
+	/* both: the request waits, preempted */
+	pf_sched_preempt(s, a);
+	get_stats(s, &st);
+	assert_true(st.n_running == 0 && st.n_waiting == 3 && st.n_preempted_waiting == 2);
+	assert_true(st.n_req_running == 0 && st.n_req_waiting == 2 && st.n_req_preempted == 1);
+	assert_true(st.preemptions_total == 2);
+	assert_int_equal(pf_sched_finish(s, a), 1);
+	assert_int_equal(pf_sched_finish(s, d), 0);
+	get_stats(s, &st);
+	assert_true(st.requests_done == 1 && st.n_req_waiting == 1 && st.n_req_preempted == 1);
+	assert_int_equal(pf_sched_finish(s, c), 0);
+	get_stats(s, &st);
+	assert_true(st.requests_added == 2 && st.requests_done == 2 && st.n_req_waiting == 0 && st.n_req_preempted == 0);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
+/* A request that fails admission for lack of blocks is looked up in the
+ * prefix cache at every attempt, but counted once, when admitted (vLLM's
+ * token counters); a re-admission after preemption counts apart. */
+static void test_prefix_counted_once(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	struct pf_kv_stats ks;
+	struct pf_sched_batch b;
+	cfg.watermark_blocks = 0;
+	assert_int_equal(pf_kv_create(8, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	int32_t pa[32], pb[64], pc[72];
+	for (int i = 0; i < 72; i++) {
+		if (i < 32)
+			pa[i] = i;
+		if (i < 64)
+			pb[i] = 1000 + i;
+		pc[i] = i; /* pa's 32 tokens, then 40 more */
+	}
+	struct pf_req ra = { .max_tokens = 1 }, rb = { .max_tokens = 10 }, rc = { .max_tokens = 4 };
+	struct pf_seq *qa, *qb, *qc;
+	/* A leaves two cached blocks behind */
+	assert_int_equal(pf_sched_add(s, &ra, pa, 32, 0, &qa), 0);
+	assert_int_equal(pf_sched_step(s, 0, &b), 32);
+	pf_sched_step_done(s);
+	pf_sched_finish(s, qa);
+	/* B holds most of the pool; C (A's prefix + 40) cannot get its 3 more */
+	assert_int_equal(pf_sched_add(s, &rb, pb, 64, 0, &qb), 0);
+	assert_int_equal(pf_sched_step(s, 0, &b), 64);
+	pf_sched_step_done(s);
+	assert_int_equal(pf_sched_add(s, &rc, pc, 72, 0, &qc), 0);
+	int attempts = 0;
+	while (qb->n_tokens - qb->n_prompt < rb.max_tokens) {
+		pf_sched_append(s, qb, 1);
+		assert_true(pf_sched_step(s, 0, &b) >= 1);
+		assert_int_equal(qc->state, PF_SEQ_WAITING);
+		pf_sched_step_done(s);
+		check(s);
+		attempts++;
+	}
+	assert_true(attempts >= 5);
+	pf_sched_finish(s, qb);
+	pf_kv_get_stats(kv, &ks);
+	assert_true(ks.prefix_queries_tokens == 32 + 64 && ks.prefix_hits_tokens == 0);
+	/* admitted now: one query of its 72 tokens, 32 of them cached */
+	assert_int_equal(pf_sched_step(s, 0, &b), 40);
+	assert_int_equal(qc->state, PF_SEQ_RUNNING);
+	pf_sched_step_done(s);
+	pf_kv_get_stats(kv, &ks);
+	assert_true(ks.prefix_queries_tokens == 32 + 64 + 72 && ks.prefix_hits_tokens == 32);
+	/* preempted and re-admitted: its 64 committed tokens come back, counted apart */
+	pf_sched_append(s, qc, 7);
+	pf_sched_preempt(s, qc);
+	assert_int_equal(pf_sched_step(s, 0, &b), 73 - 64);
+	pf_sched_step_done(s);
+	pf_kv_get_stats(kv, &ks);
+	assert_true(ks.prefix_queries_tokens == 32 + 64 + 72 && ks.prefix_hits_tokens == 32);
+	assert_true(ks.prefix_preempted_queries_tokens == 73 && ks.prefix_preempted_hits_tokens == 64);
+	check(s);
+	pf_sched_finish(s, qc);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_request_counts),
+		cmocka_unit_test(test_prefix_counted_once),
 		cmocka_unit_test(test_budget_and_chunked_prefill),
 		cmocka_unit_test(test_preemption_and_recompute),
 		cmocka_unit_test(test_priority_policy),
