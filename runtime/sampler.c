@@ -919,6 +919,8 @@ int pf_sampler_sample(struct pf_sampler *s, const struct pf_sampling_params *p, 
 	ret->token = -1;
 	ret->logprob = NAN;
 	ret->n_top = 0;
+	ret->replayed = false;
+	ret->gen_index = (uint32_t)token_index;
 
 	if (p->logprobs) {
 		uint32_t top_n = p->top_logprobs > 0 ? (uint32_t)p->top_logprobs : 0;

@@ -150,6 +150,8 @@ struct pf_sample_result {
 	int32_t token;    /* the chosen token */
 	float logprob;    /* its raw log-softmax when p->logprobs, else NAN */
 	uint32_t n_top;   /* p->top_logprobs when p->logprobs (fewer if fewer finite logits), else 0 */
+	bool replayed;    /* engine: re-reported after a resume, not newly sampled (see engine.h) */
+	uint32_t gen_index; /* 0-based position among the sequence's generated tokens */
 	struct pf_sample_logprob top[PF_SAMPLER_MAX_TOP_LOGPROBS]; /* logprob descending, ties: lower id first */
 };
 

@@ -32,6 +32,7 @@ model=${PF_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 declare -A srcs=(
 	[gguf]="runtime/gguf.c kernels/dtype.c"
 	[sqe]="runtime/daemon_sqe.c runtime/engine_params.c runtime/sampler.c runtime/philox.c"
+	[statefile]="runtime/statefile.c runtime/engine_params.c runtime/sampler.c runtime/philox.c -lxxhash"
 )
 
 flags=(-std=gnu11 -g -O1 -D_GNU_SOURCE -I. -Iruntime -Ikernels -Ishm

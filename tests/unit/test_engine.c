@@ -13,12 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "cpu/cpu_backend.h"
 #include "dtype.h"
 #include "engine.h"
 #include "model.h"
+#include "statefile.h"
 #include "tok.h"
 #include "testutil.h"
 
@@ -334,6 +336,494 @@ static void test_cancel_frees_and_limits(void **state)
 	pf_engine_destroy(e);
 }
 
+/* ---- persistence: export → state file → new engine → resume ------------------
+ *
+ * Each case runs a request uninterrupted, then again interrupted after k
+ * tokens (k = 0, 1 and a later one): the unfinished sequences are exported,
+ * written to a state file, the engine is destroyed, a new engine reads the
+ * file and resumes them.  Replayed plus new tokens, each token's text chunk,
+ * the whole text, logprobs, the finish reason and the usage count must equal
+ * the uninterrupted run exactly.
+ */
+
+#define RS_SEQ 4
+#define RS_TOK 64
+#define RS_TEXT 4096
+
+struct rs_cap {
+	int32_t tok[RS_SEQ][RS_TOK];
+	int32_t n[RS_SEQ];
+	uint32_t chunk[RS_SEQ][RS_TOK];   /* text bytes reported with each token */
+	float lp[RS_SEQ][RS_TOK];
+	uint32_t n_top[RS_SEQ][RS_TOK];
+	struct pf_sample_logprob top[RS_SEQ][RS_TOK][4];
+	char text[RS_SEQ][RS_TEXT];
+	size_t text_len[RS_SEQ];
+	int32_t n_replayed[RS_SEQ];
+	bool bad_order;                   /* gen_index off, or a replay after a new token */
+	bool finished[RS_SEQ];
+	enum pf_finish_reason why[RS_SEQ];
+	int32_t usage_gen[RS_SEQ];
+	int32_t cached[RS_SEQ];
+	int n_finished;
+	int32_t beam_tok[RS_SEQ][RS_TOK];
+	int32_t beam_n[RS_SEQ];
+	float beam_score[RS_SEQ];
+	int n_beams;
+};
+
+static void rs_text(struct rs_cap *c, int32_t i, const char *t, size_t len)
+{
+	assert_true(c->text_len[i] + len <= RS_TEXT);
+	if (len) /* on_finish passes NULL with nothing to release */
+		memcpy(c->text[i] + c->text_len[i], t, len);
+	c->text_len[i] += len;
+}
+
+static void rs_on_token(void *ctx, uint64_t id, void *user, int32_t index, int32_t token, const char *text,
+			size_t len, const struct pf_sample_result *res)
+{
+	struct rs_cap *c = user;
+	(void)ctx; (void)id;
+	assert_true(index >= 0 && index < RS_SEQ && c->n[index] < RS_TOK);
+	int32_t k = c->n[index];
+	if (res->gen_index != (uint32_t)k || (res->replayed && c->n_replayed[index] != k) || res->token != token)
+		c->bad_order = true;
+	c->n_replayed[index] += res->replayed;
+	c->tok[index][k] = token;
+	c->chunk[index][k] = (uint32_t)len;
+	c->lp[index][k] = res->logprob;
+	c->n_top[index][k] = res->n_top;
+	for (uint32_t j = 0; j < res->n_top && j < 4; j++)
+		c->top[index][k][j] = res->top[j];
+	c->n[index]++;
+	rs_text(c, index, text, len);
+}
+
+static void rs_on_finish(void *ctx, uint64_t id, void *user, int32_t index, enum pf_finish_reason why,
+			 const char *text, size_t len, const struct pf_usage *u)
+{
+	struct rs_cap *c = user;
+	(void)ctx; (void)id;
+	c->finished[index] = true;
+	c->why[index] = why;
+	c->usage_gen[index] = u->generated_tokens;
+	c->cached[index] = u->cached_tokens;
+	c->n_finished++;
+	rs_text(c, index, text, len);
+}
+
+static void rs_on_beam(void *ctx, uint64_t id, void *user, int32_t rank, const int32_t *tokens, int32_t n,
+		       const char *text, size_t len, const struct pf_usage *u)
+{
+	struct rs_cap *c = user;
+	(void)ctx; (void)id; (void)text; (void)len;
+	assert_true(rank < RS_SEQ && n <= RS_TOK);
+	memcpy(c->beam_tok[rank], tokens, sizeof(int32_t) * (size_t)n);
+	c->beam_n[rank] = n;
+	c->beam_score[rank] = u->beam_score;
+	c->n_beams++;
+}
+
+static struct pf_engine *rs_engine(void)
+{
+	struct pf_engine_config cfg = pf_engine_config_default();
+	struct pf_engine_events ev = { .on_token = rs_on_token, .on_finish = rs_on_finish, .on_beam = rs_on_beam };
+	struct pf_engine *e;
+	char err[512];
+	cfg.model_path = tu_model_path();
+	cfg.kv_memory = 64LL << 20;
+	if (pf_engine_create(&cfg, &ev, &e, err, sizeof(err)))
+		fail_msg("engine: %s", err);
+	return e;
+}
+
+/* Write the exported sequences of request `user` to path, as the daemon
+ * would at shutdown.  Returns how many were written. */
+static int rs_save(struct pf_engine *e, void *user, const char *path)
+{
+	struct pf_engine_snapshot *v;
+	int n = pf_engine_export(e, &v);
+	assert_true(n >= 0);
+	struct pf_state_record recs[RS_SEQ];
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		if (v[i].user != user)
+			continue;
+		assert_true(k < RS_SEQ);
+		memset(&recs[k], 0, sizeof(recs[k]));
+		recs[k].uid = 1000;
+		recs[k].tag = 77;
+		memset(recs[k].resume_token, 0xA5, 16);
+		recs[k].seq = v[i];
+		k++;
+	}
+	char err[256];
+	assert_int_equal(pf_state_write(path, recs, (size_t)k, pf_engine_model_fingerprint(e), err, sizeof(err)), 0);
+	free(v);
+	return k;
+}
+
+/* Read path and resume its request in e for user c. */
+static int rs_load(struct pf_engine *e, const char *path, struct rs_cap *c, int32_t want_gen)
+{
+	struct pf_state_record *recs;
+	size_t n;
+	char err[256];
+	assert_int_equal(pf_state_read(path, pf_engine_model_fingerprint(e), &recs, &n, err, sizeof(err)), 0);
+	assert_true(n >= 1 && n <= RS_SEQ);
+	struct pf_engine_snapshot v[RS_SEQ];
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(recs[i].uid, 1000);
+		assert_true(recs[i].tag == 77);
+		assert_int_equal(recs[i].seq.n_generated, want_gen);
+		v[i] = recs[i].seq;
+	}
+	uint64_t id;
+	if (pf_engine_resume(e, v, (int32_t)n, c, &id, err, sizeof(err)))
+		fail_msg("resume: %s", err);
+	pf_state_records_free(recs); /* the engine keeps copies */
+	unlink(path);
+	return (int)n;
+}
+
+static int32_t rs_min_n(const struct rs_cap *c, int32_t n)
+{
+	int32_t m = c->n[0];
+	for (int32_t i = 1; i < n; i++)
+		m = c->n[i] < m ? c->n[i] : m;
+	return m;
+}
+
+/* Resumed run `got` (interrupted after k tokens) against the reference. */
+static void rs_compare(const struct rs_cap *ref, const struct rs_cap *got, int32_t n_seq, int32_t k, bool logprobs)
+{
+	assert_false(got->bad_order);
+	assert_int_equal(got->n_finished, ref->n_finished);
+	for (int32_t i = 0; i < n_seq; i++) {
+		assert_true(got->finished[i]);
+		assert_int_equal(got->n_replayed[i], k);
+		assert_int_equal(got->n[i], ref->n[i]);
+		assert_memory_equal(got->tok[i], ref->tok[i], sizeof(int32_t) * (size_t)ref->n[i]);
+		assert_memory_equal(got->chunk[i], ref->chunk[i], sizeof(uint32_t) * (size_t)ref->n[i]);
+		assert_int_equal(got->text_len[i], ref->text_len[i]);
+		assert_memory_equal(got->text[i], ref->text[i], ref->text_len[i]);
+		assert_int_equal(got->why[i], ref->why[i]);
+		assert_int_equal(got->usage_gen[i], ref->usage_gen[i]);
+		if (logprobs) {
+			assert_memory_equal(got->lp[i], ref->lp[i], sizeof(float) * (size_t)ref->n[i]);
+			assert_memory_equal(got->n_top[i], ref->n_top[i], sizeof(uint32_t) * (size_t)ref->n[i]);
+			assert_memory_equal(got->top[i], ref->top[i], sizeof(got->top[i][0]) * (size_t)ref->n[i]);
+		}
+	}
+}
+
+struct rs_case {
+	const char *name;
+	const char *prompt;
+	struct pf_request_params p;
+	int32_t ks[3];          /* interruption points; clamped below the reference's length */
+	bool warm_cache;        /* run the request once in the new engine before resuming */
+	bool chain;             /* the last resumed run is exported and resumed once more */
+};
+
+static void rs_run_case(struct rs_case *c)
+{
+	struct pf_engine *a = rs_engine();
+	int32_t ids[256];
+	int32_t np = encode(a, c->prompt, ids, 256);
+	const int32_t ns = c->p.n;
+	uint64_t id, pid[3];
+	char err[256], path[3][256];
+	struct rs_cap *ref = calloc(1, sizeof(*ref)), *part[3], *res[3];
+	assert_int_equal(pf_engine_submit(a, ids, np, &c->p, ref, &id, err, sizeof(err)), 0);
+	run_until_idle(a);
+	int32_t len = rs_min_n(ref, ns);
+	for (int j = 0; j < 3; j++) {
+		if (c->ks[j] >= len)
+			c->ks[j] = len - 1;
+		snprintf(path[j], sizeof(path[j]), "/tmp/pf-test-resume-%d-%s-%d", (int)getpid(), c->name, j);
+		part[j] = calloc(1, sizeof(*part[j]));
+		res[j] = calloc(1, sizeof(*res[j]));
+		assert_int_equal(pf_engine_submit(a, ids, np, &c->p, part[j], &pid[j], err, sizeof(err)), 0);
+	}
+	/* the interrupted copies run together; each is saved and cancelled
+	 * once it has k tokens, as a drain would leave it */
+	bool saved[3] = { false, false, false };
+	int n_rec[3];
+	for (int guard = 0;; guard++) {
+		int left = 0;
+		for (int j = 0; j < 3; j++) {
+			if (saved[j] || rs_min_n(part[j], ns) < c->ks[j]) {
+				left += !saved[j];
+				continue;
+			}
+			assert_int_equal(rs_min_n(part[j], ns), c->ks[j]);
+			n_rec[j] = rs_save(a, part[j], path[j]);
+			assert_int_equal(pf_engine_cancel(a, pid[j]), 0);
+			saved[j] = true;
+		}
+		if (!left)
+			break;
+		assert_true(pf_engine_step(a) > 0 && guard < 1000);
+	}
+	pf_engine_destroy(a);
+
+	struct pf_engine *b = rs_engine();
+	struct rs_cap *warm = NULL;
+	if (c->warm_cache) {
+		warm = calloc(1, sizeof(*warm));
+		assert_int_equal(pf_engine_submit(b, ids, np, &c->p, warm, &id, err, sizeof(err)), 0);
+		run_until_idle(b);
+		rs_compare(ref, warm, ns, 0, c->p.sampling.logprobs);
+	}
+	for (int j = 0; j < 3; j++) {
+		/* n > 1 before its fork is one record, after it one per sibling */
+		assert_int_equal(n_rec[j], ns > 1 && c->ks[j] == 0 ? 1 : ns);
+		assert_int_equal(rs_load(b, path[j], res[j], c->ks[j]), n_rec[j]);
+	}
+	if (c->chain) {
+		/* a resumed request survives a second restart: export it after
+		 * a few more tokens, copy it through the file format, cancel it
+		 * and resume the copy */
+		for (int i = 0; i < 4; i++)
+			assert_true(pf_engine_step(b) > 0);
+		struct pf_engine_snapshot *v;
+		struct pf_state_record recs[RS_SEQ], *back;
+		int n = pf_engine_export(b, &v), k = 0;
+		uint64_t rid = 0, fp = pf_engine_model_fingerprint(b);
+		for (int i = 0; i < n; i++)
+			if (v[i].user == res[2]) {
+				recs[k++] = (struct pf_state_record){ .seq = v[i] };
+				rid = v[i].req_id;
+			}
+		assert_true(k >= 1);
+		void *buf;
+		size_t blen, nr;
+		assert_int_equal(pf_state_encode(recs, (size_t)k, fp, &buf, &blen, err, sizeof(err)), 0);
+		free(v);
+		assert_int_equal(pf_state_parse(buf, blen, fp, &back, &nr, err, sizeof(err)), 0);
+		free(buf);
+		struct pf_engine_snapshot sv[RS_SEQ];
+		for (int i = 0; i < k; i++)
+			sv[i] = back[i].seq;
+		int32_t gen2 = sv[0].n_generated;
+		assert_true(gen2 > c->ks[2]);
+		assert_int_equal(pf_engine_cancel(b, rid), 0);
+		struct rs_cap *chained = calloc(1, sizeof(*chained));
+		assert_int_equal(pf_engine_resume(b, sv, k, chained, &id, err, sizeof(err)), 0);
+		pf_state_records_free(back);
+		c->ks[2] = gen2;
+		free(res[2]);
+		res[2] = chained;
+	}
+	run_until_idle(b);
+	for (int j = 0; j < 3; j++) {
+		rs_compare(ref, res[j], ns, c->ks[j], c->p.sampling.logprobs);
+		if (c->warm_cache)
+			assert_true(res[j]->cached[0] > 0); /* the resumed prefill reused cached blocks */
+	}
+	printf("# %s: %d tokens, %s; resumed after %d, %d, %d tokens%s: identical\n", c->name, ref->n[0],
+	       ref->why[0] == PF_FINISH_STOP ? "stop" : "length", c->ks[0], c->ks[1], c->ks[2],
+	       c->chain ? " (the last restarted twice)" : "");
+	pf_engine_destroy(b);
+	for (int j = 0; j < 3; j++) {
+		free(part[j]);
+		free(res[j]);
+	}
+	free(warm);
+	free(ref);
+}
+
+static void test_resume_greedy(void **state)
+{
+	(void)state;
+	/* a prompt longer than a KV block, so the warm cache has a block to give */
+	struct rs_case c = { .name = "greedy",
+			     .prompt = "Here is a story about a brave knight named Arthur who lived in a castle on a hill. "
+				       "One day, he",
+			     .ks = { 0, 1, 13 }, .warm_cache = true };
+	c.p = pf_request_params_default();
+	c.p.sampling.temperature = 0;
+	c.p.sampling.max_tokens = 32;
+	c.p.sampling.ignore_eos = true;
+	rs_run_case(&c);
+}
+
+static void test_resume_seeded_sampling(void **state)
+{
+	(void)state;
+	struct rs_case c = { .name = "seeded", .prompt = "My favourite recipe for a rainy day is", .ks = { 0, 1, 11 },
+			     .chain = true };
+	c.p = pf_request_params_default();
+	c.p.sampling.temperature = 0.8f;
+	c.p.sampling.top_k = 40;
+	c.p.sampling.top_p = 0.9f;
+	c.p.sampling.seed = 42;
+	c.p.sampling.has_seed = true;
+	c.p.sampling.repetition_penalty = 1.1f;
+	c.p.sampling.frequency_penalty = 0.2f;
+	c.p.sampling.presence_penalty = 0.1f;
+	c.p.sampling.min_tokens = 4;
+	c.p.sampling.logprobs = true;
+	c.p.sampling.top_logprobs = 3;
+	c.p.sampling.max_tokens = 32;
+	rs_run_case(&c);
+}
+
+static void test_resume_parallel(void **state)
+{
+	(void)state;
+	struct rs_case c = { .name = "n=2", .prompt = "Once upon a time, in a small village by the sea,",
+			     .ks = { 0, 1, 9 } };
+	c.p = pf_request_params_default();
+	c.p.n = 2;
+	c.p.sampling.temperature = 0.9f;
+	c.p.sampling.top_p = 0.95f;
+	c.p.sampling.seed = 7;
+	c.p.sampling.has_seed = true;
+	c.p.sampling.max_tokens = 24;
+	c.p.sampling.ignore_eos = true;
+	rs_run_case(&c);
+}
+
+/* A stop string that straddles the interruption: chosen from a plain run so
+ * that it begins inside token j's text and ends inside token j+1's, and the
+ * run is interrupted after token j — its first bytes are then held back, in
+ * the sampler's window, when the state is saved. */
+static void test_resume_stop_string(void **state)
+{
+	(void)state;
+	const char *prompt = "The history of the printing press begins";
+	struct pf_request_params p = pf_request_params_default();
+	p.sampling.temperature = 0;
+	p.sampling.max_tokens = 40;
+	p.sampling.ignore_eos = true;
+	struct pf_engine *e = rs_engine();
+	int32_t ids[256];
+	int32_t np = encode(e, prompt, ids, 256);
+	struct rs_cap *plain = calloc(1, sizeof(*plain));
+	uint64_t id;
+	char err[256];
+	assert_int_equal(pf_engine_submit(e, ids, np, &p, plain, &id, err, sizeof(err)), 0);
+	run_until_idle(e);
+	pf_engine_destroy(e);
+	/* the first j (from the middle) whose chunk and the next have >= 2
+	 * ASCII bytes and whose 4-byte straddle occurs first right there */
+	size_t off = 0;
+	int32_t j = -1;
+	char stop[4];
+	for (int32_t t = 0; t + 1 < plain->n[0]; t++) {
+		size_t a = plain->chunk[0][t], b = plain->chunk[0][t + 1];
+		off += a;
+		if (t < 8 || a < 2 || b < 2)
+			continue;
+		memcpy(stop, plain->text[0] + off - 2, 4);
+		bool ascii = true;
+		for (int q = 0; q < 4; q++)
+			ascii &= stop[q] > 0 && stop[q] != '\0';
+		const char *hit = memmem(plain->text[0], plain->text_len[0], stop, 4);
+		if (ascii && hit == plain->text[0] + off - 2) {
+			j = t;
+			break;
+		}
+	}
+	assert_true(j > 0);
+	printf("# stop string \"%.4s\" straddles tokens %d and %d\n", stop, j, j + 1);
+	struct rs_case c = { .name = "stop", .prompt = prompt, .p = p, .ks = { 0, j, j + 1 } };
+	assert_int_equal(pf_sampling_params_add_stop_string(&c.p.sampling, stop, 4), 0);
+	rs_run_case(&c);
+	free(plain);
+}
+
+/* This prompt makes the model repeat an emoji whose 4 UTF-8 bytes come in
+ * three tokens: interrupted after the first or second, the streaming
+ * detokenizer holds an incomplete character when the state is saved. */
+static void test_resume_utf8_split(void **state)
+{
+	(void)state;
+	struct rs_case c = { .name = "utf8", .prompt = "Write a short list of fruits, one per line:", .ks = { 4, 5, 8 } };
+	c.p = pf_request_params_default();
+	c.p.sampling.temperature = 0;
+	c.p.sampling.max_tokens = 24;
+	c.p.sampling.ignore_eos = true;
+	rs_run_case(&c);
+}
+
+static void test_resume_beam_and_checks(void **state)
+{
+	(void)state;
+	struct pf_engine *a = rs_engine();
+	int32_t ids[256];
+	int32_t np = encode(a, "The three most important inventions in history are", ids, 256);
+	struct pf_request_params p = pf_request_params_default();
+	p.beam_width = 3;
+	p.sampling.max_tokens = 8;
+	p.sampling.ignore_eos = true;
+	struct rs_cap *ref = calloc(1, sizeof(*ref)), *part = calloc(1, sizeof(*part)), *got = calloc(1, sizeof(*got));
+	uint64_t id;
+	char err[256], path[256];
+	assert_int_equal(pf_engine_submit(a, ids, np, &p, ref, &id, err, sizeof(err)), 0);
+	run_until_idle(a);
+	assert_int_equal(ref->n_beams, 3);
+	assert_int_equal(pf_engine_submit(a, ids, np, &p, part, &id, err, sizeof(err)), 0);
+	for (int i = 0; i < 4; i++)
+		assert_true(pf_engine_step(a) > 0);
+	snprintf(path, sizeof(path), "/tmp/pf-test-resume-%d-beam", (int)getpid());
+	assert_int_equal(rs_save(a, part, path), 1); /* one record, from the prompt */
+	pf_engine_destroy(a);
+
+	struct pf_engine *b = rs_engine();
+	assert_int_equal(rs_load(b, path, got, 0), 1);
+	run_until_idle(b);
+	assert_int_equal(got->n_beams, 3);
+	for (int r = 0; r < 3; r++) {
+		assert_int_equal(got->beam_n[r], ref->beam_n[r]);
+		assert_memory_equal(got->beam_tok[r], ref->beam_tok[r], sizeof(int32_t) * (size_t)ref->beam_n[r]);
+		assert_true(got->beam_score[r] == ref->beam_score[r]);
+	}
+	printf("# beam search (width 3) restarted from its prompt: same hypotheses and scores\n");
+
+	/* what a resume refuses, each with a message */
+	int32_t gen[4] = { 1, 2, 3, 4 };
+	struct pf_engine_snapshot s = {
+		.params = pf_request_params_default(), .prompt = ids, .n_prompt = np, .generated = gen, .n_generated = 4,
+	};
+	s.params.sampling.max_tokens = 8;
+	struct pf_engine_snapshot two[2] = { s, s };
+	struct { struct pf_engine_snapshot *v; int32_t n; const char *what; } bad[8];
+	struct pf_engine_snapshot c0 = s, c1 = s, c2 = s, c3 = s, c4 = s, c5 = s;
+	int32_t gen_bad[4] = { 1, 2, 1 << 30, 4 };
+	c0.generated = gen_bad;
+	c1.params.sampling.max_tokens = 4;          /* already at its limit: it had finished */
+	c2.params.beam_width = 2;                   /* beam search with generated tokens */
+	c3.params.sampling.logprobs = true;         /* logprobs requested, none supplied */
+	c4.index = 1;                               /* index past n = 1 */
+	c5.params.sampling.max_tokens = pf_engine_max_model_len(b); /* over the context */
+	int nb = 0;
+	bad[nb++] = (typeof(bad[0])){ &c0, 1, "token outside the vocabulary" };
+	bad[nb++] = (typeof(bad[0])){ &c1, 1, "at max_tokens" };
+	bad[nb++] = (typeof(bad[0])){ &c2, 1, "beam with tokens" };
+	bad[nb++] = (typeof(bad[0])){ &c3, 1, "logprobs missing" };
+	bad[nb++] = (typeof(bad[0])){ &c4, 1, "index past n" };
+	bad[nb++] = (typeof(bad[0])){ &c5, 1, "over the context" };
+	bad[nb++] = (typeof(bad[0])){ two, 2, "two sequences with index 0" };
+	bad[nb++] = (typeof(bad[0])){ &s, 0, "no sequences" };
+	for (int i = 0; i < nb; i++) {
+		err[0] = '\0';
+		assert_int_equal(pf_engine_resume(b, bad[i].v, bad[i].n, got, &id, err, sizeof(err)), -EINVAL);
+		printf("# refused (%s): %s\n", bad[i].what, err);
+		assert_true(err[0] != '\0');
+	}
+	assert_false(pf_engine_has_work(b));
+	/* the fingerprint is a property of the model file */
+	assert_true(pf_engine_model_fingerprint(b) != 0);
+	pf_engine_destroy(b);
+	free(ref);
+	free(part);
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -341,6 +831,12 @@ int main(void)
 		cmocka_unit_test(test_beam_search_consistent),
 		cmocka_unit_test(test_shared_prefix_same_tokens_less_compute),
 		cmocka_unit_test(test_cancel_frees_and_limits),
+		cmocka_unit_test(test_resume_greedy),
+		cmocka_unit_test(test_resume_seeded_sampling),
+		cmocka_unit_test(test_resume_parallel),
+		cmocka_unit_test(test_resume_stop_string),
+		cmocka_unit_test(test_resume_utf8_split),
+		cmocka_unit_test(test_resume_beam_and_checks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
