@@ -46,6 +46,15 @@ enum pf_client_wait {
 
 struct io_uring;
 
+/* A request in flight, as far as resuming it needs: the tokens received per
+ * sequence and, once the daemon suspended it on a drain, its resume token. */
+struct pf_live_slot {
+	uint64_t tag;                   /* 0: empty slot */
+	bool suspended;
+	uint8_t token[16];
+	uint32_t received[PF_RESUME_MAX_SEQS];
+};
+
 struct pf_partial {
 	uint64_t tag;
 	uint8_t index;
@@ -76,9 +85,9 @@ struct pinfer {
 	uint64_t pay_head, pay_tail;
 	uint64_t *slot_end;             /* (sq_n) */
 
-	/* requests in flight: open-addressing set of tags (0 = empty) */
+	/* requests in flight: open-addressing set keyed by tag (0 = empty) */
 	uint64_t next_tag;
-	uint64_t *live;                 /* (live_cap) */
+	struct pf_live_slot *live;      /* (live_cap) */
 	uint32_t live_cap, n_live;
 
 	/* completion reassembly */
@@ -97,6 +106,7 @@ struct pinfer {
 
 	/* from the welcome */
 	char model[96];
+	int timeout_ms;                 /* the connect options', for pinfer_reconnect */
 	int32_t n_vocab, max_model_len, bos, eos;
 	uint32_t max_inflight;
 	uint64_t client_id;
@@ -112,12 +122,18 @@ __attribute__((format(printf, 3, 4))) int pf_client_fail(struct pinfer *c, int r
 int pf_client_live_add(struct pinfer *c, uint64_t tag);
 bool pf_client_live_remove(struct pinfer *c, uint64_t tag);
 bool pf_client_live_has(const struct pinfer *c, uint64_t tag);
+/* The slot of tag, or NULL; valid until the set changes. */
+struct pf_live_slot *pf_client_live_get(struct pinfer *c, uint64_t tag);
 
 /* Choose how to sleep (after the handshake): io_uring where it works,
  * honouring PINFER_NO_IO_URING and PINFER_WAIT (futex|eventfd).  Cannot fail. */
 void pf_client_pick_wait(struct pinfer *c);
 /* Tear down the sleeping ring, if any.  Cannot fail. */
 void pf_client_ring_free(struct pinfer *c);
+
+/* Queue a RESUME for a suspended request (on a fresh connection).
+ * Returns 0 or -EAGAIN (ring or payload area full). */
+int pf_client_submit_resume(struct pinfer *c, const struct pf_live_slot *slot);
 
 /* Check the daemon is still there without blocking: daemon_state and the
  * socket (EOF / hang-up).  Sets c->gone and c->err.  Returns 0 or -ECONNRESET. */

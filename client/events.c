@@ -37,6 +37,7 @@ SAME(PINFER_EVENT_TOKEN, PF_CQ_TOKENS);
 SAME(PINFER_EVENT_FINISHED, PF_CQ_FINISHED);
 SAME(PINFER_EVENT_ERROR, PF_CQ_ERROR);
 SAME(PINFER_EVENT_LOGPROBS, PF_CQ_LOGPROBS);
+SAME(PINFER_EVENT_SUSPENDED, PF_CQ_SUSPENDED);
 SAME(PINFER_FINISH_STOP, PF_FINISHED_STOP);
 SAME(PINFER_FINISH_LENGTH, PF_FINISHED_LENGTH);
 SAME(PINFER_FINISH_CANCELLED, PF_FINISHED_CANCELLED);
@@ -198,6 +199,23 @@ static int take_one(struct pinfer *c, struct pinfer_event *ev)
 	case PF_CQ_LOGPROBS:
 		tl = 0;
 		break;
+	case PF_CQ_SUSPENDED: {
+		/* the daemon saved the request on its way down: remember how to
+		 * reattach (pinfer_reconnect) and tell the application */
+		struct pf_live_slot *sl = pf_client_live_get(c, e.tag);
+		if (!sl)
+			return 0;
+		sl->suspended = true;
+		memcpy(sl->token, e.u.sus.token, sizeof(sl->token));
+		partials_drop_tag(c, e.tag);
+		memset(ev, 0, sizeof(*ev));
+		ev->kind = PINFER_EVENT_SUSPENDED;
+		ev->tag = e.tag;
+		c->evbuf[0] = 0;
+		ev->text = c->evbuf;
+		ev->logprob = NAN;
+		return 1;
+	}
 	default:
 		return 0; /* a kind this version does not know: skip it */
 	}
@@ -249,10 +267,15 @@ static int take_one(struct pinfer *c, struct pinfer_event *ev)
 	ev->text_len = len;
 	ev->logprob = NAN;
 	switch (e.kind) {
-	case PF_CQ_TOKENS:
+	case PF_CQ_TOKENS: {
 		ev->token = e.u.tok.token;
 		ev->logprob = e.u.tok.logprob;
+		/* count what we have, so a resume after a drain continues after it */
+		struct pf_live_slot *sl = ev->token >= 0 && e.index < PF_RESUME_MAX_SEQS ? pf_client_live_get(c, e.tag) : NULL;
+		if (sl)
+			sl->received[e.index]++;
 		break;
+	}
 	case PF_CQ_FINISHED:
 		ev->reason = (enum pinfer_finish_reason)e.u.fin.reason;
 		ev->usage.prompt_tokens = e.u.fin.prompt_tokens;

@@ -56,17 +56,17 @@ static uint32_t tag_hash(uint64_t tag, uint32_t cap)
 static int live_grow(struct pinfer *c)
 {
 	uint32_t cap = c->live_cap ? c->live_cap * 2 : 64;
-	uint64_t *t = calloc(cap, sizeof(*t));
+	struct pf_live_slot *t = calloc(cap, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < c->live_cap; i++) {
-		uint64_t tag = c->live[i];
+		uint64_t tag = c->live[i].tag;
 		if (!tag)
 			continue;
 		uint32_t j = tag_hash(tag, cap);
-		while (t[j])
+		while (t[j].tag)
 			j = (j + 1) & (cap - 1);
-		t[j] = tag;
+		t[j] = c->live[i];
 	}
 	free(c->live);
 	c->live = t;
@@ -83,12 +83,13 @@ int pf_client_live_add(struct pinfer *c, uint64_t tag)
 			return r;
 	}
 	uint32_t j = tag_hash(tag, c->live_cap);
-	while (c->live[j]) {
-		if (c->live[j] == tag)
+	while (c->live[j].tag) {
+		if (c->live[j].tag == tag)
 			return 0;
 		j = (j + 1) & (c->live_cap - 1);
 	}
-	c->live[j] = tag;
+	memset(&c->live[j], 0, sizeof(c->live[j]));
+	c->live[j].tag = tag;
 	c->n_live++;
 	return 0;
 }
@@ -98,8 +99,8 @@ static int64_t live_find(const struct pinfer *c, uint64_t tag)
 	if (!c->live_cap || !tag)
 		return -1;
 	uint32_t j = tag_hash(tag, c->live_cap);
-	while (c->live[j]) {
-		if (c->live[j] == tag)
+	while (c->live[j].tag) {
+		if (c->live[j].tag == tag)
 			return j;
 		j = (j + 1) & (c->live_cap - 1);
 	}
@@ -109,6 +110,12 @@ static int64_t live_find(const struct pinfer *c, uint64_t tag)
 bool pf_client_live_has(const struct pinfer *c, uint64_t tag)
 {
 	return live_find(c, tag) >= 0;
+}
+
+struct pf_live_slot *pf_client_live_get(struct pinfer *c, uint64_t tag)
+{
+	int64_t f = live_find(c, tag);
+	return f < 0 ? NULL : &c->live[f];
 }
 
 bool pf_client_live_remove(struct pinfer *c, uint64_t tag)
@@ -121,16 +128,16 @@ bool pf_client_live_remove(struct pinfer *c, uint64_t tag)
 	 * probe run into the hole when their home slot does not lie in (i, j] */
 	for (;;) {
 		j = (j + 1) & mask;
-		if (!c->live[j])
+		if (!c->live[j].tag)
 			break;
-		uint32_t home = tag_hash(c->live[j], c->live_cap);
+		uint32_t home = tag_hash(c->live[j].tag, c->live_cap);
 		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
 		if (stays)
 			continue;
 		c->live[i] = c->live[j];
 		i = j;
 	}
-	c->live[i] = 0;
+	memset(&c->live[i], 0, sizeof(c->live[i]));
 	c->n_live--;
 	return true;
 }
@@ -474,6 +481,7 @@ int pinfer_connect(const struct pinfer_connect_opts *opts, struct pinfer **ret)
 		goto fail;
 	}
 	timeout_ms = opts->timeout_ms ? opts->timeout_ms : 10000;
+	c->timeout_ms = timeout_ms;
 	r = set_timeouts(c->sock, timeout_ms);
 	if (r) {
 		r = pf_client_fail(c, r, "setsockopt: %s", strerror(-r));
@@ -535,6 +543,111 @@ void pinfer_close(struct pinfer *c)
 	free(c->live);
 	free(c->evbuf);
 	free(c);
+}
+
+/* ---- reconnecting ---------------------------------------------------------------------- */
+
+uint32_t pinfer_suspended(const struct pinfer *c)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < c->live_cap; i++)
+		n += c->live[i].tag && c->live[i].suspended;
+	return n;
+}
+
+int pinfer_reconnect(struct pinfer *c)
+{
+	if (!c->gone)
+		return pf_client_fail(c, -EISCONN, "pinferd at %s is still connected", c->path);
+	struct pinfer_connect_opts o;
+	char err[256];
+	pinfer_connect_opts_init(&o);
+	o.socket_path = c->path;
+	o.timeout_ms = c->timeout_ms;
+	o.sq_entries = c->sq_n;
+	o.cq_entries = c->cq_n;
+	o.payload_bytes = c->payload_n;
+	o.err = err;
+	o.err_len = sizeof(err);
+	struct pinfer *n;
+	int r = pinfer_connect(&o, &n);
+	if (r)
+		return pf_client_fail(c, r, "%s", err);
+	/* the new connection's segments, socket and sleeping state replace the
+	 * old ones; the requests in flight (c->live) and tags stay */
+	struct pinfer old = *c;
+	c->sock = n->sock;
+	c->efd = n->efd;
+	c->c2d = n->c2d;
+	c->d2c = n->d2c;
+	c->c2d_bytes = n->c2d_bytes;
+	c->d2c_bytes = n->d2c_bytes;
+	c->sq = n->sq;
+	c->payload = n->payload;
+	c->cq = n->cq;
+	c->sq_n = n->sq_n;
+	c->cq_n = n->cq_n;
+	c->payload_n = n->payload_n;
+	c->sq_tail = n->sq_tail;
+	c->sq_head_seen = n->sq_head_seen;
+	c->cq_head = n->cq_head;
+	c->pay_head = n->pay_head;
+	c->pay_tail = n->pay_tail;
+	c->slot_end = n->slot_end;
+	c->wait_how = n->wait_how;
+	c->ring = n->ring;
+	c->gone = false;
+	c->next_check_ns = 0;
+	memcpy(c->model, n->model, sizeof(c->model));
+	c->n_vocab = n->n_vocab;
+	c->max_model_len = n->max_model_len;
+	c->bos = n->bos;
+	c->eos = n->eos;
+	c->max_inflight = n->max_inflight;
+	c->client_id = n->client_id;
+	/* the shell of n and the old connection's resources go */
+	n->c2d = NULL;
+	n->d2c = NULL;
+	n->sock = n->efd = -1;
+	n->slot_end = NULL;
+	n->ring = NULL;
+	pinfer_close(n);
+	if (old.c2d)
+		munmap(old.c2d, old.c2d_bytes);
+	if (old.d2c)
+		munmap(old.d2c, old.d2c_bytes);
+	if (old.sock >= 0)
+		close(old.sock);
+	if (old.efd >= 0)
+		close(old.efd);
+	free(old.slot_end);
+	if (old.ring) {
+		struct pinfer tmp = { .ring = old.ring };
+		pf_client_ring_free(&tmp);
+	}
+	for (uint32_t i = 0; i < c->n_partials; i++)
+		free(c->partials[i].buf);
+	c->n_partials = 0;
+	/* reattach what was suspended; forget what was lost with the old
+	 * daemon (removal reshuffles the table: collect first, remove after) */
+	int resumed = 0;
+	uint32_t n_drop = 0;
+	uint64_t *drop = calloc(c->live_cap ? c->live_cap : 1, sizeof(*drop));
+	for (uint32_t i = 0; i < c->live_cap; i++) {
+		struct pf_live_slot *sl = &c->live[i];
+		if (!sl->tag)
+			continue;
+		if (sl->suspended && pf_client_submit_resume(c, sl) == 0) {
+			sl->suspended = false;
+			resumed++;
+		} else if (drop) {
+			drop[n_drop++] = sl->tag;
+		}
+	}
+	for (uint32_t i = 0; i < n_drop; i++)
+		pf_client_live_remove(c, drop[i]);
+	free(drop);
+	return resumed;
 }
 
 /* ---- getters ------------------------------------------------------------------------- */

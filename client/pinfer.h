@@ -205,6 +205,9 @@ enum pinfer_event_kind {
 	PINFER_EVENT_FINISHED = 2,  /* a sequence ended; usage counts */
 	PINFER_EVENT_ERROR = 3,     /* the request failed; nothing more for its tag */
 	PINFER_EVENT_LOGPROBS = 4,  /* top alternatives of the sequence's last TOKEN */
+	PINFER_EVENT_SUSPENDED = 5, /* pinferd is stopping and saved the request: after
+				     * -ECONNRESET, pinfer_reconnect() once it is back and
+				     * its events continue (no token repeated or skipped) */
 };
 
 enum pinfer_finish_reason {
@@ -309,6 +312,25 @@ int pinfer_wait_fd(struct pinfer *c);
 /* How pinfer_next sleeps on this connection: "io_uring futex", "io_uring
  * eventfd", "eventfd" or "futex".  Cannot fail. */
 const char *pinfer_wait_method(const struct pinfer *c);
+
+/*
+ * Reconnect after the daemon went away (-ECONNRESET), to the same socket,
+ * and reattach every request it suspended (PINFER_EVENT_SUSPENDED) — pinferd
+ * saved them on its drain and restored them when it restarted.  Their
+ * events continue under the same tags: the daemon resends exactly the
+ * tokens generated after the last one this connection received, and with
+ * greedy sampling or a seed the whole text equals an uninterrupted run's.
+ * Requests that were not suspended (the daemon crashed) are forgotten;
+ * resubmit them.  The reconnecting process must have the same uid.
+ * Returns the number of requests reattached (>= 0), -EISCONN when the
+ * daemon has not gone away, or what pinfer_connect returns while no new
+ * daemon accepts yet (-ENOENT, -ECONNREFUSED, -ESHUTDOWN while the old one
+ * still drains, ...): retry later.  On failure c stays as it was.
+ */
+int pinfer_reconnect(struct pinfer *c);
+
+/* Requests waiting for pinfer_reconnect (suspended by a drain).  Cannot fail. */
+uint32_t pinfer_suspended(const struct pinfer *c);
 
 /* The registration socket: readable (EOF) or POLLHUP once the daemon is
  * gone.  Only poll it; never read or write it.  Cannot fail. */

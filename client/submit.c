@@ -367,3 +367,21 @@ int pinfer_cancel(struct pinfer *c, uint64_t tag)
 	sq_push(c, &e);
 	return 0;
 }
+
+int pf_client_submit_resume(struct pinfer *c, const struct pf_live_slot *slot)
+{
+	reclaim(c);
+	if (pf_ring_free(c->sq_n, c->sq_tail, &c->d2c->sq_head) == 0)
+		return -EAGAIN;
+	struct pf_resume_payload pl = { .n_seqs = PF_RESUME_MAX_SEQS };
+	memcpy(pl.token, slot->token, sizeof(pl.token));
+	memcpy(pl.received, slot->received, sizeof(pl.received));
+	int64_t off = payload_alloc(c, sizeof(pl));
+	if (off < 0)
+		return -EAGAIN;
+	memcpy(c->payload + off, &pl, sizeof(pl));
+	struct pf_sqe e = { .op = PF_OP_RESUME, .tag = slot->tag, .payload_off = (uint32_t)off,
+			    .payload_len = sizeof(pl) };
+	sq_push(c, &e);
+	return 0;
+}

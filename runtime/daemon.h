@@ -60,6 +60,8 @@ struct pf_daemon_config {
 	int64_t max_client_blocks;   /* quota: worst-case KV blocks over a client's requests; 0: none */
 	int32_t stall_timeout_s;
 	int32_t drain_timeout_s;     /* SIGTERM: in-flight requests get this long */
+	char state_file[4096];       /* "" = the default place, "none" = no persistence */
+	int32_t resume_timeout_s;    /* restored requests wait this long for their client */
 	int32_t log_level;
 	uint32_t sq_entries, cq_entries, payload_bytes;
 	uint32_t allow_uids[16], allow_gids[16];
@@ -72,6 +74,7 @@ struct pf_daemon_config {
 
 struct pf_daemon;
 struct pf_session;
+struct pf_state_record;
 
 /* A request as the daemon tracks it (the engine's req_user). */
 struct pf_dreq {
@@ -81,6 +84,10 @@ struct pf_dreq {
 	int32_t n_live;           /* sequences still running */
 	int64_t deadline_ns;      /* 0: none */
 	int64_t quota_tokens, quota_blocks; /* what it counts against its client's quotas */
+	bool suspended;           /* saved to the state file: post nothing more */
+	bool has_token;           /* resume_token issued */
+	uint8_t resume_token[16]; /* issued when it is suspended */
+	uint32_t skip[PF_RESUME_MAX_SEQS]; /* resumed: replayed tokens the client already has, per sequence */
 	struct pf_dreq *prev, *next;
 };
 
@@ -140,8 +147,23 @@ void pf_waker_add(struct pf_waker *w, _Atomic uint32_t *futex_word, int efd);
 void pf_waker_flush(struct pf_waker *w);
 void pf_waker_destroy(struct pf_waker *w);
 
+/* A request restored from the state file, waiting for its client's RESUME
+ * (engine thread).  Its records' arrays live in `recs`. */
+struct pf_parked {
+	uint32_t uid;
+	uint8_t token[16];
+	struct pf_engine_snapshot seqs[PF_RESUME_MAX_SEQS];
+	int32_t n_seqs;
+	int64_t expires_ns;
+	struct pf_parked *next;
+};
+
 struct pf_daemon {
 	struct pf_daemon_config cfg;
+	char state_path[4096];       /* resolved; "" = persistence off */
+	struct pf_parked *parked;    /* engine thread */
+	bool state_saved;            /* engine thread: the drain wrote the state file */
+	struct pf_state_record *state_recs; /* what parked points into */
 	struct pf_uring_caps uring;  /* probed once at start */
 	struct pf_waker waker;       /* engine thread */
 	struct pf_engine *engine;
@@ -181,6 +203,25 @@ void pf_daemon_log(const struct pf_daemon *d, int level, const char *fmt, ...);
 int pf_daemon_stats_init(struct pf_daemon *d);
 void pf_daemon_stats_observe(struct pf_daemon *d, int hist, double v);
 void pf_daemon_stats_publish(struct pf_daemon *d, bool force);
+
+/* Persistence (daemon_persist.c).  pf_daemon_state_load: at start, after
+ * the engine exists — read the state file, park its requests for their
+ * clients, remove the file; a bad file is quarantined and logged.
+ * pf_daemon_state_save: at the end of a drain — suspend every unfinished
+ * request of a v2 client (SUSPENDED completion with its resume token) and
+ * write them and the still-parked ones to the state file; returns the
+ * number saved or -errno (then the caller cancels).  pf_daemon_resume: a
+ * RESUME submission.  pf_daemon_parked_expire: drop parked requests whose
+ * client did not come back in time. */
+void pf_daemon_state_load(struct pf_daemon *d);
+int pf_daemon_state_save(struct pf_daemon *d);
+void pf_daemon_resume(struct pf_session *s, const struct pf_sqe *e);
+void pf_daemon_parked_expire(struct pf_daemon *d, int64_t now_ns);
+void pf_daemon_parked_free(struct pf_daemon *d);
+/* Internal to the daemon: an ERROR completion for tag; a new request's
+ * bookkeeping (list, in-flight count). */
+void pf_session_post_error(struct pf_session *s, uint64_t tag, int code, const char *msg);
+void pf_session_add_req(struct pf_session *s, struct pf_dreq *q);
 
 /* Control thread body (arg: struct pf_daemon *). */
 void *pf_daemon_control_main(void *arg);

@@ -17,7 +17,7 @@
 enum {
 	O_MODEL = 1, O_CONFIG, O_SOCKET, O_INSTANCE, O_THREADS, O_KV, O_BS, O_MML, O_SEQS, O_TOKENS, O_NOPREFIX,
 	O_POLICY, O_CLIENTS, O_INFLIGHT, O_STALL, O_LOG, O_UID, O_GID, O_MODE, O_SQ, O_CQ, O_PAYLOAD, O_HELP,
-	O_VERSION, O_ECHO, O_DRAIN, O_QTOKENS, O_QBLOCKS,
+	O_VERSION, O_ECHO, O_DRAIN, O_QTOKENS, O_QBLOCKS, O_STATE, O_RESUME_TO,
 };
 
 /* Batching mode: ids of their own, clear of the list above and of getopt's '?'/':'. */
@@ -52,6 +52,8 @@ static const struct option opts[] = {
 	{ "version", no_argument, NULL, O_VERSION },
 	{ "echo-backend", no_argument, NULL, O_ECHO },
 	{ "drain-timeout", required_argument, NULL, O_DRAIN },
+	{ "state-file", required_argument, NULL, O_STATE },
+	{ "resume-timeout", required_argument, NULL, O_RESUME_TO },
 	{ "batching", required_argument, NULL, O_BATCHING },
 	{ "static-batch", required_argument, NULL, O_STATIC_BATCH },
 	{ 0 },
@@ -95,7 +97,13 @@ static void usage(FILE *f)
 		"                                most, counted before admission (default 0 = no limit)\n"
 		"  --stall-timeout SECONDS       cancel requests of a client that stops reading (default 60)\n"
 		"  --drain-timeout SECONDS       on SIGTERM, let in-flight requests finish this long, then\n"
-		"                                cancel the rest (default 30)\n"
+		"                                save the rest to the state file and exit (default 30)\n"
+		"  --state-file PATH             where unfinished requests survive a restart (default\n"
+		"                                $STATE_DIRECTORY/pinferd.state, /var/lib/pinfer/pinferd.state\n"
+		"                                as root, else $XDG_STATE_HOME/pinfer/; per --instance);\n"
+		"                                \"none\": cancel them instead\n"
+		"  --resume-timeout SECONDS      how long a restored request waits for its client to\n"
+		"                                reattach before it is dropped (default 600)\n"
 		"  --log-level LEVEL             error, warn, info or debug (default info)\n"
 		"  --allow-uid UID               only these users may connect (repeatable; default: anyone\n"
 		"  --allow-gid GID               the socket's permissions let in), or these groups\n"
@@ -190,6 +198,8 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 		break;
 	case O_CLIENTS: r = int_arg(name, v, 1, 65536, &x); c->max_clients = (int32_t)x; break;
 	case O_INFLIGHT: r = int_arg(name, v, 1, 65536, &x); c->max_inflight = (int32_t)x; break;
+	case O_STATE: r = copy_str(name, v, c->state_file, sizeof(c->state_file)); break;
+	case O_RESUME_TO: r = int_arg(name, v, 1, 86400 * 7, &x); c->resume_timeout_s = (int32_t)x; break;
 	case O_QTOKENS: r = int_arg(name, v, 0, 1L << 40, &x); c->max_client_tokens = x; break;
 	case O_QBLOCKS: r = int_arg(name, v, 0, 1L << 31, &x); c->max_client_blocks = x; break;
 	case O_STALL: r = int_arg(name, v, 1, 86400, &x); c->stall_timeout_s = (int32_t)x; break;
@@ -314,6 +324,7 @@ int pf_daemon_config_parse(struct pf_daemon_config *c, int argc, char **argv)
 	c->cq_entries = PF_CQ_DEFAULT;
 	c->payload_bytes = PF_PAYLOAD_DEFAULT;
 	c->static_batch = 8;
+	c->resume_timeout_s = 600;
 
 	/* first pass: only --config, --help and --version */
 	bool explicit_config = false;

@@ -150,6 +150,7 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			pf_session_poll_sq(s);
 		if (t0 - last_timeouts > 10000000) {
 			check_timeouts(d, t0);
+			pf_daemon_parked_expire(d, t0);
 			last_timeouts = t0;
 		}
 		for (struct pf_session *s = d->sessions; s; s = s->next)
@@ -187,16 +188,27 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			sd_notifyf(0, "STOPPING=1\nSTATUS=draining: waiting up to %d s for in-flight requests", d->cfg.drain_timeout_s);
 		}
 		if (atomic_load(&d->draining) && has_work(d) &&
-		    t0 - drain_start > (int64_t)d->cfg.drain_timeout_s * 1000000000) {
-			/* persisting unfinished requests is not built yet: they end
-			 * now, and their clients are told (CANCELLED) */
-			pf_daemon_log(d, PF_LOG_WARN, "drain timeout (%d s): cancelling the requests still running",
+		    t0 - drain_start >= (int64_t)d->cfg.drain_timeout_s * 1000000000) {
+			/* the requests still running are saved for the next start
+			 * (their clients get SUSPENDED and a resume token); what
+			 * cannot be saved — no state file, v1 clients — ends now
+			 * as CANCELLED */
+			pf_daemon_log(d, PF_LOG_INFO, "drain timeout (%d s): saving the requests still running",
 				      d->cfg.drain_timeout_s);
+			int sr = pf_daemon_state_save(d);
+			if (sr == -ENOTSUP)
+				pf_daemon_log(d, PF_LOG_WARN, "no state file (--state-file none): cancelling them instead");
+			else if (sr < 0)
+				pf_daemon_log(d, PF_LOG_ERROR, "saving failed (%s): cancelling them instead", strerror(-sr));
+			d->state_saved = true;
 			for (struct pf_session *s = d->sessions; s; s = s->next)
 				pf_session_cancel_all(s);
 		}
 		if (atomic_load(&d->draining) && !has_work(d)) {
-			pf_daemon_log(d, PF_LOG_INFO, "drained: every request has finished");
+			pf_daemon_log(d, PF_LOG_INFO, "drained: every request has finished or was saved");
+			/* restored requests nobody reclaimed go back to the file */
+			if (!d->state_saved && d->parked)
+				pf_daemon_state_save(d);
 			break;
 		}
 		/* a step that computed nothing (everything paused) must not spin */

@@ -218,7 +218,7 @@ void pf_session_wake(struct pf_session *s)
 	pf_waker_add(&s->d->waker, futex ? &s->d2c->cq_seq : NULL, efd ? s->efd : -1);
 }
 
-static void post_error(struct pf_session *s, uint64_t tag, int code, const char *msg)
+void pf_session_post_error(struct pf_session *s, uint64_t tag, int code, const char *msg)
 {
 	struct pf_cqe e = { .kind = PF_CQ_ERROR, .tag = tag };
 	e.u.err.code = code;
@@ -251,6 +251,12 @@ static void ev_token(void *ctx, uint64_t id, void *user, int32_t index, int32_t 
 {
 	struct pf_dreq *q = user;
 	struct pf_session *s = q->s;
+	if (q->suspended)
+		return;
+	/* after a RESUME the engine replays the sequence's earlier tokens;
+	 * the client already has the first skip[index] of them */
+	if (res->replayed && index >= 0 && index < PF_RESUME_MAX_SEQS && res->gen_index < q->skip[index])
+		return;
 	/* the token's own entry comes last, with the end of its text, so a
 	 * client sees the id once the whole text has arrived */
 	size_t off = post_text_prefix(s, q->tag, (uint8_t)index, text, len);
@@ -316,6 +322,12 @@ static void ev_finish(void *ctx, uint64_t id, void *user, int32_t index, enum pf
 	struct pf_session *s = q->s;
 	uint8_t reason = why == PF_FINISH_STOP ? PF_FINISHED_STOP : why == PF_FINISH_LENGTH ? PF_FINISHED_LENGTH
 			 : why == PF_FINISH_CANCELLED ? PF_FINISHED_CANCELLED : PF_FINISHED_ERROR;
+	if (q->suspended) {
+		/* saved to the state file; the client was told SUSPENDED */
+		if (u->last)
+			dreq_remove(s, q);
+		return;
+	}
 	if (why == PF_FINISH_CANCELLED && q->deadline_ns < 0)
 		reason = PF_FINISHED_DEADLINE;
 	if (why == PF_FINISH_CANCELLED && s->paused && s->d->cfg.stall_timeout_s > 0 &&
@@ -339,6 +351,8 @@ static void ev_beam(void *ctx, uint64_t id, void *user, int32_t rank, const int3
 		    const char *text, size_t len, const struct pf_usage *u)
 {
 	struct pf_dreq *q = user;
+	if (q->suspended)
+		return;
 	/* each hypothesis: its text and score, best first; the request's final
 	 * FINISHED (with LAST) follows from ev_finish */
 	post_finished(q->s, q, rank, PF_FINISHED_STOP, text, len, u, false);
@@ -509,6 +523,16 @@ static int check_quota(const struct pf_session *s, int32_t n_prompt, const struc
 	return 0;
 }
 
+void pf_session_add_req(struct pf_session *s, struct pf_dreq *q)
+{
+	q->prev = NULL;
+	q->next = s->reqs;
+	if (s->reqs)
+		s->reqs->prev = q;
+	s->reqs = q;
+	s->n_inflight++;
+}
+
 static void handle_submit(struct pf_session *s, const struct pf_sqe *e)
 {
 	char err[256] = "";
@@ -518,19 +542,19 @@ static void handle_submit(struct pf_session *s, const struct pf_sqe *e)
 	int r;
 
 	if (atomic_load(&s->d->draining)) {
-		post_error(s, e->tag, ESHUTDOWN, "pinferd is draining; resubmit to the restarted daemon");
+		pf_session_post_error(s, e->tag, ESHUTDOWN, "pinferd is draining; resubmit to the restarted daemon");
 		return;
 	}
 	if (s->n_inflight >= s->d->cfg.max_inflight) {
 		snprintf(err, sizeof(err), "too many requests in flight (limit %d per client)", s->d->cfg.max_inflight);
-		post_error(s, e->tag, EBUSY, err);
+		pf_session_post_error(s, e->tag, EBUSY, err);
 		return;
 	}
 	if (copy_payload(s, e->payload_off, e->payload_len, &in) ||
 	    copy_payload(s, e->stop_off, e->stop_len, &stops) ||
 	    e->n_stop_ids > 16 || copy_payload(s, e->stop_ids_off, e->n_stop_ids * 4, &sid)) {
 		s->bad_entries++;
-		post_error(s, e->tag, EINVAL, "payload, stop strings or stop ids lie outside the payload area");
+		pf_session_post_error(s, e->tag, EINVAL, "payload, stop strings or stop ids lie outside the payload area");
 		goto out;
 	}
 	if (!s->d->engine) {
@@ -575,18 +599,14 @@ static void handle_submit(struct pf_session *s, const struct pf_sqe *e)
 		free(q);
 		if (r == -EINVAL)
 			s->bad_entries++;
-		post_error(s, e->tag, -r, err[0] ? err : strerror(-r));
+		pf_session_post_error(s, e->tag, -r, err[0] ? err : strerror(-r));
 		goto out;
 	}
 	q->quota_tokens = q_tokens;
 	q->quota_blocks = q_blocks;
 	s->quota_tokens += q_tokens;
 	s->quota_blocks += q_blocks;
-	q->next = s->reqs;
-	if (s->reqs)
-		s->reqs->prev = q;
-	s->reqs = q;
-	s->n_inflight++;
+	pf_session_add_req(s, q);
 	s->tokens_in += (uint64_t)n_prompt;
 	if (s->paused)
 		pf_engine_pause(s->d->engine, q->engine_id, true);
@@ -607,6 +627,8 @@ int pf_session_poll_sq(struct pf_session *s)
 		struct pf_sqe e = s->sq[(s->sq_head + i) & (s->sq_n - 1)];
 		if (e.op == PF_OP_SUBMIT) {
 			handle_submit(s, &e);
+		} else if (e.op == PF_OP_RESUME && s->version >= 2) {
+			pf_daemon_resume(s, &e);
 		} else if (e.op == PF_OP_CANCEL) {
 			for (struct pf_dreq *q = s->reqs; q; q = q->next)
 				if (q->tag == e.tag) {
@@ -615,7 +637,7 @@ int pf_session_poll_sq(struct pf_session *s)
 				}
 		} else {
 			s->bad_entries++;
-			post_error(s, e.tag, EINVAL, "unknown submission op");
+			pf_session_post_error(s, e.tag, EINVAL, "unknown submission op");
 		}
 	}
 	s->sq_head += n;

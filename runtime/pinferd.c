@@ -90,6 +90,8 @@ int main(int argc, char **argv)
 			pf_daemon_log(d, PF_LOG_INFO, "batching: static (the baseline), %d requests per batch",
 				      d->cfg.static_batch);
 	}
+	/* requests a previous pinferd saved on its drain wait for their clients */
+	pf_daemon_state_load(d);
 	d->stats_fd = -1;
 	r = pf_daemon_stats_init(d);
 	if (r) {
@@ -124,6 +126,7 @@ int main(int argc, char **argv)
 		pf_session_free(s);
 	}
 	pf_engine_destroy(d->engine);
+	pf_daemon_parked_free(d);
 	pf_waker_destroy(&d->waker);
 	close(d->listen_fd);
 	close(d->signal_fd);

@@ -62,7 +62,8 @@
 #include <stdint.h>
 
 #define PF_PROTO_MAGIC 0x50494e46u /* "PINF" */
-/* v2: a wake eventfd in the welcome, PF_WAIT_EVENTFD in cq_waiting */
+/* v2: a wake eventfd in the welcome, PF_WAIT_EVENTFD in cq_waiting,
+ * SUSPENDED completions and RESUME submissions (drain and restart) */
 #define PF_PROTO_VERSION 2
 #define PF_PROTO_MIN_VERSION 1     /* oldest client version this build serves */
 
@@ -163,7 +164,22 @@ static_assert(offsetof(struct pf_d2c_hdr, sq_head) == 128, "pf_d2c_hdr layout");
 
 /* ---- submission entries ----------------------------------------------------- */
 
-enum pf_sq_op { PF_OP_SUBMIT = 1, PF_OP_CANCEL = 2 };
+/*
+ * RESUME (v2): reattach to a request the daemon suspended (wrote to its state
+ * file on drain) and resumed after a restart.  tag: the client's tag for it
+ * from now on; payload: struct pf_resume_payload.  The daemon replays the
+ * request's tokens after the ones the client says it has.
+ */
+enum pf_sq_op { PF_OP_SUBMIT = 1, PF_OP_CANCEL = 2, PF_OP_RESUME = 3 };
+
+#define PF_RESUME_MAX_SEQS 16
+
+struct pf_resume_payload {
+	uint8_t token[16];        /* from the SUSPENDED completion */
+	uint32_t n_seqs;          /* entries of received[] that are used */
+	uint32_t received[PF_RESUME_MAX_SEQS]; /* tokens the client has of sequence i */
+};
+static_assert(sizeof(struct pf_resume_payload) == 84, "pf_resume_payload layout");
 
 enum pf_input_kind {
 	PF_INPUT_TEXT = 1,    /* payload: UTF-8 prompt */
@@ -210,6 +226,9 @@ enum pf_cq_kind {
 	PF_CQ_FINISHED = 2, /* a sequence (index) of the request ended */
 	PF_CQ_ERROR = 3,    /* the request failed: code + message; no FINISHED follows */
 	PF_CQ_LOGPROBS = 4, /* up to 8 top alternatives of the last TOKENS entry */
+	PF_CQ_SUSPENDED = 5,/* v2: the daemon is stopping and saved the request; reattach with
+			     * RESUME and u.sus.token after it restarts.  Nothing else
+			     * follows for the tag on this connection. */
 };
 
 enum pf_cqe_flags {
@@ -259,6 +278,9 @@ struct pf_cqe {
 			float logprob[8];
 			uint8_t pad[44];
 		} lp;
+		struct {
+			uint8_t token[16];
+		} sus;
 	} u;
 };
 static_assert(sizeof(struct pf_cqe) == 128, "pf_cqe layout");

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pinfer.h"
@@ -50,6 +51,7 @@ struct cli {
 	enum json_mode json;
 	bool quiet;
 	bool show_logprobs;
+	int resume_wait_s;           /* ride out a pinferd restart this long */
 };
 
 /* ---- JSON output (hand-escaped; output only) ------------------------------------ */
@@ -130,6 +132,9 @@ static void json_event(const struct pinfer_event *ev)
 		json_num(f, ev->usage.decode_s);
 		fputs("},\"beam_score\":", f);
 		json_num(f, ev->beam_score);
+		break;
+	case PINFER_EVENT_SUSPENDED:
+		fprintf(f, "{\"event\":\"suspended\",\"tag\":%llu", (unsigned long long)ev->tag);
 		break;
 	case PINFER_EVENT_ERROR:
 		fprintf(f, "{\"event\":\"error\",\"tag\":%llu,\"code\":%d,\"message\":", (unsigned long long)ev->tag,
@@ -281,9 +286,42 @@ static int on_event(void *ctx, const struct pinfer_event *ev)
 		r->error = *ev;
 		r->failed = true;
 		break;
+	case PINFER_EVENT_SUSPENDED:
+		break; /* stream_resuming reconnects once the daemon is gone */
 	}
 	/* non-zero asks pinfer_stream to cancel; it keeps delivering until the end */
 	return g_interrupted;
+}
+
+/*
+ * pinfer_stream, riding out a pinferd restart: a draining daemon suspends
+ * the request (saves it) and goes away; we reconnect for up to
+ * --resume-wait seconds and the stream goes on where it stopped, no token
+ * repeated or skipped.
+ */
+static int stream_resuming(struct pinfer *c, uint64_t tag, struct run *r)
+{
+	int rc = pinfer_stream(c, tag, on_event, r);
+	while (rc == -ECONNRESET && r->cli->resume_wait_s > 0 && pinfer_suspended(c) > 0 && !g_interrupted) {
+		if (!r->cli->quiet)
+			fprintf(stderr, "pinfer: pinferd is restarting; waiting up to %d s to resume the reply\n",
+				r->cli->resume_wait_s);
+		struct timespec t0, now, tick = { .tv_nsec = 200000000 };
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		int rr;
+		while ((rr = pinfer_reconnect(c)) < 0 && !g_interrupted) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec - t0.tv_sec >= r->cli->resume_wait_s)
+				break;
+			nanosleep(&tick, NULL); /* polling for the new daemon's socket */
+		}
+		if (rr < 0)
+			return rc;
+		if (!r->cli->quiet)
+			fprintf(stderr, "pinfer: resumed\n");
+		rc = pinfer_stream(c, tag, on_event, r);
+	}
+	return rc;
 }
 
 static void print_usage_line(const struct run *r)
@@ -457,7 +495,7 @@ static int cmd_generate(struct pinfer *c, const struct cli *cli, int argc, char 
 	free(prompt);
 	if (rc)
 		return submit_error(c, rc);
-	rc = pinfer_stream(c, tag, on_event, &r);
+	rc = stream_resuming(c, tag, &r);
 	int status = finish_run(c, &r, rc);
 	run_free(&r);
 	return status;
@@ -556,7 +594,7 @@ static int cmd_chat(struct pinfer *c, const struct cli *cli)
 				break;
 			continue;
 		}
-		rc = pinfer_stream(c, tag, on_event, &r);
+		rc = stream_resuming(c, tag, &r);
 		int st = finish_run(c, &r, rc);
 		if (r.len[0] && (st == 0 || st == 130)) {
 			/* keep the reply, even a cut one, so the next turn sees it */
@@ -659,8 +697,13 @@ static void usage(FILE *f)
 	      "Chat:\n"
 	      "  --system TEXT            system message opening the conversation\n"
 	      "\n"
+	      "Restarts:\n"
+	      "  --resume-wait N          [60] when pinferd restarts mid-reply (it saves the request on\n"
+	      "                           its drain), reconnect for up to N s and continue; 0 = give up\n"
+	      "\n"
 	      "Output:\n"
-	      "  --json                   one JSON object per event on stdout (token, logprobs, finished, error)\n"
+	      "  --json                   one JSON object per event on stdout (token, logprobs, finished,\n"
+	      "                           suspended, error)\n"
 	      "  --json-summary           one JSON object per reply: texts, finish reasons, usage\n"
 	      "  -q, --quiet              no usage line on stderr\n"
 	      "  -h, --help               this text\n"
@@ -673,7 +716,7 @@ static void usage(FILE *f)
 enum {
 	OPT_SOCKET = 256, OPT_INSTANCE, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REP, OPT_PRES,
 	OPT_FREQ, OPT_SEED, OPT_MAX_TOKENS, OPT_MIN_TOKENS, OPT_STOP, OPT_STOP_ID, OPT_IGNORE_EOS, OPT_LOGPROBS,
-	OPT_BEAM, OPT_LENGTH_PENALTY, OPT_PRIORITY, OPT_DEADLINE, OPT_NO_SPECIAL, OPT_PARSE_SPECIAL, OPT_SYSTEM,
+	OPT_BEAM, OPT_LENGTH_PENALTY, OPT_PRIORITY, OPT_DEADLINE, OPT_RESUME_WAIT, OPT_NO_SPECIAL, OPT_PARSE_SPECIAL, OPT_SYSTEM,
 	OPT_JSON, OPT_JSON_SUMMARY,
 };
 
@@ -698,6 +741,7 @@ static const struct option long_opts[] = {
 	{ "length-penalty", required_argument, NULL, OPT_LENGTH_PENALTY },
 	{ "priority", required_argument, NULL, OPT_PRIORITY },
 	{ "deadline-ms", required_argument, NULL, OPT_DEADLINE },
+	{ "resume-wait", required_argument, NULL, OPT_RESUME_WAIT },
 	{ "no-special", no_argument, NULL, OPT_NO_SPECIAL },
 	{ "parse-special", no_argument, NULL, OPT_PARSE_SPECIAL },
 	{ "system", required_argument, NULL, OPT_SYSTEM },
@@ -852,6 +896,11 @@ static int parse_args(struct cli *cli, int argc, char **argv, int *ret_optind)
 				return bad_value(ch, optarg, "a number of milliseconds");
 			cli->p.deadline_ms = (uint32_t)v;
 			break;
+		case OPT_RESUME_WAIT:
+			if (!parse_long(optarg, 0, 86400, &v))
+				return bad_value(ch, optarg, "a number of seconds");
+			cli->resume_wait_s = (int)v;
+			break;
 		case OPT_NO_SPECIAL:
 			cli->p.add_special = false;
 			break;
@@ -903,6 +952,7 @@ int main(int argc, char **argv)
 	}
 	pinfer_connect_opts_init(&cli.conn);
 	pinfer_params_init(&cli.p);
+	cli.resume_wait_s = 60;
 	status = parse_args(&cli, argc - 1, argv + 1, &optind_after);
 	if (status >= 0)
 		return status;

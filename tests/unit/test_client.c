@@ -749,6 +749,9 @@ static void collect(struct result *r, const struct pinfer_event *ev)
 	case PINFER_EVENT_LOGPROBS:
 		r->n_logprobs++;
 		break;
+	case PINFER_EVENT_SUSPENDED:
+		fail_msg("unexpected SUSPENDED event: no daemon drains in this test");
+		break;
 	}
 	if (ev->last)
 		r->done = true;
