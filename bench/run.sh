@@ -7,6 +7,8 @@
 #      (default 3); medians, spread and our/their ratios.
 #   2. tokenizer: encode/decode MB/s, ours and llama.cpp's on the same text.
 #   3. serving: continuous vs static batching (bench/serve.sh), if built.
+#   4. end-to-end: the same comparison through pinferd from several client
+#      processes (bench/e2e.sh; size with PF_E2E_REQUESTS/_CLIENTS/_MAX_OUTPUT).
 # Results go to stdout and build/bench-*.txt.
 set -uo pipefail
 build=${1:-build} model=${2:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -81,7 +83,7 @@ if [ -x "$build/bin/pinfer-bench-ipc" ]; then
   echo "== IPC share of step time at full load (pinferd on the model, 32 clients)"
   sock=$(mktemp -u /tmp/pinfer-bench-XXXXXX.sock)
   log=$(mktemp)
-  "$build/bin/pinferd" --model "$model" --socket "$sock" --log-level info 2>"$log" &
+  "$build/bin/pinferd" --model "$model" --socket "$sock" --state-file none --log-level info 2>"$log" &
   dpid=$!
   for _ in $(seq 1 600); do [ -S "$sock" ] && break; sleep 0.1; done
   for i in $(seq 1 32); do
@@ -96,4 +98,9 @@ if [ -x "$build/bin/pinfer-bench-serve" ] && [ -f bench/serve.sh ]; then
   echo
   echo "== serving: continuous vs static batching"
   bash bench/serve.sh "$build" "$model"
+fi
+if [ -x "$build/bin/pinfer-bench-e2e" ] && [ -x "$build/bin/pinferd" ] && [ -f bench/e2e.sh ]; then
+  echo
+  echo "== end-to-end through pinferd: continuous vs static batching across client processes"
+  bash bench/e2e.sh "$build" "$model"
 fi

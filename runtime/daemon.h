@@ -182,7 +182,10 @@ struct pf_daemon {
 	int n_sessions;
 	uint64_t next_session_id;
 	_Atomic int n_clients;       /* for the control thread's max_clients check */
-	int log_level;
+	_Atomic int log_level;       /* read by both threads; SIGHUP changes it */
+	int argc;                    /* the command line, read again on SIGHUP */
+	char **argv;
+	struct pf_daemon_config *reload; /* SIGHUP → engine thread, under lock */
 	/* statistics: accumulated privately, published to the read-only segment */
 	struct pf_stats acc;
 	struct pf_stats *stats;
@@ -222,6 +225,13 @@ void pf_daemon_parked_free(struct pf_daemon *d);
  * bookkeeping (list, in-flight count). */
 void pf_session_post_error(struct pf_session *s, uint64_t tag, int code, const char *msg);
 void pf_session_add_req(struct pf_session *s, struct pf_dreq *q);
+
+/* SIGHUP (daemon_reload.c): pf_daemon_reload on the control thread parses
+ * the configuration again, applies its own fields and hands the engine's
+ * to pf_daemon_apply_reload, which the engine thread calls every step.
+ * Both log what changed; neither fails (errors keep the running config). */
+void pf_daemon_reload(struct pf_daemon *d);
+void pf_daemon_apply_reload(struct pf_daemon *d);
 
 /* Control thread body (arg: struct pf_daemon *). */
 void *pf_daemon_control_main(void *arg);

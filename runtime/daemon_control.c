@@ -49,7 +49,7 @@
 void pf_daemon_log(const struct pf_daemon *d, int level, const char *fmt, ...)
 {
 	static const char *const names[] = { "error", "warn", "info", "debug" };
-	if (level > d->log_level)
+	if (level > atomic_load_explicit(&d->log_level, memory_order_relaxed))
 		return;
 	char line[1024];
 	struct timespec ts;
@@ -321,7 +321,7 @@ static int accept_client(struct pf_daemon *d, struct pf_session **ret)
 		.magic = PF_PROTO_MAGIC, .version = h.version, .status = PF_WELCOME_OK,
 		.sq_entries = sq, .cq_entries = cq, .payload_bytes = pl,
 		.c2d_bytes = (uint32_t)s->c2d_bytes, .d2c_bytes = (uint32_t)s->d2c_bytes, .client_id = s->id,
-		.max_inflight = (uint32_t)d->cfg.max_inflight, .bos = -1, .eos = -1,
+		.max_inflight = (uint32_t)__atomic_load_n(&d->cfg.max_inflight, __ATOMIC_RELAXED), .bos = -1, .eos = -1,
 	};
 	if (d->engine) {
 		const struct pf_model *m = pf_engine_model(d->engine);
@@ -363,7 +363,7 @@ static void on_signal(struct pf_daemon *d)
 	/* non-blocking signalfd: take every pending signal */
 	while (read(d->signal_fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			pf_daemon_log(d, PF_LOG_INFO, "SIGHUP: configuration reload is not supported yet; ignoring");
+			pf_daemon_reload(d);
 		} else if (!atomic_load(&d->draining)) {
 			pf_daemon_log(d, PF_LOG_INFO, "%s: draining (no new clients or requests; finishing in-flight ones)",
 				      strsignal((int)si.ssi_signo));

@@ -146,6 +146,7 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			last_status = t0;
 		}
 		take_inbox(d);
+		pf_daemon_apply_reload(d);
 		for (struct pf_session *s = d->sessions; s; s = s->next)
 			pf_session_poll_sq(s);
 		if (t0 - last_timeouts > 10000000) {

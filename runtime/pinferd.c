@@ -26,6 +26,8 @@ int main(int argc, char **argv)
 	if (r)
 		return r > 0 ? 0 : 2;
 	d->log_level = d->cfg.log_level;
+	d->argc = argc;
+	d->argv = argv;
 	d->listen_fd = d->signal_fd = -1;
 	pthread_mutex_init(&d->lock, NULL);
 
@@ -131,6 +133,7 @@ int main(int argc, char **argv)
 	close(d->listen_fd);
 	close(d->signal_fd);
 	pf_daemon_log(d, PF_LOG_INFO, "stopped");
+	free(d->reload);
 	free(d);
 	return 0;
 }

@@ -10,7 +10,7 @@ if [ ! -x "$build/bin/pinfer" ]; then
 fi
 sock=$(mktemp -u /tmp/pinfer-demo-XXXXXX.sock)
 log=$(mktemp /tmp/pinferd-demo-XXXXXX.log)
-"$build/bin/pinferd" --model "$model" --socket "$sock" --log-level warn 2>"$log" &
+"$build/bin/pinferd" --model "$model" --socket "$sock" --state-file none --log-level warn 2>"$log" &
 pid=$!
 cleanup() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$sock" "$log"; }
 trap cleanup EXIT

@@ -44,7 +44,7 @@ wait_for() { # seconds command...
 
 start_daemon() {
   rm -f "$sock"
-  "$build/bin/pinferd" --model "$model" --socket "$sock" --kv-memory 96M --stall-timeout 3 --max-inflight 4 --cq-entries 64 \
+  "$build/bin/pinferd" --model "$model" --socket "$sock" --kv-memory 96M --state-file "$work/state" --stall-timeout 3 --max-inflight 4 --cq-entries 64 \
     --max-tokens-per-client 4000 --max-blocks-per-client 140 \
     --log-level info "$@" >>"$log" 2>&1 &
   dpid=$!

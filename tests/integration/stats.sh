@@ -72,7 +72,7 @@ start_echo() {
 
 start_model() {
   rm -f "$msock"
-  "$build/bin/pinferd" --model "$model" --socket "$msock" --kv-memory 64M --log-level info >>"$work/model.log" 2>&1 &
+  "$build/bin/pinferd" --model "$model" --socket "$msock" --kv-memory 64M --state-file none --log-level info >>"$work/model.log" 2>&1 &
   mpid=$!
   wait_for 120 test -S "$msock" || { echo "model pinferd did not start:"; cat "$work/model.log"; exit 1; }
 }
@@ -354,7 +354,7 @@ grep -q "text/plain; version=0.0.4" < <(python3 -c "import urllib.request,sys; p
 # sees while it runs; afterwards the totals must match what was sent.
 if [ $have_model = 1 ]; then
   rm -f "$ssock"
-  "$build/bin/pinferd" --model "$model" --socket "$ssock" --kv-memory 6M --log-level info >>"$work/small.log" 2>&1 &
+  "$build/bin/pinferd" --model "$model" --socket "$ssock" --kv-memory 6M --state-file none --log-level info >>"$work/small.log" 2>&1 &
   spid=$!
   wait_for 120 test -S "$ssock" || { fail "small-pool pinferd did not start:"; cat "$work/small.log"; }
   "$exporter" --listen 127.0.0.1:0 --socket "$ssock" 2>"$work/exporter2.log" &

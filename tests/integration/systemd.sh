@@ -29,7 +29,7 @@ with open(sys.argv[2], "w") as out:
 PY
 listener=$!
 for _ in $(seq 1 100); do [ -S "$work/notify" ] && break; sleep 0.05; done
-NOTIFY_SOCKET=$work/notify WATCHDOG_USEC=400000 "$build/bin/pinferd" --model "$model" --socket "$work/d.sock" \
+NOTIFY_SOCKET=$work/notify WATCHDOG_USEC=400000 "$build/bin/pinferd" --model "$model" --state-file none --socket "$work/d.sock" \
   --log-level warn 2>"$work/log" &
 d=$!
 for _ in $(seq 1 1200); do grep -q "READY=1" "$work/msgs" 2>/dev/null && break; sleep 0.1; done
