@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -78,7 +79,8 @@ struct fake {
 	/* behaviour, set before start */
 	uint16_t reject_status;      /* answer the hello with this status */
 	const char *reject_msg;
-	int n_fds;                   /* fds sent with the welcome (default 2) */
+	int n_fds;                   /* fds sent with the welcome (default 3) */
+	int efd;                     /* the wake eventfd of the session (v2) */
 	int bad_size;                /* 1: welcome sizes inconsistent; 2: memfd size differs */
 	int tok_bytes;               /* echo bytes per token (default 5) */
 	int64_t idle_ns;             /* idle sleep (default 20 ms) */
@@ -122,10 +124,17 @@ static void fake_wake_client(struct fake *f)
 {
 	/* as pinferd: bump after publishing, then wake only a sleeper */
 	atomic_fetch_add(&f->d2c->cq_seq, 1);
-	if (atomic_load(&f->c2d->cq_waiting)) {
+	uint32_t how = atomic_load(&f->c2d->cq_waiting);
+	if (how) {
 		/* count first: the woken client may check the count at once */
 		atomic_fetch_add(&f->n_wakes, 1);
-		pf_futex_wake(&f->d2c->cq_seq, INT_MAX);
+		if (how & PF_WAIT_FUTEX)
+			pf_futex_wake(&f->d2c->cq_seq, INT_MAX);
+		if ((how & PF_WAIT_EVENTFD) && f->efd >= 0) {
+			uint64_t one = 1;
+			ssize_t k = write(f->efd, &one, sizeof(one));
+			(void)k;
+		}
 	}
 }
 
@@ -224,7 +233,9 @@ static bool in_futex(pid_t tid)
 	if (fscanf(fp, "%ld", &nr) != 1)
 		nr = -1;
 	fclose(fp);
-	return nr == SYS_futex;
+	/* libpinfer sleeps in futex(2), or in io_uring_enter (FUTEX_WAIT or a
+	 * poll of the wake eventfd through its ring), or poll(2) on the eventfd */
+	return nr == SYS_futex || nr == SYS_io_uring_enter || nr == SYS_poll || nr == SYS_ppoll;
 }
 
 static bool starts(const char *s, size_t len, const char *w)
@@ -503,14 +514,17 @@ static int fake_handshake(struct fake *f)
 	w.max_inflight = f->max_inflight;
 	snprintf(w.model, sizeof(w.model), "fake-model");
 
-	int fds[2] = { c2d, d2c };
+	if (f->efd >= 0)
+		close(f->efd);
+	f->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	int fds[3] = { c2d, d2c, f->efd };
 	union {
 		char buf[CMSG_SPACE(sizeof(fds))];
 		struct cmsghdr align;
 	} cbuf;
 	struct iovec iov = { .iov_base = &w, .iov_len = sizeof(w) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf };
-	int nf = f->n_fds ? f->n_fds : 2;
+	int nf = f->n_fds ? f->n_fds : 3;
 	mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nf);
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
 	cm->cmsg_level = SOL_SOCKET;
@@ -599,7 +613,7 @@ static void *fake_main(void *arg)
 static void fake_init(struct fake *f, const char *dir)
 {
 	memset(f, 0, sizeof(*f));
-	f->lfd = f->cfd = -1;
+	f->lfd = f->cfd = f->efd = -1;
 	f->tok_bytes = 5;
 	f->idle_ns = 20 * 1000000;
 	pthread_mutex_init(&f->lock, NULL);
@@ -637,6 +651,9 @@ static void fake_stop(struct fake *f)
 	if (f->lfd >= 0)
 		close(f->lfd);
 	f->lfd = -1;
+	if (f->efd >= 0)
+		close(f->efd);
+	f->efd = -1;
 	unlink(f->path);
 	pthread_mutex_destroy(&f->lock);
 }
@@ -909,7 +926,7 @@ static void test_bad_welcome(void **state)
 	struct pinfer *c = NULL;
 	char err[256];
 	int fds0 = count_fds();
-	/* one fd instead of two */
+	/* one fd instead of three */
 	e->f.n_fds = 1;
 	fake_start(&e->f);
 	assert_int_equal(connect_to(&e->f, 0, 0, 0, &c, err, sizeof(err)), -EPROTO);
