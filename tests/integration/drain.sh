@@ -26,14 +26,8 @@ failures=0
 
 cleanup() { [ -n "$dpid" ] && kill -KILL "$dpid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-ok() { echo "# ok: $*"; }
-wait_for() { # seconds command...
-  local limit=$1; shift
-  local end=$((SECONDS + limit))
-  while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.1; done
-  return 1
-}
+# shellcheck source=lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
 start_daemon() { # extra pinferd options...
   rm -f "$sock"
   "$build/bin/pinferd" --model "$model" --socket "$sock" --kv-memory 96M --state-file "$state" --drain-timeout 1 \
