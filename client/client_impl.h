@@ -33,7 +33,7 @@
 
 #define PF_CLIENT_TEXT_MAX (1u << 20)   /* bytes of text per event */
 #define PF_CLIENT_MAX_PARTIALS 1024     /* open chains; more is a protocol error */
-#define PF_CLIENT_SPINS 2000            /* pause iterations before sleeping */
+#define PF_CLIENT_SPINS 2000            /* pause iterations before sleeping (PINFER_SPINS overrides) */
 #define PF_CLIENT_SLICE_MS 100          /* futex sleep between liveness checks */
 
 /* How pinfer_next sleeps (chosen at connect; see events.c). */
@@ -99,6 +99,7 @@ struct pinfer {
 	/* sleeping */
 	int efd;                        /* wake eventfd from the daemon (v2), else -1 */
 	enum pf_client_wait wait_how;
+	int spins;                      /* pause iterations before sleeping */
 	struct io_uring *ring;          /* private ring for sleeping, created at the first sleep */
 
 	bool gone;                      /* the daemon went away: sticky */

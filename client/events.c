@@ -367,7 +367,14 @@ static void disarm_wait(struct pinfer *c)
 
 void pf_client_pick_wait(struct pinfer *c)
 {
-	const char *force = getenv("PINFER_WAIT");
+	const char *force = getenv("PINFER_WAIT"), *spins = getenv("PINFER_SPINS");
+	/* spinning first saves a sleep and a wake when the answer is near;
+	 * PINFER_SPINS=0 sleeps at once (measurements, CPU-starved hosts) */
+	c->spins = PF_CLIENT_SPINS;
+	if (spins && *spins) {
+		long v = strtol(spins, NULL, 10);
+		c->spins = v < 0 ? 0 : v > 1000000 ? 1000000 : (int)v;
+	}
 	struct pf_uring_caps caps;
 	pf_uring_probe(&caps);
 	if (force && strcmp(force, "futex") == 0)
@@ -530,7 +537,7 @@ int pinfer_next(struct pinfer *c, struct pinfer_event *ev, int timeout_ms)
 			}
 			return -EAGAIN;
 		}
-		for (int i = 0; i < PF_CLIENT_SPINS; i++) {
+		for (int i = 0; i < c->spins; i++) {
 			/* relaxed: only a hint; take_one re-reads with acquire */
 			if (atomic_load_explicit(&c->d2c->cq_tail, memory_order_relaxed) != c->cq_head)
 				break;

@@ -29,7 +29,9 @@
  * only when it announced it sleeps.  It sleeps through io_uring where that
  * works (IORING_OP_FUTEX_WAIT on Linux >= 6.7, else a poll of the daemon's
  * wake eventfd) and with plain futex(2) where io_uring is unavailable;
- * PINFER_NO_IO_URING=1 forces the plain way.  pinfer_wait_method() says
+ * PINFER_NO_IO_URING=1 forces the plain way; PINFER_SPINS=N sets how
+ * many pause iterations it spins first (default 2000; 0 sleeps at once).
+ * pinfer_wait_method() says
  * which.  Applications with their own event loop can fold the wait into it:
  * io_uring loops queue the futex wait themselves (pinfer_prep_futex_wait()),
  * epoll/poll loops watch the eventfd pinfer_wait_fd() returns.

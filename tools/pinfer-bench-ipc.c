@@ -4,9 +4,14 @@
  * Run against `pinferd --echo-backend`, which answers every request at once
  * without a model, so what is measured is libpinfer + rings + wake-ups +
  * the daemon's poll/post loop:
- *   - round trip submit → first completion, p50/p99, with a spinning client
- *     (pinfer_next with timeout 0 in a loop) and a sleeping one (blocking
- *     pinfer_next: futex wait, daemon wakes it);
+ *   - round trip submit → first completion, p50/p99:
+ *       spinning   back to back, the client polling (pinfer_next, timeout 0):
+ *                  the daemon never gets to sleep — the path's floor;
+ *       idle       a pause between requests, so the daemon is asleep and the
+ *                  client's kick has to wake it (futex), client spinning;
+ *       sleeping   the same pause, and the client sleeps at once
+ *                  (PINFER_SPINS=0): both wake-ups, the daemon's and the
+ *                  client's (io_uring FUTEX_WAIT or futex(2));
  *   - completions per second with 1 and with N clients (threads, one
  *     connection each), each keeping its quota of requests in flight.
  */
@@ -45,8 +50,9 @@ static int connect_or_die(struct pinfer **c)
 	return 0;
 }
 
-/* Round trips of single-token requests; spin: poll without sleeping. */
-static int round_trips(int n, bool spin, double *p50, double *p99)
+/* Round trips of single-token requests; spin: poll without sleeping;
+ * gap_us: pause before each request (the daemon goes to sleep). */
+static int round_trips(int n, bool spin, int gap_us, double *p50, double *p99)
 {
 	struct pinfer *c;
 	struct pinfer_params p;
@@ -59,6 +65,10 @@ static int round_trips(int n, bool spin, double *p50, double *p99)
 	p.max_tokens = 1;
 	for (int i = 0; i < n + n / 10; i++) {
 		uint64_t tag;
+		if (gap_us) {
+			struct timespec gap = { .tv_nsec = gap_us * 1000L };
+			nanosleep(&gap, NULL);
+		}
 		double t0 = now_s();
 		r = pinfer_submit_text(c, "x", 1, &p, &tag);
 		if (r)
@@ -175,7 +185,9 @@ int main(int argc, char **argv)
 		case 'h':
 			printf("usage: pinfer-bench-ipc [--socket PATH | --instance NAME] [-n ITERATIONS] [-c CLIENTS] [-t SECONDS]\n"
 			       "\nMeasures the IPC path against `pinferd --echo-backend`: round-trip latency\n"
-			       "(spinning and sleeping client) and completions/s with 1 and CLIENTS clients.\n");
+			       "(back to back with a spinning client; with the daemon idle between requests and\n"
+			       "the client spinning, then sleeping at once) and completions/s with 1 and CLIENTS\n"
+			       "clients.\n");
 			return 0;
 		default: return 2;
 		}
@@ -185,12 +197,21 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	double p50, p99;
-	if (round_trips(n, true, &p50, &p99))
+	if (round_trips(n, true, 0, &p50, &p99))
 		return 1;
-	printf("ipc\tround_trip_spinning_us\tp50 %.2f\tp99 %.2f\n", p50 * 1e6, p99 * 1e6);
-	if (round_trips(n / 4, false, &p50, &p99))
+	printf("ipc\tround_trip_spinning_us\tp50 %.2f\tp99 %.2f\t(back to back)\n", p50 * 1e6, p99 * 1e6);
+	if (round_trips(n / 10, true, 500, &p50, &p99))
 		return 1;
-	printf("ipc\tround_trip_sleeping_us\tp50 %.2f\tp99 %.2f\n", p50 * 1e6, p99 * 1e6);
+	printf("ipc\tround_trip_idle_daemon_us\tp50 %.2f\tp99 %.2f\t(daemon asleep, client spinning)\n", p50 * 1e6,
+	       p99 * 1e6);
+	/* a sleeping client: no spinning at all before it sleeps */
+	setenv("PINFER_SPINS", "0", 1);
+	int rs = round_trips(n / 10, false, 500, &p50, &p99);
+	unsetenv("PINFER_SPINS");
+	if (rs)
+		return 1;
+	printf("ipc\tround_trip_sleeping_us\tp50 %.2f\tp99 %.2f\t(daemon asleep, client sleeping)\n", p50 * 1e6,
+	       p99 * 1e6);
 	double t1 = throughput(1, secs), tn = throughput(clients, secs);
 	printf("ipc\tcompletions_per_s\t1 client %.0f\t%d clients %.0f\n", t1, clients, tn);
 	return t1 < 0 || tn < 0;
