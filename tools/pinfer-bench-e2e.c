@@ -70,23 +70,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "pinfer.h"
 #include "stats.h"
 #include "stats_fmt.h"
 
 #define PROG "pinfer-bench-e2e"
-#define PROMPT_ID_MIN 100 /* below: control and byte tokens */
 #define MAX_CLIENTS 256
 
 /* ---- options ------------------------------------------------------------------ */
-
-enum regime { R_THROUGHPUT = 1, R_LATENCY = 2, R_BOTH = 3 };
 
 struct opts {
 	const char *model, *data, *pinferd, *socket_dir, *kv_memory;
 	int requests, clients, max_output, static_batch, threads, block_size;
 	uint64_t seed;
-	enum regime regime;
+	enum pf_bench_regime regime;
 	double rate, load, run_timeout;
 	bool quiet, keep_logs;
 };
@@ -127,78 +125,7 @@ static void usage(FILE *f)
 		MAX_CLIENTS);
 }
 
-static int parse_long(const char *s, const char *what, long lo, long hi, long *ret)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi) {
-		fprintf(stderr, PROG ": %s wants an integer in %ld..%ld, got '%s'\n", what, lo, hi, s);
-		return -EINVAL;
-	}
-	*ret = v;
-	return 0;
-}
-
-static int parse_int(const char *s, const char *what, int lo, int hi, int *ret)
-{
-	long v;
-	int r = parse_long(s, what, lo, hi, &v);
-	if (!r)
-		*ret = (int)v;
-	return r;
-}
-
-static int parse_double(const char *s, const char *what, double lo, double hi, double *ret)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
-		fprintf(stderr, PROG ": %s wants a number in [%g, %g], got '%s'\n", what, lo, hi, s);
-		return -EINVAL;
-	}
-	*ret = v;
-	return 0;
-}
-
 /* ---- small helpers ------------------------------------------------------------ */
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Sleep s seconds; returns early (-EINTR) when a signal arrives. */
-static int sleep_s(double s)
-{
-	if (s <= 0)
-		return 0;
-	struct timespec ts = { .tv_sec = (time_t)s, .tv_nsec = (long)((s - floor(s)) * 1e9) };
-	return nanosleep(&ts, NULL) ? -errno : 0;
-}
-
-/* SplitMix64, seeded and advanced exactly as pinfer-bench-serve does. */
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-	return z ^ (z >> 31);
-}
-
-static double rng_unit(uint64_t *s)
-{
-	return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static double loadavg1(void)
-{
-	double l[1];
-	return getloadavg(l, 1) == 1 ? l[0] : NAN;
-}
 
 /* CPU seconds (user + system, every thread) process pid has used: fields 14
  * and 15 of /proc/PID/stat, after the parenthesised command name.  NAN when
@@ -221,25 +148,6 @@ static double proc_cpu_s(pid_t pid)
 	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
 		return NAN;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Percentile q (0..100) of v[0..n) with linear interpolation (numpy's
- * default, as pinfer-bench-serve); sorts v.  NAN for n = 0. */
-static double percentile(double *v, int n, double q)
-{
-	if (n <= 0)
-		return NAN;
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	double pos = q / 100.0 * (n - 1);
-	int lo = (int)floor(pos);
-	int hi = lo + 1 < n ? lo + 1 : lo;
-	return v[lo] + (v[hi] - v[lo]) * (pos - lo);
 }
 
 /* Write all of buf (pipes to and from the clients). */
@@ -271,68 +179,8 @@ static void on_signal(int sig)
 
 /* ---- workload ----------------------------------------------------------------- */
 
-struct pair {
-	int32_t prompt, output;
-};
-
-/* Read "prompt<TAB>output" lines ('#' lines are comments). */
-static int load_pairs(const char *path, struct pair **ret, int *ret_n)
-{
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		int e = errno;
-		fprintf(stderr, PROG ": cannot open %s: %s (generate it with bench/sharegpt_lengths.py)\n", path,
-			strerror(e));
-		return e > 0 ? -e : -EIO;
-	}
-	struct pair *v = NULL;
-	int n = 0, cap = 0, line = 0, r = 0;
-	char buf[256];
-	while (fgets(buf, sizeof(buf), f)) {
-		line++;
-		if (buf[0] == '#' || buf[0] == '\n')
-			continue;
-		char *end, *end2 = NULL;
-		errno = 0;
-		long p = strtol(buf, &end, 10);
-		long o = end != buf ? strtol(end, &end2, 10) : 0;
-		if (errno || end == buf || end2 == end || (*end2 && *end2 != '\n') || p < 1 || o < 1 || p > 1 << 20 ||
-		    o > 1 << 20) {
-			fprintf(stderr, PROG ": %s:%d: want two positive integers, got '%.60s'\n", path, line, buf);
-			r = -EINVAL;
-			break;
-		}
-		if (n == cap) {
-			cap = cap ? cap * 2 : 1024;
-			struct pair *nv = realloc(v, sizeof(*v) * (size_t)cap);
-			if (!nv) {
-				r = -ENOMEM;
-				break;
-			}
-			v = nv;
-		}
-		v[n++] = (struct pair){ (int32_t)p, (int32_t)o };
-	}
-	fclose(f);
-	if (!r && n == 0) {
-		fprintf(stderr, PROG ": %s holds no length pairs\n", path);
-		r = -EINVAL;
-	}
-	if (r) {
-		free(v);
-		return r;
-	}
-	*ret = v;
-	*ret_n = n;
-	return 0;
-}
-
-/* One request as every process sees it (built before the clients fork). */
-struct req {
-	int32_t n_prompt, max_tokens;
-	const int32_t *prompt;
-	double t_arrival;        /* seconds after t0 */
-};
+/* The requests themselves are a struct pf_bench_workload (bench_common.h),
+ * built before the clients fork; arrival times count from t0. */
 
 /* What the client that owns a request measured: in the shared mapping, each
  * slot written by exactly one client process and read after it exited. */
@@ -351,66 +199,6 @@ struct shared {
 	struct req_result res[];
 };
 
-struct workload {
-	struct req *reqs;
-	int n;
-	int32_t *tokens;                   /* every prompt, back to back */
-};
-
-static void workload_free(struct workload *w)
-{
-	free(w->reqs);
-	free(w->tokens);
-	memset(w, 0, sizeof(*w));
-}
-
-/* n requests drawn without replacement from pairs (seeded Fisher-Yates, the
- * same draws as pinfer-bench-serve); prompts random ids in
- * [PROMPT_ID_MIN, n_vocab). */
-static int workload_sharegpt(struct workload *w, const struct pair *pairs, int n_pairs, int n, int max_output,
-			     int32_t n_vocab, uint64_t seed)
-{
-	if (n > n_pairs) {
-		fprintf(stderr, PROG ": --requests %d but the data holds only %d pairs\n", n, n_pairs);
-		return -EINVAL;
-	}
-	int *idx = malloc(sizeof(int) * (size_t)n_pairs);
-	if (!idx)
-		return -ENOMEM;
-	for (int i = 0; i < n_pairs; i++)
-		idx[i] = i;
-	uint64_t s = seed ^ 0x5eed0001ULL;
-	size_t total = 0;
-	for (int i = 0; i < n; i++) {
-		int j = i + (int)(rng_next(&s) % (uint64_t)(n_pairs - i));
-		int t = idx[i];
-		idx[i] = idx[j];
-		idx[j] = t;
-		total += (size_t)pairs[idx[i]].prompt;
-	}
-	w->reqs = calloc((size_t)n, sizeof(*w->reqs));
-	w->tokens = malloc(sizeof(int32_t) * (total ? total : 1));
-	w->n = n;
-	if (!w->reqs || !w->tokens) {
-		free(idx);
-		workload_free(w);
-		return -ENOMEM;
-	}
-	int32_t *tok = w->tokens;
-	for (int i = 0; i < n; i++) {
-		struct req *r = &w->reqs[i];
-		const struct pair *p = &pairs[idx[i]];
-		r->n_prompt = p->prompt;
-		r->max_tokens = p->output < max_output ? p->output : max_output;
-		r->prompt = tok;
-		for (int32_t k = 0; k < r->n_prompt; k++)
-			tok[k] = PROMPT_ID_MIN + (int32_t)(rng_next(&s) % (uint64_t)(n_vocab - PROMPT_ID_MIN));
-		tok += r->n_prompt;
-	}
-	free(idx);
-	return 0;
-}
-
 /* ---- the daemon --------------------------------------------------------------- */
 
 struct bench {
@@ -422,7 +210,7 @@ struct bench {
 	char sock[PATH_MAX], log[PATH_MAX], pidfile[PATH_MAX];
 	pid_t clients[MAX_CLIENTS];
 	int n_clients;
-	struct workload w;
+	struct pf_bench_workload w;
 	int32_t n_vocab, max_model_len;
 };
 
@@ -431,14 +219,14 @@ struct bench {
 static int reap(pid_t pid, double timeout_s)
 {
 	int st;
-	double end = now_s() + timeout_s;
+	double end = pf_bench_now_s() + timeout_s;
 	for (;;) {
 		pid_t r = waitpid(pid, &st, WNOHANG);
 		if (r == pid)
 			return st;
 		if (r < 0 && errno != EINTR)
 			return -1;
-		if (now_s() > end)
+		if (pf_bench_now_s() > end)
 			break;
 		struct timespec ts = { 0, 20 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
@@ -572,9 +360,9 @@ static int daemon_start(struct bench *b, const char *name, bool static_batching)
 	co.timeout_ms = 2000;
 	co.err = err;
 	co.err_len = sizeof(err);
-	double deadline = now_s() + 120;
+	double deadline = pf_bench_now_s() + 120;
 	int r = -ETIMEDOUT;
-	while (!g_stop && now_s() < deadline) {
+	while (!g_stop && pf_bench_now_s() < deadline) {
 		int st;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			fprintf(stderr, PROG ": pinferd exited while starting (%s %d)\n",
@@ -594,7 +382,7 @@ static int daemon_start(struct bench *b, const char *name, bool static_batching)
 		}
 		if (r != -ENOENT && r != -ECONNREFUSED)
 			break;
-		sleep_s(0.1);
+		pf_bench_sleep_s(0.1);
 	}
 	if (g_stop)
 		r = -EINTR;
@@ -651,7 +439,7 @@ static int tag_lookup(const uint64_t *tags, const int *idx, int n, uint64_t tag)
 static int client_main(const struct client_args *ca)
 {
 	const struct bench *b = ca->b;
-	const struct workload *w = &b->w;
+	const struct pf_bench_workload *w = &b->w;
 	char err[256] = "";
 	struct pinfer_connect_opts co;
 	pinfer_connect_opts_init(&co);
@@ -694,11 +482,11 @@ static int client_main(const struct client_args *ca)
 
 	int next = 0, done = 0, n_tags = 0;
 	while (done < mine) {
-		double now = now_s();
+		double now = pf_bench_now_s();
 		bool ring_full = false;
 		while (next < mine) {
 			int i = ca->k + next * ca->n_clients;
-			const struct req *q = &w->reqs[i];
+			const struct pf_bench_req *q = &w->reqs[i];
 			if (t0 + q->t_arrival > now)
 				break;
 			p.max_tokens = q->max_tokens;
@@ -712,14 +500,14 @@ static int client_main(const struct client_args *ca)
 				fprintf(stderr, PROG ": client %d: request %d: %s\n", ca->k, i, pinfer_last_error(c));
 				goto out;
 			}
-			ca->sh->res[i].t_submit = now_s();
+			ca->sh->res[i].t_submit = pf_bench_now_s();
 			tags[n_tags] = tag;
 			tidx[n_tags++] = i;
 			next++;
 		}
 		int timeout = -1;
 		if (next < mine && !ring_full) {
-			double dt = t0 + w->reqs[ca->k + next * ca->n_clients].t_arrival - now_s();
+			double dt = t0 + w->reqs[ca->k + next * ca->n_clients].t_arrival - pf_bench_now_s();
 			timeout = dt <= 0 ? 0 : (int)ceil(dt * 1000);
 		}
 		if (pinfer_inflight(c) == 0) {
@@ -730,7 +518,7 @@ static int client_main(const struct client_args *ca)
 				goto out;
 			}
 			/* nothing to read: wait for the next arrival */
-			sleep_s(ring_full ? 0.001 : (double)timeout / 1000);
+			pf_bench_sleep_s(ring_full ? 0.001 : (double)timeout / 1000);
 			continue;
 		}
 		struct pinfer_event ev;
@@ -748,7 +536,7 @@ static int client_main(const struct client_args *ca)
 		switch (ev.kind) {
 		case PINFER_EVENT_TOKEN:
 			if (res->token_events++ == 0)
-				res->t_first = now_s();
+				res->t_first = pf_bench_now_s();
 			break;
 		case PINFER_EVENT_FINISHED:
 			res->gen = ev.usage.generated_tokens;
@@ -759,14 +547,14 @@ static int client_main(const struct client_args *ca)
 			res->decode_s = (float)ev.usage.decode_s;
 			res->reason = (int32_t)ev.reason;
 			if (ev.last) {
-				res->t_done = now_s();
+				res->t_done = pf_bench_now_s();
 				res->status = ev.reason == PINFER_FINISH_LENGTH && res->gen == w->reqs[i].max_tokens
 					      ? RS_OK : RS_SHORT;
 				done++;
 			}
 			break;
 		case PINFER_EVENT_ERROR:
-			res->t_done = now_s();
+			res->t_done = pf_bench_now_s();
 			res->status = RS_ERROR;
 			res->error = ev.error;
 			fprintf(stderr, PROG ": client %d: request %d: error %d: %s\n", ca->k, i, ev.error, ev.message);
@@ -791,7 +579,7 @@ struct run_result {
 	int n, n_failed, clients;
 	double offered_rate;
 	double duration, out_tok_s, total_tok_s, req_s;
-	double ttft_p50, ttft_p99, tpot_p50, tpot_p99, e2e_p50, e2e_p99;
+	struct pf_bench_latency lat;
 	double d_ttft_p50, d_ttft_p99, d_queue_p50;        /* the daemon's view */
 	uint64_t gen_tokens, prompt_tokens;
 	int peak_running, peak_kv_used, kv_total;
@@ -817,7 +605,7 @@ static int run_once(struct bench *b, const char *regime, const char *mode, bool 
 	int rc = daemon_start(b, name, static_batching);
 	if (rc)
 		return rc;
-	struct workload *w = &b->w;
+	struct pf_bench_workload *w = &b->w;
 	size_t sh_bytes = sizeof(struct shared) + sizeof(struct req_result) * (size_t)w->n;
 	struct shared *sh = mmap(NULL, sh_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	int ready[2] = { -1, -1 }, go[2] = { -1, -1 };
@@ -886,20 +674,20 @@ static int run_once(struct bench *b, const char *regime, const char *mode, bool 
 	stats_src_read(&ss, &st0);
 
 	/* go */
-	res->load_start = loadavg1();
+	res->load_start = pf_bench_loadavg1();
 	double cpu0 = proc_cpu_s(b->daemon);
-	sh->t0 = now_s() + 0.01;
+	sh->t0 = pf_bench_now_s() + 0.01;
 	close(go[1]);
 	go[1] = -1;
 
 	int alive = nc;
-	double last_note = now_s(), deadline = sh->t0 + o->run_timeout;
+	double last_note = pf_bench_now_s(), deadline = sh->t0 + o->run_timeout;
 	while (alive > 0) {
 		if (g_stop) {
 			rc = -EINTR;
 			goto out;
 		}
-		if (now_s() > deadline) {
+		if (pf_bench_now_s() > deadline) {
 			fprintf(stderr, PROG ": %s: not done after %.0f s (--run-timeout)\n", name, o->run_timeout);
 			rc = -ETIMEDOUT;
 			goto out;
@@ -929,8 +717,8 @@ static int run_once(struct bench *b, const char *regime, const char *mode, bool 
 			if (st.kv_blocks_used > res->peak_kv_used)
 				res->peak_kv_used = st.kv_blocks_used;
 		}
-		if (!o->quiet && now_s() - last_note > 10) {
-			last_note = now_s();
+		if (!o->quiet && pf_bench_now_s() - last_note > 10) {
+			last_note = pf_bench_now_s();
 			int n_done = 0;
 			for (int i = 0; i < w->n; i++)
 				n_done += sh->res[i].status != RS_PENDING;
@@ -938,16 +726,16 @@ static int run_once(struct bench *b, const char *regime, const char *mode, bool 
 				name, last_note - sh->t0, n_done, w->n, st.running, st.waiting, st.kv_blocks_used,
 				st.kv_blocks_total);
 		}
-		sleep_s(0.02);
+		pf_bench_sleep_s(0.02);
 	}
 	b->n_clients = 0;
-	res->load_end = loadavg1();
+	res->load_end = pf_bench_loadavg1();
 	res->daemon_cpu_s = proc_cpu_s(b->daemon) - cpu0;
 	/* the daemon publishes its stats once more before it sleeps */
 	for (int tries = 0; tries < 50; tries++) {
 		if (stats_src_read(&ss, &st) == 0 && st.running == 0 && st.waiting == 0)
 			break;
-		sleep_s(0.02);
+		pf_bench_sleep_s(0.02);
 	}
 	res->steps = st.steps_total - st0.steps_total;
 	res->preemptions = st.preemptions_total - st0.preemptions_total;
@@ -985,15 +773,10 @@ static int run_once(struct bench *b, const char *regime, const char *mode, bool 
 	res->out_tok_s = (double)res->gen_tokens / res->duration;
 	res->total_tok_s = (double)(res->gen_tokens + res->prompt_tokens) / res->duration;
 	res->req_s = (double)n_ok / res->duration;
-	res->ttft_p50 = percentile(ttft, n_ok, 50);
-	res->ttft_p99 = percentile(ttft, n_ok, 99);
-	res->tpot_p50 = percentile(tpot, n_tpot, 50);
-	res->tpot_p99 = percentile(tpot, n_tpot, 99);
-	res->e2e_p50 = percentile(e2e, n_ok, 50);
-	res->e2e_p99 = percentile(e2e, n_ok, 99);
-	res->d_ttft_p50 = percentile(dttft, n_ok, 50);
-	res->d_ttft_p99 = percentile(dttft, n_ok, 99);
-	res->d_queue_p50 = percentile(dq, n_ok, 50);
+	pf_bench_latency_from(&res->lat, ttft, e2e, n_ok, tpot, n_tpot);
+	res->d_ttft_p50 = pf_bench_percentile(dttft, n_ok, 50);
+	res->d_ttft_p99 = pf_bench_percentile(dttft, n_ok, 99);
+	res->d_queue_p50 = pf_bench_percentile(dq, n_ok, 50);
 	if (res->n_failed)
 		fprintf(stderr, PROG ": %s: %d requests did not finish with exactly max_tokens tokens\n", name,
 			res->n_failed);
@@ -1024,32 +807,20 @@ out:
 
 /* ---- report ------------------------------------------------------------------- */
 
+#define LABEL_W 32 /* the label column */
+
 static void row(const char *name, double a, double b, const char *fmt, double scale)
 {
-	char buf[64];
-	printf("  %-32s", name);
-	snprintf(buf, sizeof(buf), fmt, a * scale);
-	printf(" %12s", isfinite(a) ? buf : "n/a");
-	snprintf(buf, sizeof(buf), fmt, b * scale);
-	printf(" %12s", isfinite(b) ? buf : "n/a");
-	if (isfinite(a) && isfinite(b) && b > 0)
-		printf("  %9.2fx", a / b);
-	printf("\n");
+	pf_bench_row(LABEL_W, name, a, b, fmt, scale);
 }
 
 static void print_pair(const char *title, const struct run_result *c, const struct run_result *s)
 {
-	printf("\n== %s ==\n", title);
-	printf("  %-32s %12s %12s %11s\n", "", "continuous", "static", "cont/static");
+	pf_bench_table_head(LABEL_W, title);
 	row("requests/s", c->req_s, s->req_s, "%.3f", 1);
 	row("output tokens/s", c->out_tok_s, s->out_tok_s, "%.1f", 1);
 	row("total tokens/s (prompt+output)", c->total_tok_s, s->total_tok_s, "%.1f", 1);
-	row("TTFT p50 (s)", c->ttft_p50, s->ttft_p50, "%.3f", 1);
-	row("TTFT p99 (s)", c->ttft_p99, s->ttft_p99, "%.3f", 1);
-	row("TPOT p50 (ms)", c->tpot_p50, s->tpot_p50, "%.1f", 1e3);
-	row("TPOT p99 (ms)", c->tpot_p99, s->tpot_p99, "%.1f", 1e3);
-	row("e2e latency p50 (s)", c->e2e_p50, s->e2e_p50, "%.2f", 1);
-	row("e2e latency p99 (s)", c->e2e_p99, s->e2e_p99, "%.2f", 1);
+	pf_bench_rows_latency(LABEL_W, &c->lat, &s->lat);
 	row("daemon TTFT p50 (s)", c->d_ttft_p50, s->d_ttft_p50, "%.3f", 1);
 	row("daemon queue time p50 (s)", c->d_queue_p50, s->d_queue_p50, "%.3f", 1);
 	row("peak running seqs (sampled)", c->peak_running, s->peak_running, "%.0f", 1);
@@ -1064,8 +835,7 @@ static void print_pair(const char *title, const struct run_result *c, const stru
 	row("output tokens per daemon CPU-s", (double)c->gen_tokens / c->daemon_cpu_s,
 	    (double)s->gen_tokens / s->daemon_cpu_s, "%.1f", 1);
 	row("IPC share of daemon loop (%)", c->ipc_share, s->ipc_share, "%.3f", 1);
-	printf("  %-32s %5.1f->%-6.1f %5.1f->%-6.1f\n", "load average (start->end)", c->load_start, c->load_end,
-	       s->load_start, s->load_end);
+	pf_bench_row_load(LABEL_W, c->load_start, c->load_end, s->load_start, s->load_end);
 	if (c->n_failed || s->n_failed)
 		printf("  (requests that did not finish with exactly max_tokens tokens: continuous %d, static %d;\n"
 		       "   they are left out of the rates and latencies)\n", c->n_failed, s->n_failed);
@@ -1086,9 +856,9 @@ static void tsv_row(const struct run_result *r)
 	       "%.4f\t%.4f\t%.4f\t%d\t%d\t%d\t%llu\t%llu\t%.3f\t%.2f\t%.3f\t%.2f\t%.2f\n",
 	       r->regime, r->mode, r->clients, r->n, r->n_failed, r->offered_rate, r->duration,
 	       (unsigned long long)r->gen_tokens, (unsigned long long)r->prompt_tokens, r->req_s, r->out_tok_s,
-	       r->total_tok_s, r->ttft_p50, r->ttft_p99, r->tpot_p50, r->tpot_p99, r->e2e_p50, r->e2e_p99,
-	       r->d_ttft_p50, r->d_ttft_p99, r->d_queue_p50, r->peak_running, r->peak_kv_used, r->kv_total,
-	       (unsigned long long)r->steps, (unsigned long long)r->preemptions,
+	       r->total_tok_s, r->lat.ttft_p50, r->lat.ttft_p99, r->lat.tpot_p50, r->lat.tpot_p99, r->lat.e2e_p50,
+	       r->lat.e2e_p99, r->d_ttft_p50, r->d_ttft_p99, r->d_queue_p50, r->peak_running, r->peak_kv_used,
+	       r->kv_total, (unsigned long long)r->steps, (unsigned long long)r->preemptions,
 	       r->steps ? (double)r->gen_tokens / (double)r->steps : 0.0, r->daemon_cpu_s, r->ipc_share,
 	       r->load_start, r->load_end);
 }
@@ -1099,38 +869,22 @@ static void tsv_row(const struct run_result *r)
 static int build_workload(struct bench *b)
 {
 	const struct opts *o = b->o;
-	if (b->n_vocab <= PROMPT_ID_MIN) {
+	if (b->n_vocab <= PF_BENCH_PROMPT_ID_MIN) {
 		fprintf(stderr, PROG ": the model's vocabulary (%d) is too small for synthetic prompts\n", b->n_vocab);
 		return -EINVAL;
 	}
-	struct pair *pairs = NULL;
-	int n_pairs = 0;
-	int rc = load_pairs(o->data, &pairs, &n_pairs);
+	int rc = pf_bench_workload_sharegpt(PROG, o->data, o->requests, o->max_output, b->n_vocab, o->seed, &b->w);
 	if (rc)
 		return rc;
-	rc = workload_sharegpt(&b->w, pairs, n_pairs, o->requests, o->max_output, b->n_vocab, o->seed);
-	free(pairs);
-	if (rc)
-		return rc;
-	int64_t sp = 0, so = 0;
-	int32_t mp = 0, mo = 0;
 	for (int i = 0; i < b->w.n; i++) {
-		const struct req *r = &b->w.reqs[i];
+		const struct pf_bench_req *r = &b->w.reqs[i];
 		if (r->n_prompt + r->max_tokens > b->max_model_len) {
 			fprintf(stderr, PROG ": request %d needs %d tokens of context; the daemon allows %d (raise "
 				"--kv-memory or lower --max-output)\n", i, r->n_prompt + r->max_tokens, b->max_model_len);
 			return -EINVAL;
 		}
-		sp += r->n_prompt;
-		so += r->max_tokens;
-		mp = r->n_prompt > mp ? r->n_prompt : mp;
-		mo = r->max_tokens > mo ? r->max_tokens : mo;
 	}
-	printf("workload: %d requests drawn from %s (seed %llu) over %d client processes: prompt tokens mean %.1f "
-	       "max %d; output tokens mean %.1f max %d (capped at %d); %lld output tokens in all\n",
-	       b->w.n, o->data, (unsigned long long)o->seed, o->clients, (double)sp / b->w.n, mp, (double)so / b->w.n,
-	       mo, o->max_output, (long long)so);
-	fflush(stdout);
+	pf_bench_workload_print(&b->w, o->data, o->seed, o->clients, o->max_output);
 	return 0;
 }
 
@@ -1139,8 +893,8 @@ static int run_all(struct bench *b, struct run_result *out, int *n_out)
 	const struct opts *o = b->o;
 	struct run_result tc, ts;
 	int rc;
-	bool need_static = (o->regime & R_THROUGHPUT) || o->rate <= 0;
-	if (o->regime & R_THROUGHPUT) {
+	bool need_static = (o->regime & PF_BENCH_THROUGHPUT) || o->rate <= 0;
+	if (o->regime & PF_BENCH_THROUGHPUT) {
 		if ((rc = run_once(b, "throughput", "continuous", false, &tc)))
 			return rc;
 	}
@@ -1148,37 +902,26 @@ static int run_all(struct bench *b, struct run_result *out, int *n_out)
 		if ((rc = run_once(b, "throughput", "static", true, &ts)))
 			return rc;
 	}
-	if (o->regime & R_THROUGHPUT) {
+	if (o->regime & PF_BENCH_THROUGHPUT) {
 		print_pair("throughput: every request at t = 0, across client processes", &tc, &ts);
 		out[(*n_out)++] = tc;
 		out[(*n_out)++] = ts;
 		fflush(stdout);
 	}
-	if (o->regime & R_LATENCY) {
+	if (o->regime & PF_BENCH_LATENCY) {
 		double rate = o->rate > 0 ? o->rate : o->load * ts.req_s;
 		if (!(rate > 0)) {
 			fprintf(stderr, PROG ": the static run measured no throughput; give --rate\n");
 			return -EINVAL;
 		}
-		uint64_t s = o->seed ^ 0x5eed0003ULL;
-		double t = 0;
-		for (int i = 0; i < b->w.n; i++) {
-			t += -log(1.0 - rng_unit(&s)) / rate;
-			b->w.reqs[i].t_arrival = t;
-		}
+		pf_bench_workload_arrivals(&b->w, o->seed, rate);
 		struct run_result lc, ls;
 		if ((rc = run_once(b, "latency", "continuous", false, &lc)) ||
 		    (rc = run_once(b, "latency", "static", true, &ls)))
 			return rc;
 		lc.offered_rate = ls.offered_rate = rate;
 		char title[256];
-		if (o->rate > 0)
-			snprintf(title, sizeof(title), "latency: Poisson arrivals at %.3f requests/s (--rate), seed %llu", rate,
-				 (unsigned long long)o->seed);
-		else
-			snprintf(title, sizeof(title),
-				 "latency: Poisson arrivals at %.3f requests/s = %.0f%% of static capacity %.3f req/s, seed %llu",
-				 rate, o->load * 100, ts.req_s, (unsigned long long)o->seed);
+		pf_bench_latency_title(title, sizeof(title), o->rate > 0, rate, o->load, ts.req_s, o->seed);
 		print_pair(title, &lc, &ls);
 		printf("  (arrivals span %.1f s; latencies count from each request's arrival)\n",
 		       b->w.reqs[b->w.n - 1].t_arrival);
@@ -1246,7 +989,7 @@ int main(int argc, char **argv)
 		.static_batch = 8,
 		.block_size = 16,
 		.seed = 1,
-		.regime = R_BOTH,
+		.regime = PF_BENCH_BOTH,
 		.load = 0.8,
 		.run_timeout = 3600,
 	};
@@ -1256,38 +999,24 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'm': o.model = optarg; break;
 		case O_DATA: o.data = optarg; break;
-		case 'n': if (parse_int(optarg, "--requests", 1, 1 << 20, &o.requests)) return 2; break;
-		case 'c': if (parse_int(optarg, "--clients", 1, MAX_CLIENTS, &o.clients)) return 2; break;
-		case O_MAXOUT: if (parse_int(optarg, "--max-output", 1, 1 << 20, &o.max_output)) return 2; break;
+		case 'n': if (pf_bench_parse_int(PROG, optarg, "--requests", 1, 1 << 20, &o.requests)) return 2; break;
+		case 'c': if (pf_bench_parse_int(PROG, optarg, "--clients", 1, MAX_CLIENTS, &o.clients)) return 2; break;
+		case O_MAXOUT: if (pf_bench_parse_int(PROG, optarg, "--max-output", 1, 1 << 20, &o.max_output)) return 2; break;
 		case O_KVMEM: o.kv_memory = optarg; break;
-		case O_BS:
-			if (parse_int(optarg, "--block-size", 8, 32, &o.block_size)) return 2;
-			if (o.block_size != 8 && o.block_size != 16 && o.block_size != 32) {
-				fprintf(stderr, PROG ": --block-size must be 8, 16 or 32, got %d\n", o.block_size);
-				return 2;
-			}
+		case O_BS: if (pf_bench_parse_block_size(PROG, optarg, &o.block_size)) return 2; break;
+		case O_STATIC: if (pf_bench_parse_int(PROG, optarg, "--static-batch", 1, 65536, &o.static_batch)) return 2; break;
+		case 't': if (pf_bench_parse_int(PROG, optarg, "--threads", 0, 1024, &o.threads)) return 2; break;
+		case O_SEED:
+			if (pf_bench_parse_long(PROG, optarg, "--seed", 0, __LONG_MAX__, &lv)) return 2;
+			o.seed = (uint64_t)lv;
 			break;
-		case O_STATIC: if (parse_int(optarg, "--static-batch", 1, 65536, &o.static_batch)) return 2; break;
-		case 't': if (parse_int(optarg, "--threads", 0, 1024, &o.threads)) return 2; break;
-		case O_SEED: if (parse_long(optarg, "--seed", 0, __LONG_MAX__, &lv)) return 2; o.seed = (uint64_t)lv; break;
-		case O_REGIME:
-			if (!strcmp(optarg, "throughput"))
-				o.regime = R_THROUGHPUT;
-			else if (!strcmp(optarg, "latency"))
-				o.regime = R_LATENCY;
-			else if (!strcmp(optarg, "both"))
-				o.regime = R_BOTH;
-			else {
-				fprintf(stderr, PROG ": --regime wants throughput, latency or both, got '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case O_RATE: if (parse_double(optarg, "--rate", 1e-6, 1e6, &o.rate)) return 2; break;
-		case O_LOAD: if (parse_double(optarg, "--load", 0.01, 10, &o.load)) return 2; break;
+		case O_REGIME: if (pf_bench_parse_regime(PROG, optarg, &o.regime)) return 2; break;
+		case O_RATE: if (pf_bench_parse_double(PROG, optarg, "--rate", 1e-6, 1e6, &o.rate)) return 2; break;
+		case O_LOAD: if (pf_bench_parse_double(PROG, optarg, "--load", 0.01, 10, &o.load)) return 2; break;
 		case O_PINFERD: o.pinferd = optarg; break;
 		case O_SOCKDIR: o.socket_dir = optarg; break;
 		case O_KEEP: o.keep_logs = true; break;
-		case O_TIMEOUT: if (parse_double(optarg, "--run-timeout", 1, 1e6, &o.run_timeout)) return 2; break;
+		case O_TIMEOUT: if (pf_bench_parse_double(PROG, optarg, "--run-timeout", 1, 1e6, &o.run_timeout)) return 2; break;
 		case 'q': o.quiet = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -1338,7 +1067,7 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 
-	double t_start = now_s();
+	double t_start = pf_bench_now_s();
 	struct run_result res[4];
 	int n_res = 0;
 	/* a first daemon for the vocabulary size and context limit */
@@ -1371,10 +1100,10 @@ int main(int argc, char **argv)
 	if (o.keep_logs && !o.quiet)
 		fprintf(stderr, PROG ": daemon logs in %s\n", b.dir);
 	remove_dir(&b);
-	workload_free(&b.w);
+	pf_bench_workload_free(&b.w);
 	if (g_stop)
 		fprintf(stderr, PROG ": stopped by signal %d\n", (int)g_stop);
 	if (!o.quiet)
-		fprintf(stderr, PROG ": total %.1f s\n", now_s() - t_start);
+		fprintf(stderr, PROG ": total %.1f s\n", pf_bench_now_s() - t_start);
 	return rc ? 1 : 0;
 }

@@ -65,24 +65,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "engine.h"
 #include "model.h"
 
 #define PROG "pinfer-bench-serve"
-#define PROMPT_ID_MIN 100 /* below: control and byte tokens */
 
 /* ---- options ------------------------------------------------------------------ */
-
-enum regime { R_THROUGHPUT = 1, R_LATENCY = 2, R_BOTH = 3 };
 
 struct opts {
 	const char *model, *data;
 	int requests, max_output, static_batch, threads, block_size, max_batched, max_seqs;
 	int64_t kv_memory;
 	uint64_t seed;
-	enum regime regime;
+	enum pf_bench_regime regime;
 	double rate;           /* latency regime: 0 = 80% of static capacity */
 	double load;           /* fraction of static capacity (default 0.8) */
 	bool prefix, prefix_only;
@@ -125,93 +122,7 @@ static void usage(FILE *f)
 		"(it runs it if --regime latency is given alone).\n");
 }
 
-static int parse_long(const char *s, const char *what, long lo, long hi, long *ret)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi) {
-		fprintf(stderr, PROG ": %s wants an integer in %ld..%ld, got '%s'\n", what, lo, hi, s);
-		return -EINVAL;
-	}
-	*ret = v;
-	return 0;
-}
-
-static int parse_int(const char *s, const char *what, int lo, int hi, int *ret)
-{
-	long v;
-	int r = parse_long(s, what, lo, hi, &v);
-	if (!r)
-		*ret = (int)v;
-	return r;
-}
-
-static int parse_double(const char *s, const char *what, double lo, double hi, double *ret)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
-		fprintf(stderr, PROG ": %s wants a number in [%g, %g], got '%s'\n", what, lo, hi, s);
-		return -EINVAL;
-	}
-	*ret = v;
-	return 0;
-}
-
-static int parse_size(const char *s, int64_t *ret)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	double mul = 1;
-	if (end != s && (*end == 'K' || *end == 'k'))
-		mul = 1024, end++;
-	else if (end != s && (*end == 'M' || *end == 'm'))
-		mul = 1024.0 * 1024, end++;
-	else if (end != s && (*end == 'G' || *end == 'g'))
-		mul = 1024.0 * 1024 * 1024, end++;
-	if (errno || end == s || *end || !isfinite(v) || v <= 0 || v * mul > 1e15) {
-		fprintf(stderr, PROG ": --kv-memory wants a size like 64M, got '%s'\n", s);
-		return -EINVAL;
-	}
-	*ret = (int64_t)(v * mul);
-	return 0;
-}
-
 /* ---- small helpers ------------------------------------------------------------ */
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void sleep_s(double s)
-{
-	if (s <= 0)
-		return;
-	struct timespec ts = { .tv_sec = (time_t)s, .tv_nsec = (long)((s - floor(s)) * 1e9) };
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
-
-/* SplitMix64: a small, well-mixed, seedable stream. */
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-	return z ^ (z >> 31);
-}
-
-/* Uniform in [0, 1), 53 bits. */
-static double rng_unit(uint64_t *s)
-{
-	return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
-}
 
 /* CPU time this process has used so far, every thread. */
 static double cpu_time_s(void)
@@ -223,95 +134,10 @@ static double cpu_time_s(void)
 	       ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) * 1e-6;
 }
 
-/* The 1-minute load average (other work on the machine skews timings). */
-static double loadavg1(void)
-{
-	double l[1];
-	return getloadavg(l, 1) == 1 ? l[0] : NAN;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Percentile q (0..100) of v[0..n) with linear interpolation (numpy's
- * default); sorts v.  NAN for n = 0. */
-static double percentile(double *v, int n, double q)
-{
-	if (n <= 0)
-		return NAN;
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	double pos = q / 100.0 * (n - 1);
-	int lo = (int)floor(pos);
-	int hi = lo + 1 < n ? lo + 1 : lo;
-	return v[lo] + (v[hi] - v[lo]) * (pos - lo);
-}
-
 /* ---- workload ----------------------------------------------------------------- */
 
-struct pair {
-	int32_t prompt, output;
-};
-
-/* Read "prompt<TAB>output" lines ('#' lines are comments). */
-static int load_pairs(const char *path, struct pair **ret, int *ret_n)
-{
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		int e = errno;
-		fprintf(stderr, PROG ": cannot open %s: %s (generate it with bench/sharegpt_lengths.py)\n", path,
-			strerror(e));
-		return e > 0 ? -e : -EIO;
-	}
-	struct pair *v = NULL;
-	int n = 0, cap = 0, line = 0, r = 0;
-	char buf[256];
-	while (fgets(buf, sizeof(buf), f)) {
-		line++;
-		if (buf[0] == '#' || buf[0] == '\n')
-			continue;
-		long p, o;
-		char *end, *end2;
-		errno = 0;
-		p = strtol(buf, &end, 10);
-		o = end != buf ? strtol(end, &end2, 10) : 0;
-		if (errno || end == buf || end2 == end || (*end2 && *end2 != '\n') || p < 1 || o < 1 || p > 1 << 20 ||
-		    o > 1 << 20) {
-			fprintf(stderr, PROG ": %s:%d: want two positive integers, got '%.60s'\n", path, line, buf);
-			r = -EINVAL;
-			break;
-		}
-		if (n == cap) {
-			cap = cap ? cap * 2 : 1024;
-			struct pair *nv = realloc(v, sizeof(*v) * (size_t)cap);
-			if (!nv) {
-				r = -ENOMEM;
-				break;
-			}
-			v = nv;
-		}
-		v[n++] = (struct pair){ (int32_t)p, (int32_t)o };
-	}
-	fclose(f);
-	if (!r && n == 0) {
-		fprintf(stderr, PROG ": %s holds no length pairs\n", path);
-		r = -EINVAL;
-	}
-	if (r) {
-		free(v);
-		return r;
-	}
-	*ret = v;
-	*ret_n = n;
-	return 0;
-}
-
+/* What one run saw of a request (the engine's callbacks get a pointer to it). */
 struct req {
-	int32_t n_prompt, max_tokens;
-	int32_t *prompt;
-	double t_arrival;        /* offset from the run's start */
 	int after;               /* submit only once request `after` is done (-1: no wait) */
 	/* filled while running */
 	double t_submit, t_first, t_done; /* absolute */
@@ -321,93 +147,57 @@ struct req {
 };
 
 struct workload {
-	struct req *reqs;
-	int n;
-	int32_t *tokens;         /* every prompt, back to back */
+	struct pf_bench_workload q;      /* what is asked */
+	struct req *run;                 /* (q.n) */
 };
 
 static void workload_free(struct workload *w)
 {
-	free(w->reqs);
-	free(w->tokens);
-	memset(w, 0, sizeof(*w));
+	pf_bench_workload_free(&w->q);
+	free(w->run);
+	w->run = NULL;
 }
 
-static int workload_alloc(struct workload *w, int n, size_t n_tokens)
+/* The run records for w->q, no request waiting for another.  Returns 0 or
+ * -ENOMEM (w freed). */
+static int workload_add_runs(struct workload *w)
 {
-	w->reqs = calloc((size_t)n, sizeof(*w->reqs));
-	w->tokens = malloc(sizeof(int32_t) * (n_tokens ? n_tokens : 1));
-	w->n = n;
-	if (!w->reqs || !w->tokens) {
+	w->run = calloc((size_t)w->q.n, sizeof(*w->run));
+	if (!w->run) {
 		workload_free(w);
 		return -ENOMEM;
 	}
-	for (int i = 0; i < n; i++)
-		w->reqs[i].after = -1;
+	for (int i = 0; i < w->q.n; i++)
+		w->run[i].after = -1;
 	return 0;
 }
 
-/* n requests drawn without replacement from pairs (seeded Fisher-Yates);
- * prompts random ids in [PROMPT_ID_MIN, n_vocab). */
-static int workload_sharegpt(struct workload *w, const struct pair *pairs, int n_pairs, int n, int max_output,
-			     int32_t n_vocab, uint64_t seed)
+/* o->requests requests, the same as pinfer-bench-e2e draws (bench_common.h). */
+static int workload_sharegpt(struct workload *w, const struct opts *o, int32_t n_vocab)
 {
-	if (n > n_pairs) {
-		fprintf(stderr, PROG ": --requests %d but the data holds only %d pairs\n", n, n_pairs);
-		return -EINVAL;
-	}
-	int *idx = malloc(sizeof(int) * (size_t)n_pairs);
-	if (!idx)
-		return -ENOMEM;
-	for (int i = 0; i < n_pairs; i++)
-		idx[i] = i;
-	uint64_t s = seed ^ 0x5eed0001ULL;
-	size_t total = 0;
-	for (int i = 0; i < n; i++) {
-		int j = i + (int)(rng_next(&s) % (uint64_t)(n_pairs - i));
-		int t = idx[i];
-		idx[i] = idx[j];
-		idx[j] = t;
-		total += (size_t)pairs[idx[i]].prompt;
-	}
-	if (workload_alloc(w, n, total)) {
-		free(idx);
-		return -ENOMEM;
-	}
-	int32_t *tok = w->tokens;
-	for (int i = 0; i < n; i++) {
-		struct req *r = &w->reqs[i];
-		const struct pair *p = &pairs[idx[i]];
-		r->n_prompt = p->prompt;
-		r->max_tokens = p->output < max_output ? p->output : max_output;
-		r->prompt = tok;
-		for (int32_t k = 0; k < r->n_prompt; k++)
-			tok[k] = PROMPT_ID_MIN + (int32_t)(rng_next(&s) % (uint64_t)(n_vocab - PROMPT_ID_MIN));
-		tok += r->n_prompt;
-	}
-	free(idx);
-	return 0;
+	int rc = pf_bench_workload_sharegpt(PROG, o->data, o->requests, o->max_output, n_vocab, o->seed, &w->q);
+	return rc ? rc : workload_add_runs(w);
 }
 
 /* Prefix workload: n prompts of `len` tokens, the first `shared` the same. */
 static int workload_prefix(struct workload *w, int n, int32_t len, int32_t shared, int32_t out, int32_t n_vocab,
 			   uint64_t seed)
 {
-	if (workload_alloc(w, n, (size_t)n * (size_t)len))
+	if (pf_bench_workload_alloc(&w->q, n, (size_t)n * (size_t)len) || workload_add_runs(w))
 		return -ENOMEM;
-	uint64_t s = seed ^ 0x5eed0002ULL;
-	int32_t *tok = w->tokens;
+	uint64_t s = seed ^ PF_BENCH_SALT_PREFIX;
+	int32_t *tok = w->q.tokens;
 	for (int32_t k = 0; k < len; k++)
-		tok[k] = PROMPT_ID_MIN + (int32_t)(rng_next(&s) % (uint64_t)(n_vocab - PROMPT_ID_MIN));
+		tok[k] = pf_bench_prompt_token(&s, n_vocab);
 	for (int i = 0; i < n; i++) {
-		struct req *r = &w->reqs[i];
+		struct pf_bench_req *r = &w->q.reqs[i];
 		r->n_prompt = len;
 		r->max_tokens = out;
 		r->prompt = tok + (size_t)i * (size_t)len;
 		if (i > 0) {
 			memcpy(r->prompt, tok, sizeof(int32_t) * (size_t)shared);
 			for (int32_t k = shared; k < len; k++)
-				r->prompt[k] = PROMPT_ID_MIN + (int32_t)(rng_next(&s) % (uint64_t)(n_vocab - PROMPT_ID_MIN));
+				r->prompt[k] = pf_bench_prompt_token(&s, n_vocab);
 		}
 	}
 	return 0;
@@ -415,8 +205,8 @@ static int workload_prefix(struct workload *w, int n, int32_t len, int32_t share
 
 static void workload_reset(struct workload *w)
 {
-	for (int i = 0; i < w->n; i++) {
-		struct req *r = &w->reqs[i];
+	for (int i = 0; i < w->q.n; i++) {
+		struct req *r = &w->run[i];
 		r->t_submit = r->t_first = r->t_done = 0;
 		r->gen = r->cached = 0;
 		r->token_step = 0;
@@ -430,7 +220,7 @@ struct run_result {
 	const char *regime, *mode;
 	int n, n_failed;
 	double duration, out_tok_s, req_s;
-	double ttft_p50, ttft_p99, tpot_p50, tpot_p99, e2e_p50, e2e_p99;
+	struct pf_bench_latency lat;
 	int peak_running;
 	double waste_peak, waste_mean;   /* NAN when no step could be sampled */
 	int peak_used_blocks;            /* over every step */
@@ -453,7 +243,7 @@ static void on_token(void *ctx, uint64_t id, void *user, int32_t index, int32_t 
 	struct run_ctx *c = ctx;
 	struct req *r = user;
 	if (r->gen++ == 0)
-		r->t_first = now_s();
+		r->t_first = pf_bench_now_s();
 	r->token_step = c->step;
 }
 
@@ -462,7 +252,7 @@ static void on_finish(void *ctx, uint64_t id, void *user, int32_t index, enum pf
 {
 	struct run_ctx *c = ctx;
 	struct req *r = user;
-	r->t_done = now_s();
+	r->t_done = pf_bench_now_s();
 	r->done = true;
 	r->cached = u->cached_tokens;
 	r->failed = why != PF_FINISH_LENGTH;
@@ -518,40 +308,41 @@ static int run_workload(const struct engine_setup *es, struct workload *w, const
 	memset(res, 0, sizeof(*res));
 	res->regime = regime;
 	res->mode = mode;
-	res->n = w->n;
+	res->n = w->q.n;
 
 	const int32_t bs = o->block_size;
-	res->load_start = loadavg1();
+	res->load_start = pf_bench_loadavg1();
 	double cpu0 = cpu_time_s();
 	int next = 0, peak_used = -1, no_progress = 0;
 	double waste_sum = 0, reserved_sum = 0, peak_waste = 0, peak_reserved = 0;
 	char err[512];
-	double t0 = now_s(), last_note = t0;
+	double t0 = pf_bench_now_s(), last_note = t0;
 	struct pf_engine_stats st;
 
-	while (c.n_done < w->n) {
-		double t = now_s() - t0;
-		while (next < w->n && w->reqs[next].t_arrival <= t &&
-		       (w->reqs[next].after < 0 || w->reqs[w->reqs[next].after].done)) {
-			struct req *r = &w->reqs[next];
+	while (c.n_done < w->q.n) {
+		double t = pf_bench_now_s() - t0;
+		while (next < w->q.n && w->q.reqs[next].t_arrival <= t &&
+		       (w->run[next].after < 0 || w->run[w->run[next].after].done)) {
+			const struct pf_bench_req *q = &w->q.reqs[next];
+			struct req *r = &w->run[next];
 			struct pf_request_params p = pf_request_params_default();
 			p.sampling.temperature = 0;
 			p.sampling.ignore_eos = true;
-			p.sampling.max_tokens = r->max_tokens;
+			p.sampling.max_tokens = q->max_tokens;
 			uint64_t id;
-			rc = pf_engine_submit(e, r->prompt, r->n_prompt, &p, r, &id, err, sizeof(err));
+			rc = pf_engine_submit(e, q->prompt, q->n_prompt, &p, r, &id, err, sizeof(err));
 			if (rc) {
 				fprintf(stderr, PROG ": request %d: %s%s\n", next, err,
 					rc == -EINVAL ? " (raise --kv-memory or lower --max-output)" : "");
 				goto out;
 			}
 			r->submitted = true;
-			r->t_submit = now_s();
+			r->t_submit = pf_bench_now_s();
 			next++;
 		}
 		if (!pf_engine_has_work(e)) {
-			if (next < w->n)
-				sleep_s(w->reqs[next].t_arrival - (now_s() - t0));
+			if (next < w->q.n)
+				pf_bench_sleep_s(w->q.reqs[next].t_arrival - (pf_bench_now_s() - t0));
 			continue;
 		}
 		c.step++;
@@ -586,10 +377,10 @@ static int run_workload(const struct engine_setup *es, struct workload *w, const
 		int64_t held = 0;
 		int n_acc = 0;
 		for (int i = 0; i < next; i++) {
-			const struct req *r = &w->reqs[i];
+			const struct req *r = &w->run[i];
 			if (r->done || r->token_step != c.step)
 				continue;
-			held += r->n_prompt + r->gen - 1;
+			held += w->q.reqs[i].n_prompt + r->gen - 1;
 			n_acc++;
 		}
 		if (!es->shared_prefixes && n_acc == st.running && st.kv.n_used > 0) {
@@ -607,26 +398,26 @@ static int run_workload(const struct engine_setup *es, struct workload *w, const
 				peak_reserved += reserved;
 			}
 		}
-		if (!o->quiet && now_s() - last_note > 10) {
-			last_note = now_s();
+		if (!o->quiet && pf_bench_now_s() - last_note > 10) {
+			last_note = pf_bench_now_s();
 			fprintf(stderr, PROG ": %s/%s: %.0f s, %d/%d done, %d running, %d waiting, %d/%d blocks used\n",
-				regime, mode, last_note - t0, c.n_done, w->n, st.running, st.waiting, st.kv.n_used,
+				regime, mode, last_note - t0, c.n_done, w->q.n, st.running, st.waiting, st.kv.n_used,
 				st.kv.n_blocks);
 		}
 	}
-	double t_end = now_s();
+	double t_end = pf_bench_now_s();
 	pf_engine_get_stats(e, &st);
 
-	double *ttft = malloc(sizeof(double) * (size_t)w->n * 3);
+	double *ttft = malloc(sizeof(double) * (size_t)w->q.n * 3);
 	if (!ttft) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	double *tpot = ttft + w->n, *e2e = tpot + w->n;
+	double *tpot = ttft + w->q.n, *e2e = tpot + w->q.n;
 	int n_tpot = 0, n_ok = 0;
 	uint64_t gen = 0;
-	for (int i = 0; i < w->n; i++) {
-		const struct req *r = &w->reqs[i];
+	for (int i = 0; i < w->q.n; i++) {
+		const struct req *r = &w->run[i];
 		gen += (uint64_t)r->gen;
 		res->cached_tokens += (uint64_t)r->cached;
 		if (r->failed) {
@@ -635,7 +426,7 @@ static int run_workload(const struct engine_setup *es, struct workload *w, const
 		}
 		/* latency counts from the arrival, which a request that waited
 		 * for another one reaches when it is submitted */
-		double arr = r->after >= 0 ? r->t_submit : t0 + r->t_arrival;
+		double arr = r->after >= 0 ? r->t_submit : t0 + w->q.reqs[i].t_arrival;
 		ttft[n_ok] = r->t_first - arr;
 		e2e[n_ok] = r->t_done - arr;
 		n_ok++;
@@ -643,17 +434,12 @@ static int run_workload(const struct engine_setup *es, struct workload *w, const
 			tpot[n_tpot++] = (r->t_done - r->t_first) / (r->gen - 1);
 	}
 	res->duration = t_end - t0;
-	res->load_end = loadavg1();
+	res->load_end = pf_bench_loadavg1();
 	res->cpu_s = cpu_time_s() - cpu0;
 	res->gen_tokens = gen;
 	res->out_tok_s = (double)gen / res->duration;
-	res->req_s = w->n / res->duration;
-	res->ttft_p50 = percentile(ttft, n_ok, 50);
-	res->ttft_p99 = percentile(ttft, n_ok, 99);
-	res->tpot_p50 = percentile(tpot, n_tpot, 50);
-	res->tpot_p99 = percentile(tpot, n_tpot, 99);
-	res->e2e_p50 = percentile(e2e, n_ok, 50);
-	res->e2e_p99 = percentile(e2e, n_ok, 99);
+	res->req_s = w->q.n / res->duration;
+	pf_bench_latency_from(&res->lat, ttft, e2e, n_ok, tpot, n_tpot);
 	free(ttft);
 	res->waste_peak = peak_reserved > 0 ? peak_waste / peak_reserved : NAN;
 	res->waste_mean = reserved_sum > 0 ? waste_sum / reserved_sum : NAN;
@@ -666,7 +452,7 @@ static int run_workload(const struct engine_setup *es, struct workload *w, const
 		fprintf(stderr, PROG ": %s/%s: %d requests did not finish by length (stopped, cancelled or failed)\n",
 			regime, mode, res->n_failed);
 	if (!o->quiet)
-		fprintf(stderr, PROG ": %s/%s: %d requests, %llu output tokens in %.1f s\n", regime, mode, w->n,
+		fprintf(stderr, PROG ": %s/%s: %d requests, %llu output tokens in %.1f s\n", regime, mode, w->q.n,
 			(unsigned long long)gen, res->duration);
 out:
 	pf_engine_destroy(e);
@@ -675,36 +461,19 @@ out:
 
 /* ---- report ------------------------------------------------------------------- */
 
-static void print_ratio(double a, double b)
-{
-	if (isfinite(a) && isfinite(b) && b > 0)
-		printf("  %9.2fx", a / b);
-	printf("\n");
-}
+#define LABEL_W 28 /* the label column */
 
 static void row(const char *name, double a, double b, const char *fmt, double scale)
 {
-	printf("  %-28s", name);
-	char buf[64];
-	snprintf(buf, sizeof(buf), fmt, a * scale);
-	printf(" %12s", isfinite(a) ? buf : "n/a");
-	snprintf(buf, sizeof(buf), fmt, b * scale);
-	printf(" %12s", isfinite(b) ? buf : "n/a");
-	print_ratio(a, b);
+	pf_bench_row(LABEL_W, name, a, b, fmt, scale);
 }
 
 static void print_pair(const char *title, const struct run_result *c, const struct run_result *s)
 {
-	printf("\n== %s ==\n", title);
-	printf("  %-28s %12s %12s %11s\n", "", "continuous", "static", "cont/static");
+	pf_bench_table_head(LABEL_W, title);
 	row("output tokens/s", c->out_tok_s, s->out_tok_s, "%.1f", 1);
 	row("requests/s", c->req_s, s->req_s, "%.3f", 1);
-	row("TTFT p50 (s)", c->ttft_p50, s->ttft_p50, "%.3f", 1);
-	row("TTFT p99 (s)", c->ttft_p99, s->ttft_p99, "%.3f", 1);
-	row("TPOT p50 (ms)", c->tpot_p50, s->tpot_p50, "%.1f", 1e3);
-	row("TPOT p99 (ms)", c->tpot_p99, s->tpot_p99, "%.1f", 1e3);
-	row("e2e latency p50 (s)", c->e2e_p50, s->e2e_p50, "%.2f", 1);
-	row("e2e latency p99 (s)", c->e2e_p99, s->e2e_p99, "%.2f", 1);
+	pf_bench_rows_latency(LABEL_W, &c->lat, &s->lat);
 	row("peak running seqs", c->peak_running, s->peak_running, "%.0f", 1);
 	row("peak KV blocks used", c->peak_used_blocks, s->peak_used_blocks, "%.0f", 1);
 	row("KV waste at peak (%)", c->waste_peak, s->waste_peak, "%.1f", 100);
@@ -719,8 +488,7 @@ static void print_pair(const char *title, const struct run_result *c, const stru
 	row("duration (s)", c->duration, s->duration, "%.1f", 1);
 	row("CPU time (s)", c->cpu_s, s->cpu_s, "%.1f", 1);
 	row("output tokens per CPU-second", (double)c->gen_tokens / c->cpu_s, (double)s->gen_tokens / s->cpu_s, "%.1f", 1);
-	printf("  %-28s %5.1f->%-6.1f %5.1f->%-6.1f\n", "load average (start->end)", c->load_start, c->load_end,
-	       s->load_start, s->load_end);
+	pf_bench_row_load(LABEL_W, c->load_start, c->load_end, s->load_start, s->load_end);
 }
 
 static void tsv_header(void)
@@ -738,9 +506,9 @@ static void tsv_row(const struct run_result *r)
 	printf("%s\t%s\t%d\t%d\t%.4f\t%.3f\t%llu\t%.2f\t%.4f\t%.4f\t%.4f\t%.5f\t%.5f\t%.3f\t%.3f\t%d\t%d\t%.4f\t%.4f\t"
 	       "%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%.3f\t%.2f\t%.2f\t%.2f\t%llu\n",
 	       r->regime, r->mode, r->n, r->n_failed, r->offered_rate, r->duration, (unsigned long long)r->gen_tokens,
-	       r->out_tok_s, r->req_s, r->ttft_p50, r->ttft_p99, r->tpot_p50, r->tpot_p99, r->e2e_p50, r->e2e_p99,
-	       r->peak_running, r->peak_used_blocks, r->waste_peak, r->waste_mean, (unsigned long long)r->sampled_steps,
-	       (unsigned long long)r->steps, (unsigned long long)r->preemptions,
+	       r->out_tok_s, r->req_s, r->lat.ttft_p50, r->lat.ttft_p99, r->lat.tpot_p50, r->lat.tpot_p99, r->lat.e2e_p50,
+	       r->lat.e2e_p99, r->peak_running, r->peak_used_blocks, r->waste_peak, r->waste_mean,
+	       (unsigned long long)r->sampled_steps, (unsigned long long)r->steps, (unsigned long long)r->preemptions,
 	       (unsigned long long)r->prompt_computed, (unsigned long long)r->prefix_hit,
 	       (unsigned long long)r->prefix_query, r->steps ? (double)r->gen_tokens / (double)r->steps : 0.0,
 	       r->load_start, r->load_end, r->cpu_s, (unsigned long long)r->cached_tokens);
@@ -752,70 +520,42 @@ static void tsv_row(const struct run_result *r)
 
 static int run_serving(const struct opts *o, int32_t n_vocab, struct run_result *out, int *n_out)
 {
-	struct pair *pairs = NULL;
-	int n_pairs = 0, rc;
-	if ((rc = load_pairs(o->data, &pairs, &n_pairs)))
-		return rc;
 	struct workload w = { 0 };
-	rc = workload_sharegpt(&w, pairs, n_pairs, o->requests, o->max_output, n_vocab, o->seed);
-	free(pairs);
+	int rc = workload_sharegpt(&w, o, n_vocab);
 	if (rc)
 		return rc;
-	int64_t sp = 0, so = 0;
-	int32_t mp = 0, mo = 0;
-	for (int i = 0; i < w.n; i++) {
-		sp += w.reqs[i].n_prompt;
-		so += w.reqs[i].max_tokens;
-		mp = w.reqs[i].n_prompt > mp ? w.reqs[i].n_prompt : mp;
-		mo = w.reqs[i].max_tokens > mo ? w.reqs[i].max_tokens : mo;
-	}
-	printf("workload: %d requests drawn from %s (seed %llu): prompt tokens mean %.1f max %d; "
-	       "output tokens mean %.1f max %d (capped at %d); %lld output tokens in all\n",
-	       w.n, o->data, (unsigned long long)o->seed, (double)sp / w.n, mp, (double)so / w.n, mo, o->max_output,
-	       (long long)so);
-	fflush(stdout);
+	pf_bench_workload_print(&w.q, o->data, o->seed, 0, o->max_output);
 
 	struct engine_setup cont = { .o = o, .static_batching = false, .prefix_caching = true };
 	struct engine_setup stat = { .o = o, .static_batching = true, .prefix_caching = false };
 	struct run_result tc, ts;
-	if (o->regime & R_THROUGHPUT) {
+	if (o->regime & PF_BENCH_THROUGHPUT) {
 		if ((rc = run_workload(&cont, &w, "throughput", "continuous", &tc)))
 			goto out;
 	}
-	if ((o->regime & R_THROUGHPUT) || o->rate <= 0) {
+	if ((o->regime & PF_BENCH_THROUGHPUT) || o->rate <= 0) {
 		if ((rc = run_workload(&stat, &w, "throughput", "static", &ts)))
 			goto out;
 	}
-	if (o->regime & R_THROUGHPUT) {
+	if (o->regime & PF_BENCH_THROUGHPUT) {
 		print_pair("throughput: every request at t = 0", &tc, &ts);
 		out[(*n_out)++] = tc;
 		out[(*n_out)++] = ts;
 		fflush(stdout);
 	}
-	if (o->regime & R_LATENCY) {
+	if (o->regime & PF_BENCH_LATENCY) {
 		double rate = o->rate > 0 ? o->rate : o->load * ts.req_s;
-		uint64_t s = o->seed ^ 0x5eed0003ULL;
-		double t = 0;
-		for (int i = 0; i < w.n; i++) {
-			t += -log(1.0 - rng_unit(&s)) / rate;
-			w.reqs[i].t_arrival = t;
-		}
+		pf_bench_workload_arrivals(&w.q, o->seed, rate);
 		struct run_result lc, ls;
 		if ((rc = run_workload(&cont, &w, "latency", "continuous", &lc)) ||
 		    (rc = run_workload(&stat, &w, "latency", "static", &ls)))
 			goto out;
 		lc.offered_rate = ls.offered_rate = rate;
 		char title[256];
-		if (o->rate > 0)
-			snprintf(title, sizeof(title), "latency: Poisson arrivals at %.3f requests/s (--rate), seed %llu",
-				 rate, (unsigned long long)o->seed);
-		else
-			snprintf(title, sizeof(title),
-				 "latency: Poisson arrivals at %.3f requests/s = %.0f%% of static capacity %.3f req/s, seed %llu",
-				 rate, o->load * 100, ts.req_s, (unsigned long long)o->seed);
+		pf_bench_latency_title(title, sizeof(title), o->rate > 0, rate, o->load, ts.req_s, o->seed);
 		print_pair(title, &lc, &ls);
 		printf("  (arrivals span %.1f s; latencies count from each request's arrival)\n",
-		       w.reqs[w.n - 1].t_arrival);
+		       w.q.reqs[w.q.n - 1].t_arrival);
 		out[(*n_out)++] = lc;
 		out[(*n_out)++] = ls;
 		fflush(stdout);
@@ -841,16 +581,16 @@ static int run_prefix(const struct opts *o, int32_t n_vocab, struct run_result *
 	 * arrivals, so one cache-off run serves as the baseline for both. */
 	struct run_result r[3];
 	for (int k = 0; k < 3 && !rc; k++) {
-		for (int i = 0; i < w.n; i++)
-			w.reqs[i].after = k == 2 && i > 0 ? 0 : -1;
+		for (int i = 0; i < w.q.n; i++)
+			w.run[i].after = k == 2 && i > 0 ? 0 : -1;
 		rc = run_workload(k ? &on : &off, &w, k == 2 ? "prefix-warm" : "prefix-burst", k ? "cache-on" : "cache-off",
 				  &r[k]);
 	}
 	if (rc)
 		goto done;
 	printf("\n== prefix caching: %d requests, %d-token prompts whose first %d tokens are shared, %d output tokens ==\n",
-	       w.n, PREFIX_LEN, PREFIX_SHARED, PREFIX_OUT);
-	printf("  burst: all at t = 0 (cold cache); warm: the first request alone, then the other %d\n", w.n - 1);
+	       w.q.n, PREFIX_LEN, PREFIX_SHARED, PREFIX_OUT);
+	printf("  burst: all at t = 0 (cold cache); warm: the first request alone, then the other %d\n", w.q.n - 1);
 	printf("  %-30s %12s %12s %12s\n", "", "cache off", "on, burst", "on, warm");
 	printf("  %-30s %12llu %12llu %12llu\n", "prompt tokens computed", (unsigned long long)r[0].prompt_computed,
 	       (unsigned long long)r[1].prompt_computed, (unsigned long long)r[2].prompt_computed);
@@ -904,7 +644,7 @@ int main(int argc, char **argv)
 		.block_size = 16,
 		.kv_memory = 64LL << 20,
 		.seed = 1,
-		.regime = R_BOTH,
+		.regime = PF_BENCH_BOTH,
 		.load = 0.8,
 		.prefix_requests = 16,
 	};
@@ -914,38 +654,28 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'm': o.model = optarg; break;
 		case O_DATA: o.data = optarg; break;
-		case 'n': if (parse_int(optarg, "--requests", 1, 1 << 20, &o.requests)) return 2; break;
-		case O_MAXOUT: if (parse_int(optarg, "--max-output", 1, 1 << 20, &o.max_output)) return 2; break;
-		case O_KVMEM: if (parse_size(optarg, &o.kv_memory)) return 2; break;
-		case O_BS:
-			if (parse_int(optarg, "--block-size", 8, 32, &o.block_size)) return 2;
-			if (o.block_size != 8 && o.block_size != 16 && o.block_size != 32) {
-				fprintf(stderr, PROG ": --block-size must be 8, 16 or 32, got %d\n", o.block_size);
-				return 2;
-			}
+		case 'n': if (pf_bench_parse_int(PROG, optarg, "--requests", 1, 1 << 20, &o.requests)) return 2; break;
+		case O_MAXOUT: if (pf_bench_parse_int(PROG, optarg, "--max-output", 1, 1 << 20, &o.max_output)) return 2; break;
+		case O_KVMEM: if (pf_bench_parse_size(PROG, optarg, "--kv-memory", "64M", &o.kv_memory)) return 2; break;
+		case O_BS: if (pf_bench_parse_block_size(PROG, optarg, &o.block_size)) return 2; break;
+		case O_STATIC: if (pf_bench_parse_int(PROG, optarg, "--static-batch", 1, 4096, &o.static_batch)) return 2; break;
+		case 't': if (pf_bench_parse_int(PROG, optarg, "--threads", 0, 1024, &o.threads)) return 2; break;
+		case O_SEED:
+			if (pf_bench_parse_long(PROG, optarg, "--seed", 0, __LONG_MAX__, &lv)) return 2;
+			o.seed = (uint64_t)lv;
 			break;
-		case O_STATIC: if (parse_int(optarg, "--static-batch", 1, 4096, &o.static_batch)) return 2; break;
-		case 't': if (parse_int(optarg, "--threads", 0, 1024, &o.threads)) return 2; break;
-		case O_SEED: if (parse_long(optarg, "--seed", 0, __LONG_MAX__, &lv)) return 2; o.seed = (uint64_t)lv; break;
-		case O_REGIME:
-			if (!strcmp(optarg, "throughput"))
-				o.regime = R_THROUGHPUT;
-			else if (!strcmp(optarg, "latency"))
-				o.regime = R_LATENCY;
-			else if (!strcmp(optarg, "both"))
-				o.regime = R_BOTH;
-			else {
-				fprintf(stderr, PROG ": --regime wants throughput, latency or both, got '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case O_RATE: if (parse_double(optarg, "--rate", 1e-6, 1e6, &o.rate)) return 2; break;
-		case O_LOAD: if (parse_double(optarg, "--load", 0.01, 10, &o.load)) return 2; break;
+		case O_REGIME: if (pf_bench_parse_regime(PROG, optarg, &o.regime)) return 2; break;
+		case O_RATE: if (pf_bench_parse_double(PROG, optarg, "--rate", 1e-6, 1e6, &o.rate)) return 2; break;
+		case O_LOAD: if (pf_bench_parse_double(PROG, optarg, "--load", 0.01, 10, &o.load)) return 2; break;
 		case O_PREFIX: o.prefix = true; break;
 		case O_PREFIX_ONLY: o.prefix = o.prefix_only = true; break;
-		case O_PREFIX_N: if (parse_int(optarg, "--prefix-requests", 2, 4096, &o.prefix_requests)) return 2; break;
-		case O_MAXBATCH: if (parse_int(optarg, "--max-batched-tokens", 1, 1 << 20, &o.max_batched)) return 2; break;
-		case O_MAXSEQS: if (parse_int(optarg, "--max-seqs", 1, 1 << 20, &o.max_seqs)) return 2; break;
+		case O_PREFIX_N:
+			if (pf_bench_parse_int(PROG, optarg, "--prefix-requests", 2, 4096, &o.prefix_requests)) return 2;
+			break;
+		case O_MAXBATCH:
+			if (pf_bench_parse_int(PROG, optarg, "--max-batched-tokens", 1, 1 << 20, &o.max_batched)) return 2;
+			break;
+		case O_MAXSEQS: if (pf_bench_parse_int(PROG, optarg, "--max-seqs", 1, 1 << 20, &o.max_seqs)) return 2; break;
 		case 'q': o.quiet = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -972,14 +702,14 @@ int main(int argc, char **argv)
 	       (double)o.kv_memory / (1 << 20), st.kv.n_blocks, o.block_size, st.kv.n_blocks * o.block_size,
 	       o.static_batch, o.max_batched > 0 ? o.max_batched : pf_engine_config_default().sched.max_num_batched_tokens);
 	pf_engine_destroy(e);
-	if (n_vocab <= PROMPT_ID_MIN) {
+	if (n_vocab <= PF_BENCH_PROMPT_ID_MIN) {
 		fprintf(stderr, PROG ": the model's vocabulary (%d) is too small for synthetic prompts\n", n_vocab);
 		return 1;
 	}
 
 	struct run_result res[MAX_RESULTS];
 	int n_res = 0, rc = 0;
-	double t_start = now_s();
+	double t_start = pf_bench_now_s();
 	if (!o.prefix_only)
 		rc = run_serving(&o, n_vocab, res, &n_res);
 	if (!rc && o.prefix)
@@ -990,6 +720,6 @@ int main(int argc, char **argv)
 		for (int i = 0; i < n_res; i++)
 			tsv_row(&res[i]);
 	}
-	fprintf(stderr, PROG ": total %.1f s\n", now_s() - t_start);
+	fprintf(stderr, PROG ": total %.1f s\n", pf_bench_now_s() - t_start);
 	return rc ? 1 : 0;
 }

@@ -10,17 +10,19 @@
  * Output: one line per B, tab-separated, easy for bench/run.sh to parse:
  *   pinfer  PP  TG  B  T_PP_s  S_PP_tok/s  T_TG_s  S_TG_tok/s  peak_rss_MiB
  */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
+#include "bench_common.h"
 #include "cpu/cpu_backend.h"
 #include "dtype.h"
 #include "model.h"
 #include "runner.h"
+
+#define PROG "pinfer-bench"
 
 static void usage(FILE *f)
 {
@@ -36,19 +38,6 @@ static void usage(FILE *f)
 		"  -t, --threads N      CPU threads (default: every CPU this process may use)\n"
 		"      --block-size N   KV block size 8, 16 or 32 (default 16)\n"
 		"  -h, --help           this text\n");
-}
-
-static int parse_int(const char *s, const char *what, int lo, int hi, int *ret)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || *end || end == s || v < lo || v > hi) {
-		fprintf(stderr, "pinfer-bench: %s wants an integer in %d..%d, got '%s'\n", what, lo, hi, s);
-		return -EINVAL;
-	}
-	*ret = (int)v;
-	return 0;
 }
 
 int main(int argc, char **argv)
@@ -67,18 +56,18 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': model = optarg; break;
-		case 'p': if (parse_int(optarg, "--npp", 1, 1 << 16, &npp)) return 2; break;
-		case 'g': if (parse_int(optarg, "--ntg", 0, 1 << 16, &ntg)) return 2; break;
+		case 'p': if (pf_bench_parse_int(PROG, optarg, "--npp", 1, 1 << 16, &npp)) return 2; break;
+		case 'g': if (pf_bench_parse_int(PROG, optarg, "--ntg", 0, 1 << 16, &ntg)) return 2; break;
 		case 'b': snprintf(npl_buf, sizeof(npl_buf), "%s", optarg); break;
-		case 't': if (parse_int(optarg, "--threads", 0, 1024, &threads)) return 2; break;
-		case 's': if (parse_int(optarg, "--block-size", 8, 32, &bs)) return 2; break;
+		case 't': if (pf_bench_parse_int(PROG, optarg, "--threads", 0, 1024, &threads)) return 2; break;
+		case 's': if (pf_bench_parse_int(PROG, optarg, "--block-size", 8, 32, &bs)) return 2; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
 	int npl[32], n_npl = 0, max_b = 0;
 	for (char *save, *p = strtok_r(npl_buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-		if (n_npl == 32 || parse_int(p, "--npl", 1, 4096, &npl[n_npl]))
+		if (n_npl == 32 || pf_bench_parse_int(PROG, p, "--npl", 1, 4096, &npl[n_npl]))
 			return 2;
 		max_b = npl[n_npl] > max_b ? npl[n_npl] : max_b;
 		n_npl++;

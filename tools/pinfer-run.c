@@ -5,17 +5,18 @@
  * template when --chat is given, streams the reply to stdout as it is
  * generated and prints the timings to stderr.
  */
-#include <errno.h>
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_common.h"
 #include "chat.h"
 #include "dtype.h"
 #include "engine.h"
 #include "tok.h"
+
+#define PROG "pinfer-run"
 
 static void usage(FILE *f)
 {
@@ -36,37 +37,10 @@ static void usage(FILE *f)
 		"  -h, --help               this text\n");
 }
 
+/* A number option, with this program's name on the message. */
 static int parse_num(const char *s, const char *what, double lo, double hi, double *ret)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
-		fprintf(stderr, "pinfer-run: %s wants a number in [%g, %g], got '%s'\n", what, lo, hi, s);
-		return -EINVAL;
-	}
-	*ret = v;
-	return 0;
-}
-
-static int parse_size(const char *s, int64_t *ret)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	double mul = 1;
-	if (*end == 'K' || *end == 'k')
-		mul = 1024, end++;
-	else if (*end == 'M' || *end == 'm')
-		mul = 1024.0 * 1024, end++;
-	else if (*end == 'G' || *end == 'g')
-		mul = 1024.0 * 1024 * 1024, end++;
-	if (errno || *end || v <= 0 || v * mul > 1e15) {
-		fprintf(stderr, "pinfer-run: --kv-memory wants a size like 512M, got '%s'\n", s);
-		return -EINVAL;
-	}
-	*ret = (int64_t)(v * mul);
-	return 0;
+	return pf_bench_parse_double(PROG, s, what, lo, hi, ret);
 }
 
 struct out_state {
@@ -127,7 +101,7 @@ int main(int argc, char **argv)
 		case O_REP: if (parse_num(optarg, "--repetition-penalty", 0, 100, &v)) return 2; rp.sampling.repetition_penalty = (float)v; break;
 		case O_SEED: if (parse_num(optarg, "--seed", 0, 1.8e19, &v)) return 2; rp.sampling.seed = (uint64_t)v; rp.sampling.has_seed = true; break;
 		case O_SYS: system = optarg; break;
-		case O_KVMEM: if (parse_size(optarg, &cfg.kv_memory)) return 2; break;
+		case O_KVMEM: if (pf_bench_parse_size(PROG, optarg, "--kv-memory", "512M", &cfg.kv_memory)) return 2; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
