@@ -103,6 +103,7 @@ struct pinfer {
 	struct io_uring *ring;          /* private ring for sleeping, created at the first sleep */
 
 	bool gone;                      /* the daemon went away: sticky */
+	uint32_t resume_backlog;        /* suspended requests pinfer_reconnect could not send yet */
 	int64_t next_check_ns;          /* non-blocking pinfer_next: next socket check */
 
 	/* from the welcome */
@@ -135,6 +136,10 @@ void pf_client_ring_free(struct pinfer *c);
 /* Queue a RESUME for a suspended request (on a fresh connection).
  * Returns 0 or -EAGAIN (ring or payload area full). */
 int pf_client_submit_resume(struct pinfer *c, const struct pf_live_slot *slot);
+
+/* Send RESUMEs that did not fit the ring at pinfer_reconnect.  Cannot fail
+ * (what still does not fit waits for the next call). */
+void pf_client_resume_backlog(struct pinfer *c);
 
 /* Check the daemon is still there without blocking: daemon_state and the
  * socket (EOF / hang-up).  Sets c->gone and c->err.  Returns 0 or -ECONNRESET. */

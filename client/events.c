@@ -514,6 +514,8 @@ int pinfer_next(struct pinfer *c, struct pinfer_event *ev, int timeout_ms)
 	/* a wait queued by pinfer_prep_futex_wait or pinfer_wait_fd has fired
 	 * (the contract says so); we are awake now */
 	disarm_wait(c);
+	if (c->resume_backlog && !c->gone)
+		pf_client_resume_backlog(c);
 	for (;;) {
 		while ((r = take_one(c, ev)) == 0)
 			;
@@ -574,8 +576,13 @@ int pinfer_poll_ready(struct pinfer *c)
 {
 	if (cq_avail(c))
 		return 1;
-	if (c->gone || atomic_load_explicit(&c->d2c->daemon_state, memory_order_acquire) == PF_DAEMON_GONE)
+	if (c->gone)
 		return -ECONNRESET;
+	if (atomic_load_explicit(&c->d2c->daemon_state, memory_order_acquire) == PF_DAEMON_GONE) {
+		/* mark the connection gone, so pinfer_reconnect() takes it up */
+		c->gone = true;
+		return pf_client_fail(c, -ECONNRESET, "pinferd at %s shut down; reconnect once it is back", c->path);
+	}
 	return 0;
 }
 

@@ -547,6 +547,19 @@ void pinfer_close(struct pinfer *c)
 
 /* ---- reconnecting ---------------------------------------------------------------------- */
 
+void pf_client_resume_backlog(struct pinfer *c)
+{
+	for (uint32_t i = 0; i < c->live_cap && c->resume_backlog; i++) {
+		struct pf_live_slot *sl = &c->live[i];
+		if (!sl->tag || !sl->suspended)
+			continue;
+		if (pf_client_submit_resume(c, sl))
+			return; /* still full: next time */
+		sl->suspended = false;
+		c->resume_backlog--;
+	}
+}
+
 uint32_t pinfer_suspended(const struct pinfer *c)
 {
 	uint32_t n = 0;
@@ -569,10 +582,16 @@ int pinfer_reconnect(struct pinfer *c)
 	o.payload_bytes = c->payload_n;
 	o.err = err;
 	o.err_len = sizeof(err);
+	/* allocated first, so that nothing can fail after the swap below */
+	uint64_t *drop = calloc(c->live_cap ? c->live_cap : 1, sizeof(*drop));
+	if (!drop)
+		return pf_client_fail(c, -ENOMEM, "out of memory");
 	struct pinfer *n;
 	int r = pinfer_connect(&o, &n);
-	if (r)
+	if (r) {
+		free(drop);
 		return pf_client_fail(c, r, "%s", err);
+	}
 	/* the new connection's segments, socket and sleeping state replace the
 	 * old ones; the requests in flight (c->live) and tags stay */
 	struct pinfer old = *c;
@@ -629,19 +648,23 @@ int pinfer_reconnect(struct pinfer *c)
 		free(c->partials[i].buf);
 	c->n_partials = 0;
 	/* reattach what was suspended; forget what was lost with the old
-	 * daemon (removal reshuffles the table: collect first, remove after) */
+	 * daemon (removal reshuffles the table: collect first, remove after).
+	 * Suspended requests that do not fit the submission ring now stay
+	 * suspended and are sent as it drains (pf_client_resume_backlog). */
 	int resumed = 0;
 	uint32_t n_drop = 0;
-	uint64_t *drop = calloc(c->live_cap ? c->live_cap : 1, sizeof(*drop));
+	c->resume_backlog = 0;
 	for (uint32_t i = 0; i < c->live_cap; i++) {
 		struct pf_live_slot *sl = &c->live[i];
 		if (!sl->tag)
 			continue;
-		if (sl->suspended && pf_client_submit_resume(c, sl) == 0) {
+		if (!sl->suspended)
+			drop[n_drop++] = sl->tag;
+		else if (pf_client_submit_resume(c, sl) == 0) {
 			sl->suspended = false;
 			resumed++;
-		} else if (drop) {
-			drop[n_drop++] = sl->tag;
+		} else {
+			c->resume_backlog++;
 		}
 	}
 	for (uint32_t i = 0; i < n_drop; i++)

@@ -47,7 +47,9 @@ struct pf_daemon_config {
 	char instance[65];
 	char config_file[4096];
 	int threads;
-	int64_t kv_memory;
+	int64_t kv_memory;           /* 0: the device's default */
+	int device;                  /* PF_DEVICE_* (device.h) or a CUDA index */
+	double gpu_memory_utilization;
 	int32_t block_size;
 	int32_t max_model_len;
 	int32_t max_num_seqs;
@@ -170,6 +172,7 @@ struct pf_daemon {
 	char socket_path[108];
 	int listen_fd;
 	int signal_fd;
+	int reserve_fd;              /* control thread: spare descriptor for EMFILE (see accept_client) */
 	/* inbox: control → engine */
 	pthread_mutex_t lock;
 	struct pf_session *inbox_new, *inbox_dead;
@@ -186,6 +189,7 @@ struct pf_daemon {
 	int argc;                    /* the command line, read again on SIGHUP */
 	char **argv;
 	struct pf_daemon_config *reload; /* SIGHUP → engine thread, under lock */
+	struct pf_daemon_config *cfg_seen; /* control thread: the configuration last applied, for SIGHUP */
 	/* statistics: accumulated privately, published to the read-only segment */
 	struct pf_stats acc;
 	struct pf_stats *stats;
@@ -225,6 +229,10 @@ void pf_daemon_parked_free(struct pf_daemon *d);
  * bookkeeping (list, in-flight count). */
 void pf_session_post_error(struct pf_session *s, uint64_t tag, int code, const char *msg);
 void pf_session_add_req(struct pf_session *s, struct pf_dreq *q);
+/* The per-client token and KV-block quotas for a request of n_prompt
+ * tokens with params p: its charges, or -EDQUOT with a message. */
+int pf_session_check_quota(const struct pf_session *s, int32_t n_prompt, const struct pf_request_params *p,
+			   int64_t *ret_tokens, int64_t *ret_blocks, char *err, size_t errlen);
 
 /* SIGHUP (daemon_reload.c): pf_daemon_reload on the control thread parses
  * the configuration again, applies its own fields and hands the engine's

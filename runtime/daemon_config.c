@@ -11,13 +11,14 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "device.h"
 
 #define DEFAULT_CONFIG "/etc/pinfer/pinferd.conf"
 
 enum {
 	O_MODEL = 1, O_CONFIG, O_SOCKET, O_INSTANCE, O_THREADS, O_KV, O_BS, O_MML, O_SEQS, O_TOKENS, O_NOPREFIX,
 	O_POLICY, O_CLIENTS, O_INFLIGHT, O_STALL, O_LOG, O_UID, O_GID, O_MODE, O_SQ, O_CQ, O_PAYLOAD, O_HELP,
-	O_VERSION, O_ECHO, O_DRAIN, O_QTOKENS, O_QBLOCKS, O_STATE, O_RESUME_TO,
+	O_VERSION, O_ECHO, O_DRAIN, O_QTOKENS, O_QBLOCKS, O_STATE, O_RESUME_TO, O_DEVICE, O_GPU_UTIL,
 };
 
 /* Batching mode: ids of their own, clear of the list above and of getopt's '?'/':'. */
@@ -30,6 +31,8 @@ static const struct option opts[] = {
 	{ "instance", required_argument, NULL, O_INSTANCE },
 	{ "threads", required_argument, NULL, O_THREADS },
 	{ "kv-memory", required_argument, NULL, O_KV },
+	{ "device", required_argument, NULL, O_DEVICE },
+	{ "gpu-memory-utilization", required_argument, NULL, O_GPU_UTIL },
 	{ "block-size", required_argument, NULL, O_BS },
 	{ "max-model-len", required_argument, NULL, O_MML },
 	{ "max-num-seqs", required_argument, NULL, O_SEQS },
@@ -77,7 +80,11 @@ static void usage(FILE *f)
 		"                                /run/pinfer/pinferd.sock as root, else $XDG_RUNTIME_DIR/pinfer/)\n"
 		"  --instance NAME               run a named instance: pinferd-NAME.sock (default: none)\n"
 		"  --threads N                   CPU threads (default 0: every CPU this process may use)\n"
-		"  --kv-memory SIZE              KV cache pool, e.g. 512M, 4G (default 512M)\n"
+		"  --device DEV                  cpu, cuda, cuda:N or auto: the first GPU that works, else\n"
+		"                                the CPU; the choice is logged (default auto)\n"
+		"  --kv-memory SIZE              KV cache pool, e.g. 512M, 4G (default: 512M on the CPU; on a\n"
+		"                                GPU what --gpu-memory-utilization leaves after the weights)\n"
+		"  --gpu-memory-utilization F    share of the GPU's memory pinferd may use (default 0.90)\n"
 		"  --block-size N                KV block size: 8, 16 or 32 tokens (default 16)\n"
 		"  --max-model-len N             context limit per request (default: the model's, capped by the pool)\n"
 		"  --max-num-seqs N              running sequences per step (default 256)\n"
@@ -100,7 +107,8 @@ static void usage(FILE *f)
 		"                                save the rest to the state file and exit (default 30)\n"
 		"  --state-file PATH             where unfinished requests survive a restart (default\n"
 		"                                $STATE_DIRECTORY/pinferd.state, /var/lib/pinfer/pinferd.state\n"
-		"                                as root, else $XDG_STATE_HOME/pinfer/; per --instance);\n"
+		"                                as root, else $XDG_STATE_HOME/pinfer/; one per --instance\n"
+		"                                or --socket);\n"
 		"                                \"none\": cancel them instead\n"
 		"  --resume-timeout SECONDS      how long a restored request waits for its client to\n"
 		"                                reattach before it is dropped (default 600)\n"
@@ -176,6 +184,18 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 	case O_INSTANCE: return copy_str(name, v, c->instance, sizeof(c->instance));
 	case O_THREADS: r = int_arg(name, v, 0, 1024, &x); c->threads = (int)x; break;
 	case O_KV: return size_arg(name, v, &c->kv_memory);
+	case O_DEVICE:
+		if (pf_device_parse(v, &c->device))
+			return bad(name, v, "cpu, cuda, cuda:N or auto");
+		break;
+	case O_GPU_UTIL: {
+		char *end;
+		double f = strtod(v, &end);
+		if (*end || !(f > 0 && f <= 1))
+			return bad(name, v, "a fraction in (0, 1]");
+		c->gpu_memory_utilization = f;
+		break;
+	}
 	case O_BS:
 		r = int_arg(name, v, 8, 32, &x);
 		if (!r && x != 8 && x != 16 && x != 32)
@@ -309,7 +329,9 @@ static int load_file(struct pf_daemon_config *c, const char *path, bool must_exi
 int pf_daemon_config_parse(struct pf_daemon_config *c, int argc, char **argv)
 {
 	memset(c, 0, sizeof(*c));
-	c->kv_memory = 512LL << 20;
+	c->kv_memory = 0; /* the device's default */
+	c->device = PF_DEVICE_AUTO;
+	c->gpu_memory_utilization = 0.90;
 	c->block_size = 16;
 	c->max_num_seqs = 256;
 	c->max_batched_tokens = 2048;

@@ -220,8 +220,30 @@ static int accept_client(struct pf_daemon *d, struct pf_session **ret)
 {
 	*ret = NULL;
 	int sock = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	if (sock < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : 0;
+	if (sock < 0) {
+		int e = errno;
+		if (e == EAGAIN || e == EWOULDBLOCK)
+			return -EAGAIN;
+		if (e == ECONNABORTED || e == EPROTO || e == EINTR)
+			return 0; /* that one connection: go on with the next */
+		if ((e == EMFILE || e == ENFILE) && d->reserve_fd >= 0) {
+			/* out of descriptors: the one kept in reserve lets us
+			 * take the connection and say why instead of leaving the
+			 * client hanging (and this loop spinning on it) */
+			close(d->reserve_fd);
+			d->reserve_fd = -1;
+			sock = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			if (sock >= 0) {
+				refuse(d, sock, PF_WELCOME_FULL, "pinferd has run out of file descriptors; try again later");
+				close(sock);
+			}
+			d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			pf_daemon_log(d, PF_LOG_WARN, "out of file descriptors (%s): refused a client", strerror(e));
+			return sock >= 0 ? 0 : -e;
+		}
+		pf_daemon_log(d, PF_LOG_WARN, "accept: %s", strerror(e));
+		return -e; /* stop accepting for this round */
+	}
 	/* blocking (bounded by the timeouts below) even if the listening
 	 * socket's O_NONBLOCK were inherited: the hello may not be there yet */
 	int fl = fcntl(sock, F_GETFL);
@@ -459,6 +481,7 @@ static void control_poll(struct pf_daemon *d)
 			while (accept_client(d, &s) == 0) {
 				struct ctl_client *c = s ? calloc(1, sizeof(*c)) : NULL;
 				if (s && !c) {
+					close(s->sock);
 					discard_session(s);
 					atomic_fetch_sub(&d->n_clients, 1);
 				} else if (c) {
@@ -605,6 +628,7 @@ static void on_accept(struct ctl_uring *u)
 			continue;
 		struct ctl_client *c = calloc(1, sizeof(*c));
 		if (!c) {
+			close(s->sock);
 			discard_session(s);
 			atomic_fetch_sub(&u->d->n_clients, 1);
 			continue;

@@ -90,6 +90,17 @@ static void check_timeouts(struct pf_daemon *d, int64_t now)
 	}
 }
 
+#define FINAL_FLUSH_NS 5000000000LL /* at exit, readers get this long to take their last completions */
+
+/* Completions still held back for a live client whose CQ is full. */
+static bool undelivered(struct pf_daemon *d)
+{
+	for (struct pf_session *s = d->sessions; s; s = s->next)
+		if (s->n_pending && !atomic_load(&s->dead))
+			return true;
+	return false;
+}
+
 static bool any_submissions(struct pf_daemon *d)
 {
 	for (struct pf_session *s = d->sessions; s; s = s->next)
@@ -128,6 +139,7 @@ static void idle_wait(struct pf_daemon *d)
 int pf_daemon_engine_loop(struct pf_daemon *d)
 {
 	int64_t last_timeouts = 0, t_ipc = 0, t_step = 0, last_watchdog = 0, last_status = 0, drain_start = 0;
+	int64_t flush_start = 0;
 	uint64_t busy_iters = 0, wd_usec = 0;
 	/* the watchdog is petted from this loop, so a hung engine (not a hung
 	 * control thread) is what systemd restarts */
@@ -204,6 +216,22 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			d->state_saved = true;
 			for (struct pf_session *s = d->sessions; s; s = s->next)
 				pf_session_cancel_all(s);
+		}
+		if (atomic_load(&d->draining) && !has_work(d) && undelivered(d)) {
+			/* the last completions (FINISHED, and the SUSPENDED that
+			 * carry resume tokens) still wait for room in some client's
+			 * CQ: give readers a moment before the segments go */
+			if (!flush_start)
+				flush_start = t0;
+			if (t0 - flush_start < FINAL_FLUSH_NS) {
+				pf_futex_wait(&d->wake, atomic_load(&d->wake), 10000000);
+				continue;
+			}
+			for (struct pf_session *s = d->sessions; s; s = s->next)
+				if (s->n_pending && !atomic_load(&s->dead))
+					pf_daemon_log(d, PF_LOG_WARN, "client %llu (pid %d) did not read its last %u completions; "
+						      "requests among them cannot be resumed", (unsigned long long)s->id, s->pid,
+						      s->n_pending);
 		}
 		if (atomic_load(&d->draining) && !has_work(d)) {
 			pf_daemon_log(d, PF_LOG_INFO, "drained: every request has finished or was saved");

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "daemon.h"
 #include "statefile.h"
@@ -62,6 +63,10 @@ static void resolve_path(struct pf_daemon *d)
 		return;
 	if (d->cfg.instance[0])
 		snprintf(d->state_path, sizeof(d->state_path), "%.4000s/pinferd-%s.state", dir, d->cfg.instance);
+	else if (d->cfg.socket_path[0])
+		/* daemons told apart only by --socket must not share one file */
+		snprintf(d->state_path, sizeof(d->state_path), "%.4000s/pinferd-%016llx.state", dir,
+			 (unsigned long long)XXH3_64bits(d->cfg.socket_path, strlen(d->cfg.socket_path)));
 	else
 		snprintf(d->state_path, sizeof(d->state_path), "%.4000s/pinferd.state", dir);
 }
@@ -265,11 +270,18 @@ void pf_daemon_resume(struct pf_session *s, const struct pf_sqe *e)
 		pf_session_post_error(s, e->tag, EBUSY, err);
 		return;
 	}
+	int64_t q_tokens, q_blocks;
+	if (pf_session_check_quota(s, p->seqs[0].n_prompt, &p->seqs[0].params, &q_tokens, &q_blocks, err, sizeof(err))) {
+		pf_session_post_error(s, e->tag, EDQUOT, err);
+		return;
+	}
 	struct pf_dreq *q = calloc(1, sizeof(*q));
 	if (!q) {
 		pf_session_post_error(s, e->tag, ENOMEM, "out of memory");
 		return;
 	}
+	q->quota_tokens = q_tokens;
+	q->quota_blocks = q_blocks;
 	q->s = s;
 	q->tag = e->tag;
 	for (uint32_t i = 0; i < pl.n_seqs && i < PF_RESUME_MAX_SEQS; i++)
@@ -290,6 +302,8 @@ void pf_daemon_resume(struct pf_session *s, const struct pf_sqe *e)
 		return;
 	}
 	pf_session_add_req(s, q);
+	s->quota_tokens += q_tokens;
+	s->quota_blocks += q_blocks;
 	if (s->paused)
 		pf_engine_pause(d->engine, q->engine_id, true);
 	pf_daemon_log(d, PF_LOG_INFO, "client %llu (pid %d) resumed a saved request: %d sequences, %d tokens generated before",

@@ -45,7 +45,9 @@ void pf_daemon_reload(struct pf_daemon *d)
 		free(nc);
 		return;
 	}
-	const struct pf_daemon_config *oc = &d->cfg;
+	/* compare with what was last applied or handed to the engine (not with
+	 * d->cfg, whose engine fields the engine thread writes) */
+	const struct pf_daemon_config *oc = d->cfg_seen ? d->cfg_seen : &d->cfg;
 	char changed[1024] = "", fixed[512] = "";
 #define NUM(field, name) \
 	if (nc->field != oc->field) \
@@ -78,7 +80,9 @@ void pf_daemon_reload(struct pf_daemon *d)
 	FIXED(strcmp(nc->model, oc->model), "model");
 	FIXED(strcmp(nc->socket_path, oc->socket_path) || strcmp(nc->instance, oc->instance), "socket");
 	FIXED(nc->threads != oc->threads, "threads");
-	FIXED(nc->kv_memory != oc->kv_memory || nc->block_size != oc->block_size, "KV pool");
+	FIXED(nc->kv_memory != oc->kv_memory || nc->block_size != oc->block_size ||
+		      nc->gpu_memory_utilization != oc->gpu_memory_utilization, "KV pool");
+	FIXED(nc->device != oc->device, "device");
 	FIXED(nc->max_model_len != oc->max_model_len || nc->max_num_seqs != oc->max_num_seqs ||
 		      nc->max_batched_tokens != oc->max_batched_tokens || nc->prefix_caching != oc->prefix_caching ||
 		      nc->priority_policy != oc->priority_policy || nc->static_batching != oc->static_batching,
@@ -103,6 +107,8 @@ void pf_daemon_reload(struct pf_daemon *d)
 	d->cfg.max_clients = nc->max_clients;
 	d->cfg.log_level = nc->log_level;
 	atomic_store(&d->log_level, nc->log_level);
+	if (d->cfg_seen)
+		*d->cfg_seen = *nc;
 	pthread_mutex_lock(&d->lock);
 	free(d->reload);
 	d->reload = nc;

@@ -496,8 +496,8 @@ static int build_prompt(struct pf_session *s, const struct pf_sqe *e, const uint
  * once, with numbers, instead of finding its request starved later.  Fills
  * the request's charges; returns 0 or -EDQUOT with a message.
  */
-static int check_quota(const struct pf_session *s, int32_t n_prompt, const struct pf_request_params *p,
-		       int64_t *ret_tokens, int64_t *ret_blocks, char *err, size_t errlen)
+int pf_session_check_quota(const struct pf_session *s, int32_t n_prompt, const struct pf_request_params *p,
+			   int64_t *ret_tokens, int64_t *ret_blocks, char *err, size_t errlen)
 {
 	const struct pf_daemon_config *cfg = &s->d->cfg;
 	int64_t seqs = p->n > p->beam_width ? p->n : p->beam_width;
@@ -583,7 +583,7 @@ static void handle_submit(struct pf_session *s, const struct pf_sqe *e)
 		r = build_prompt(s, e, in, &prompt, &n_prompt, err, sizeof(err));
 	int64_t q_tokens = 0, q_blocks = 0;
 	if (!r)
-		r = check_quota(s, n_prompt, &p, &q_tokens, &q_blocks, err, sizeof(err));
+		r = pf_session_check_quota(s, n_prompt, &p, &q_tokens, &q_blocks, err, sizeof(err));
 	struct pf_dreq *q = NULL;
 	if (!r) {
 		q = calloc(1, sizeof(*q));

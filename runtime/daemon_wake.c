@@ -5,6 +5,7 @@
  * io_uring_enter instead of one syscall each.
  */
 #include <errno.h>
+#include <sys/uio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -55,9 +56,12 @@ void pf_waker_add(struct pf_waker *w, _Atomic uint32_t *futex_word, int efd)
 	}
 	if (efd >= 0) {
 		if (w->uring && (sqe = get_sqe(w))) {
-			/* the eventfd is non-blocking: a counter a hostile client
-			 * saturated fails with EAGAIN instead of stalling us */
+			/* a counter a hostile client saturated must fail with
+			 * EAGAIN, not stall us */
 			io_uring_prep_write(sqe, efd, &w->one, sizeof(w->one), (uint64_t)-1);
+			/* without RWF_NOWAIT io_uring would park the write until the
+			 * counter has room — one request per step held forever */
+			sqe->rw_flags = RWF_NOWAIT;
 			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 			w->queued++;
 		} else {

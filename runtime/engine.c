@@ -1,5 +1,6 @@
 /* engine.c — one serving iteration at a time; see engine.h. */
 #include "engine.h"
+#include "device.h"
 
 #include <errno.h>
 #include <math.h>
@@ -78,6 +79,7 @@ struct pf_engine {
 	struct pf_tok *tok;
 	struct pf_chat *chat;
 	struct pf_backend be;
+	char device_note[320];       /* which device and why (pf_engine_device_note) */
 	struct pf_kv *kv;
 	struct pf_sched *sched;
 	int32_t n_vocab, max_model_len;
@@ -108,7 +110,8 @@ struct pf_engine_config pf_engine_config_default(void)
 {
 	return (struct pf_engine_config){
 		.model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf",
-		.kv_memory = 512LL << 20,
+		.kv_memory = 0,
+		.device = PF_DEVICE_CPU,
 		.block_size = 16,
 		.kv_dtype = PF_DT_F16,
 		.sched = pf_sched_config_default(),
@@ -147,18 +150,19 @@ int pf_engine_create(const struct pf_engine_config *cfg, const struct pf_engine_
 	for (int32_t id = 0; id < pf_tok_n_vocab(e->tok) && e->n_eos < 8; id++)
 		if (pf_tok_is_eog(e->tok, id))
 			e->eos[e->n_eos++] = id;
-	size_t bb = pf_kv_block_bytes(hp, cfg->block_size, cfg->kv_dtype);
-	int64_t n_blocks = cfg->kv_memory / (int64_t)bb;
-	if (n_blocks < 1 || n_blocks > (1 << 24)) {
-		snprintf(err, errlen, "KV memory of %lld bytes gives %lld blocks of %zu bytes; need 1..%d",
-			 (long long)cfg->kv_memory, (long long)n_blocks, bb, 1 << 24);
-		r = -EINVAL;
-		goto fail;
-	}
-	struct pf_kv_config kvc = { .n_blocks = (int32_t)n_blocks, .block_size = cfg->block_size, .kv_dtype = cfg->kv_dtype };
-	r = pf_cpu_backend_create(&e->model->w, &kvc, cfg->n_threads, &e->be, err, errlen);
+	struct pf_device_request dreq = {
+		.device = cfg->device,
+		.n_threads = cfg->n_threads,
+		.kv_memory = cfg->kv_memory,
+		.gpu_memory_utilization = cfg->gpu_memory_utilization,
+		.block_size = cfg->block_size,
+		.kv_dtype = cfg->kv_dtype,
+	};
+	r = pf_device_backend_create(&e->model->w, &dreq, &e->be, e->device_note, sizeof(e->device_note), err, errlen);
 	if (r)
 		goto fail;
+	/* the pool the backend actually made (a GPU sizes it from its memory) */
+	int64_t n_blocks = e->be.kv.n_blocks;
 	r = pf_kv_create((int32_t)n_blocks, cfg->block_size, &e->kv);
 	if (r)
 		goto fail;
@@ -797,6 +801,7 @@ const struct pf_tok *pf_engine_tok(const struct pf_engine *e) { return e->tok; }
 const struct pf_chat *pf_engine_chat(const struct pf_engine *e) { return e->chat; }
 const struct pf_model *pf_engine_model(const struct pf_engine *e) { return e->model; }
 const char *pf_engine_describe(const struct pf_engine *e) { return e->desc; }
+const char *pf_engine_device_note(const struct pf_engine *e) { return e->device_note; }
 int32_t pf_engine_max_model_len(const struct pf_engine *e) { return e->max_model_len; }
 
 void pf_engine_destroy(struct pf_engine *e)

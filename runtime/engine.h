@@ -51,7 +51,10 @@ enum pf_finish_reason {
 struct pf_engine_config {
 	const char *model_path;
 	int n_threads;             /* 0: every CPU this process may use */
-	int64_t kv_memory;         /* bytes for the KV pool (default 512 MiB) */
+	int64_t kv_memory;         /* bytes for the KV pool; 0 (default): 512 MiB on the CPU, on a GPU
+				    * what gpu_memory_utilization leaves after the weights */
+	int device;                /* PF_DEVICE_CPU (default), PF_DEVICE_AUTO or a CUDA index (device.h) */
+	double gpu_memory_utilization; /* share of the GPU's memory to use; 0: 0.90 */
 	int32_t block_size;        /* 8, 16 or 32 (default 16) */
 	uint32_t kv_dtype;         /* PF_DT_F16 (default) or PF_DT_F32 */
 	int32_t max_model_len;     /* 0: the model's context length, capped by the pool */
@@ -144,6 +147,9 @@ const struct pf_tok *pf_engine_tok(const struct pf_engine *e);
 const struct pf_chat *pf_engine_chat(const struct pf_engine *e); /* NULL when the model has no known template */
 const struct pf_model *pf_engine_model(const struct pf_engine *e);
 const char *pf_engine_describe(const struct pf_engine *e);
+/* Which device the engine runs on and why ("device: cpu (auto: no usable
+ * CUDA device)"), for the log.  Cannot fail. */
+const char *pf_engine_device_note(const struct pf_engine *e);
 int32_t pf_engine_max_model_len(const struct pf_engine *e);
 
 /* ---- persistence (graceful drain, issue 7) ----------------------------------

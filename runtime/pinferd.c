@@ -3,6 +3,7 @@
  * ARCHITECTURE.md for the whole picture.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@ int main(int argc, char **argv)
 	d->argc = argc;
 	d->argv = argv;
 	d->listen_fd = d->signal_fd = -1;
+	d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	pthread_mutex_init(&d->lock, NULL);
 
 	/* signals are read by the control thread from a signalfd; block them
@@ -67,6 +69,8 @@ int main(int argc, char **argv)
 	ec.model_path = d->cfg.model;
 	ec.n_threads = d->cfg.threads;
 	ec.kv_memory = d->cfg.kv_memory;
+	ec.device = d->cfg.device;
+	ec.gpu_memory_utilization = d->cfg.gpu_memory_utilization;
 	ec.block_size = d->cfg.block_size;
 	ec.max_model_len = d->cfg.max_model_len;
 	ec.sched.max_num_seqs = d->cfg.max_num_seqs;
@@ -87,13 +91,12 @@ int main(int argc, char **argv)
 			pf_daemon_log(d, PF_LOG_ERROR, "%s", err);
 			return 1;
 		}
+		pf_daemon_log(d, PF_LOG_INFO, "%s", pf_engine_device_note(d->engine));
 		pf_daemon_log(d, PF_LOG_INFO, "model: %s", pf_engine_describe(d->engine));
 		if (d->cfg.static_batching)
 			pf_daemon_log(d, PF_LOG_INFO, "batching: static (the baseline), %d requests per batch",
 				      d->cfg.static_batch);
 	}
-	/* requests a previous pinferd saved on its drain wait for their clients */
-	pf_daemon_state_load(d);
 	d->stats_fd = -1;
 	r = pf_daemon_stats_init(d);
 	if (r) {
@@ -105,6 +108,14 @@ int main(int argc, char **argv)
 		pf_engine_destroy(d->engine);
 		return 1;
 	}
+	/* requests a previous pinferd saved on its drain wait for their
+	 * clients; loaded only now that this daemon is sure to serve (the file
+	 * goes once loaded) */
+	pf_daemon_state_load(d);
+	/* what SIGHUP compares a reloaded configuration with (control thread) */
+	d->cfg_seen = malloc(sizeof(*d->cfg_seen));
+	if (d->cfg_seen)
+		*d->cfg_seen = d->cfg;
 	pthread_t ctl;
 	r = pthread_create(&ctl, NULL, pf_daemon_control_main, d);
 	if (r) {
@@ -134,6 +145,9 @@ int main(int argc, char **argv)
 	close(d->signal_fd);
 	pf_daemon_log(d, PF_LOG_INFO, "stopped");
 	free(d->reload);
+	free(d->cfg_seen);
+	if (d->reserve_fd >= 0)
+		close(d->reserve_fd);
 	free(d);
 	return 0;
 }

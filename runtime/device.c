@@ -1,0 +1,123 @@
+/* device.c — backend selection; see device.h. */
+#include "device.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cpu_backend.h"
+#ifdef PF_HAVE_CUDA
+#include "cuda/cuda.h"
+#endif
+
+#define CPU_KV_DEFAULT (512LL << 20)
+
+int pf_device_parse(const char *s, int *ret)
+{
+	if (!s || !*s || !strcmp(s, "auto")) {
+		*ret = PF_DEVICE_AUTO;
+		return 0;
+	}
+	if (!strcmp(s, "cpu")) {
+		*ret = PF_DEVICE_CPU;
+		return 0;
+	}
+	if (!strcmp(s, "cuda")) {
+		*ret = 0;
+		return 0;
+	}
+	if (!strncmp(s, "cuda:", 5) && s[5]) {
+		char *end;
+		long v = strtol(s + 5, &end, 10);
+		if (*end || v < 0 || v > 1023)
+			return -EINVAL;
+		*ret = (int)v;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int cpu_backend(const struct pf_model_weights *w, const struct pf_device_request *req, struct pf_backend *ret,
+		       char *err, size_t errlen)
+{
+	int64_t bytes = req->kv_memory > 0 ? req->kv_memory : CPU_KV_DEFAULT;
+	size_t bb = pf_kv_block_bytes(&w->hp, req->block_size, req->kv_dtype);
+	int64_t n_blocks = bytes / (int64_t)bb;
+	if (n_blocks < 1 || n_blocks > (1 << 24)) {
+		snprintf(err, errlen, "KV memory of %lld bytes gives %lld blocks of %zu bytes; need 1..%d", (long long)bytes,
+			 (long long)n_blocks, bb, 1 << 24);
+		return -EINVAL;
+	}
+	struct pf_kv_config kvc = { .n_blocks = (int32_t)n_blocks, .block_size = req->block_size, .kv_dtype = req->kv_dtype };
+	return pf_cpu_backend_create(w, &kvc, req->n_threads, ret, err, errlen);
+}
+
+#ifdef PF_HAVE_CUDA
+static int cuda_backend(const struct pf_model_weights *w, const struct pf_device_request *req, int dev,
+			struct pf_backend *ret, char *err, size_t errlen)
+{
+	struct pf_cuda_backend_config cc = pf_cuda_backend_config_default();
+	cc.device = dev;
+	if (req->gpu_memory_utilization > 0)
+		cc.memory_utilization = req->gpu_memory_utilization;
+	struct pf_kv_config kvc = { .n_blocks = 0, .block_size = req->block_size, .kv_dtype = req->kv_dtype };
+	if (req->kv_memory > 0) {
+		size_t bb = pf_kv_block_bytes(&w->hp, req->block_size, req->kv_dtype);
+		int64_t n_blocks = req->kv_memory / (int64_t)bb;
+		if (n_blocks < 1 || n_blocks > (1 << 24)) {
+			snprintf(err, errlen, "KV memory of %lld bytes gives %lld blocks of %zu bytes; need 1..%d",
+				 (long long)req->kv_memory, (long long)n_blocks, bb, 1 << 24);
+			return -EINVAL;
+		}
+		kvc.n_blocks = (int32_t)n_blocks;
+	}
+	return pf_cuda_backend_create(w, &kvc, &cc, ret, err, errlen);
+}
+#endif
+
+int pf_device_backend_create(const struct pf_model_weights *w, const struct pf_device_request *req,
+			     struct pf_backend *ret, char *note, size_t notelen, char *err, size_t errlen)
+{
+	char dummy[8];
+	if (!note) {
+		note = dummy;
+		notelen = sizeof(dummy);
+	}
+	note[0] = '\0';
+	if (req->device == PF_DEVICE_CPU) {
+		snprintf(note, notelen, "device: cpu (asked for)");
+		return cpu_backend(w, req, ret, err, errlen);
+	}
+#ifdef PF_HAVE_CUDA
+	int n = pf_cuda_device_count();
+	if (req->device >= 0) {
+		if (req->device >= n) {
+			snprintf(err, errlen, "--device cuda:%d: this machine has %d usable CUDA device%s", req->device, n,
+				 n == 1 ? "" : "s");
+			return -ENODEV;
+		}
+		snprintf(note, notelen, "device: cuda:%d (asked for)", req->device);
+		return cuda_backend(w, req, req->device, ret, err, errlen);
+	}
+	if (n > 0) {
+		char cerr[256] = "";
+		int r = cuda_backend(w, req, 0, ret, cerr, sizeof(cerr));
+		if (r == 0) {
+			snprintf(note, notelen, "device: cuda:0 (auto: %d CUDA device%s)", n, n == 1 ? "" : "s");
+			return 0;
+		}
+		snprintf(note, notelen, "device: cpu (auto: cuda:0 could not take the model: %.200s)", cerr);
+	} else {
+		snprintf(note, notelen, "device: cpu (auto: no usable CUDA device)");
+	}
+#else
+	if (req->device >= 0) {
+		snprintf(err, errlen, "--device cuda%s: this build has no CUDA (nvcc was not found when it was built)",
+			 req->device ? ":N" : "");
+		return -ENODEV;
+	}
+	snprintf(note, notelen, "device: cpu (auto: built without CUDA)");
+#endif
+	return cpu_backend(w, req, ret, err, errlen);
+}
