@@ -10,6 +10,10 @@
 #ifdef PF_HAVE_CUDA
 #include "cuda/cuda.h"
 #endif
+/* the CUDA backend proper (cuda.h says so); discovery alone is not enough */
+#if defined(PF_HAVE_CUDA) && defined(PF_CUDA_HAVE_BACKEND)
+#define USE_CUDA 1
+#endif
 
 #define CPU_KV_DEFAULT (512LL << 20)
 
@@ -53,7 +57,7 @@ static int cpu_backend(const struct pf_model_weights *w, const struct pf_device_
 	return pf_cpu_backend_create(w, &kvc, req->n_threads, ret, err, errlen);
 }
 
-#ifdef PF_HAVE_CUDA
+#ifdef USE_CUDA
 static int cuda_backend(const struct pf_model_weights *w, const struct pf_device_request *req, int dev,
 			struct pf_backend *ret, char *err, size_t errlen)
 {
@@ -89,7 +93,7 @@ int pf_device_backend_create(const struct pf_model_weights *w, const struct pf_d
 		snprintf(note, notelen, "device: cpu (asked for)");
 		return cpu_backend(w, req, ret, err, errlen);
 	}
-#ifdef PF_HAVE_CUDA
+#ifdef USE_CUDA
 	int n = pf_cuda_device_count();
 	if (req->device >= 0) {
 		if (req->device >= n) {
