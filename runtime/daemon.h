@@ -236,10 +236,11 @@ int pf_session_check_quota(const struct pf_session *s, int32_t n_prompt, const s
 
 /* SIGHUP (daemon_reload.c): pf_daemon_reload on the control thread parses
  * the configuration again, applies its own fields and hands the engine's
- * to pf_daemon_apply_reload, which the engine thread calls every step.
+ * to the engine thread through the inbox (d->reload); it applies them with
+ * pf_daemon_apply_reload (which frees nc; NULL: nothing to do).
  * Both log what changed; neither fails (errors keep the running config). */
 void pf_daemon_reload(struct pf_daemon *d);
-void pf_daemon_apply_reload(struct pf_daemon *d);
+void pf_daemon_apply_reload(struct pf_daemon *d, struct pf_daemon_config *nc);
 
 /* Control thread body (arg: struct pf_daemon *). */
 void *pf_daemon_control_main(void *arg);

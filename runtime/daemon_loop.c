@@ -34,8 +34,12 @@ static void take_inbox(struct pf_daemon *d)
 {
 	pthread_mutex_lock(&d->lock);
 	struct pf_session *nw = d->inbox_new, *dead = d->inbox_dead;
+	struct pf_daemon_config *reload = d->reload;
 	d->inbox_new = d->inbox_dead = NULL;
+	d->reload = NULL;
 	pthread_mutex_unlock(&d->lock);
+	/* SIGHUP's run-time options, between steps */
+	pf_daemon_apply_reload(d, reload);
 	while (nw) {
 		struct pf_session *s = nw;
 		nw = s->next;
@@ -158,7 +162,6 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			last_status = t0;
 		}
 		take_inbox(d);
-		pf_daemon_apply_reload(d);
 		for (struct pf_session *s = d->sessions; s; s = s->next)
 			pf_session_poll_sq(s);
 		if (t0 - last_timeouts > 10000000) {

@@ -116,12 +116,8 @@ void pf_daemon_reload(struct pf_daemon *d)
 	pf_daemon_log(d, PF_LOG_INFO, "SIGHUP: configuration reloaded: %s", changed);
 }
 
-void pf_daemon_apply_reload(struct pf_daemon *d)
+void pf_daemon_apply_reload(struct pf_daemon *d, struct pf_daemon_config *nc)
 {
-	pthread_mutex_lock(&d->lock);
-	struct pf_daemon_config *nc = d->reload;
-	d->reload = NULL;
-	pthread_mutex_unlock(&d->lock);
 	if (!nc)
 		return;
 	/* the control thread reads it for the welcome */
