@@ -285,6 +285,60 @@ int pf_cuda_attn_prefill(const struct pf_cuda_attn_args *a, const int32_t *tiles
  * row holding NaN or +inf or nothing above -inf (the sampler's -EDOM). */
 int pf_cuda_argmax(int32_t *out, const float *logits, int32_t n_rows, int64_t n, const struct pf_cuda_launch *lc);
 
+/* ---- sampling (sample.cu) ------------------------------------------------- */
+
+/* Below this temperature a row is greedy (runtime/sampler.h's
+ * PF_SAMPLER_GREEDY_TEMP; kernels depend on nothing in runtime/). */
+#define PF_CUDA_SAMPLE_GREEDY_TEMP 1e-5f
+
+/* One row's sampling parameters (an array of them in device memory, one
+ * per row).  Values are trusted: check them with pf_sampler_validate(). */
+struct pf_cuda_sample_params {
+	double u;             /* the draw's uniform in [0, 1): pf_philox_u01d() of
+			       * pf_philox_draw(seed, token_index, PF_SAMPLER_STREAM_TOKEN),
+			       * made on the host, so the stream is the CPU sampler's */
+	float temperature;    /* < PF_CUDA_SAMPLE_GREEDY_TEMP (incl. 0): greedy */
+	int32_t top_k;        /* <= 0 or >= the finite logits: off */
+	float top_p;          /* >= 1: off; else in (0, 1) */
+	float min_p;          /* <= 0: off; else in (0, 1] */
+	int32_t want_logprob; /* nonzero: the chosen token's raw logprob too */
+	int32_t reserved;     /* 0 (keeps the size 32 bytes in C and C++) */
+};
+
+/*
+ * out_tokens (n_rows): one token per row of logits (n_rows, n), steps 4-8
+ * of runtime/sampler.h without penalties, min_tokens or logit bias (the
+ * caller sends only rows that need none):
+ *   - greedy (temperature below PF_CUDA_SAMPLE_GREEDY_TEMP): argmax, ties to
+ *     the lowest id — the same token as pf_cuda_argmax();
+ *   - else weights w = expf((l - max) * (1.0f / temperature)) (the CPU's
+ *     formula, so CUDA's expf, ≤ 2 ulp, is the only difference); top-k keeps
+ *     exactly k finite logits by (logit desc, id asc); top-p keeps the
+ *     shortest prefix by (w desc, id asc) of that set whose mass (summed in
+ *     double) reaches top_p × the set's mass; min-p keeps w >= min_p (w of
+ *     the best is 1); the draw is the first survivor IN ASCENDING ID ORDER
+ *     whose running mass (double) exceeds u × the survivors' mass, zero
+ *     weights never chosen.  The CPU sampler draws over its survivors in an
+ *     internal order, so for the same u the two can choose different
+ *     tokens; each follows the same distribution, and the device's choice is
+ *     a pure function of (row, params, n).
+ * A row holding NaN or +inf, or with nothing left to draw from, gets -1 (the
+ * CPU sampler's -EDOM).
+ * out_logprobs (n_rows) may be NULL; otherwise every entry is written: for a
+ * row with want_logprob and a token, that token's raw log-softmax
+ * (l - max - log Σ exp(l_i - max), summed in double: vLLM's raw_logprobs,
+ * ignoring temperature and truncation), else NaN.
+ * One block of 512 threads per row.  Reads per row: one pass (greedy, two
+ * with a logprob); sampling adds two (the draw), plus per truncation a pass
+ * per search round (usually 1-3) and two to gather ≤ 4096 candidates, which
+ * are sorted in shared memory — never the vocabulary.  No scratch memory.
+ * Returns 0 or -EINVAL (n outside [1, INT32_MAX], n_rows < 0, a NULL array)
+ * with a message in lc->err; the kernel itself cannot fail.
+ */
+int pf_cuda_sample(int32_t *out_tokens, float *out_logprobs, const float *logits,
+		   const struct pf_cuda_sample_params *params, int32_t n_rows, int64_t n,
+		   const struct pf_cuda_launch *lc);
+
 /* ---- the backend (cuda_backend.cu) --------------------------------------- */
 
 /* The backend below exists (runtime/device.c takes the CUDA path only then). */

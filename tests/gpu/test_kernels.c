@@ -683,6 +683,336 @@ static void test_argmax(struct tctx *t)
 	free(x);
 }
 
+/* ---- sampling on the device ------------------------------------------------------------ */
+
+/* A candidate of the reference: a logit, later a weight, and its id. */
+struct scand {
+	float v;
+	int32_t id;
+};
+
+static int scand_cmp(const void *pa, const void *pb) /* value desc, id asc */
+{
+	const struct scand *a = pa, *b = pb;
+	if (a->v != b->v)
+		return a->v > b->v ? -1 : 1;
+	return (a->id > b->id) - (a->id < b->id);
+}
+
+static int scand_id_cmp(const void *pa, const void *pb)
+{
+	const struct scand *a = pa, *b = pb;
+	return (a->id > b->id) - (a->id < b->id);
+}
+
+/* The reference's answer for one row: survivors in id order with their
+ * running mass, the expected token, and what a rounding difference could
+ * change (a truncation edge within eps). */
+struct sref {
+	struct scand *c;  /* (n) scratch, then the survivors in id order */
+	double *cum;      /* (n) running mass after each survivor */
+	int64_t ns;
+	double z, target;
+	int32_t tok;
+	bool amb;         /* an edge of the set is within eps */
+	int32_t extra[2]; /* ids the device may keep besides the survivors */
+	int n_extra;
+	double lse;       /* raw log-softmax normaliser */
+};
+
+/*
+ * cuda.h's contract by sorting, as plainly as possible: -1 for NaN/+inf or
+ * nothing finite; greedy = argmax; else sort by (logit desc, id asc), keep
+ * k, weights expf((l - m) * (1/T)), sort by (w desc, id asc), keep the
+ * shortest prefix reaching top_p of the mass, drop w < min_p, then walk the
+ * survivors in ascending id order to the first whose running mass exceeds
+ * u × their mass.
+ */
+static void sample_ref(const float *x, int64_t n, const struct pf_cuda_sample_params *p, double eps, struct sref *r)
+{
+	int64_t nf = 0, nc = 0;
+	float m = -INFINITY;
+	r->ns = 0, r->amb = false, r->n_extra = 0, r->tok = -1, r->lse = NAN;
+	for (int64_t i = 0; i < n; i++) {
+		if (!(x[i] < INFINITY))
+			return;
+		nf += x[i] > -INFINITY;
+		m = x[i] > m ? x[i] : m;
+	}
+	if (nf == 0)
+		return;
+	double zr = 0.0;
+	for (int64_t i = 0; i < n; i++)
+		zr += expf(x[i] - m);
+	r->lse = (double)m + log(zr);
+	if (!(p->temperature >= PF_CUDA_SAMPLE_GREEDY_TEMP)) {
+		r->tok = argmax_ref(x, n);
+		return;
+	}
+	const float inv_t = 1.0f / p->temperature;
+	struct scand *c = r->c;
+	for (int64_t i = 0; i < n; i++)
+		if (x[i] > -INFINITY)
+			c[nc++] = (struct scand){ x[i], (int32_t)i };
+	qsort(c, (size_t)nc, sizeof(*c), scand_cmp);
+	int64_t keep = p->top_k > 0 && p->top_k < nf ? p->top_k : nf;
+	for (int64_t j = 0; j < keep; j++)
+		c[j].v = expf((c[j].v - m) * inv_t);
+	if (p->top_p < 1.0f) {
+		qsort(c, (size_t)keep, sizeof(*c), scand_cmp);
+		double zk = 0.0, cum = 0.0, prev = 0.0;
+		for (int64_t j = 0; j < keep; j++)
+			zk += c[j].v;
+		const double target = (double)p->top_p * zk;
+		int64_t cut = keep;
+		for (int64_t j = 0; j < keep; j++) {
+			prev = cum;
+			cum += c[j].v;
+			if (cum >= target) {
+				cut = j + 1;
+				break;
+			}
+		}
+		if (cut < keep && (fabs(cum - target) <= eps * zk || fabs(prev - target) <= eps * zk ||
+				   c[cut].v >= c[cut - 1].v * (1.0 - eps))) {
+			r->amb = true;
+			r->extra[r->n_extra++] = c[cut].id;
+		}
+		keep = cut;
+	}
+	if (p->min_p > 0.0f) {
+		int64_t k2 = 0;
+		for (int64_t j = 0; j < keep; j++) {
+			if (c[j].v >= p->min_p)
+				c[k2++] = c[j];
+			else if (c[j].v >= p->min_p * (1.0 - eps) && r->n_extra < 2)
+				r->amb = true, r->extra[r->n_extra++] = c[j].id;
+		}
+		keep = k2;
+	}
+	qsort(c, (size_t)keep, sizeof(*c), scand_id_cmp);
+	double z = 0.0;
+	for (int64_t j = 0; j < keep; j++) {
+		z += c[j].v;
+		r->cum[j] = z;
+	}
+	r->ns = keep;
+	r->z = z;
+	r->target = p->u * z;
+	for (int64_t j = 0; j < keep; j++) {
+		if (c[j].v > 0.0f) {
+			r->tok = c[j].id;
+			if (r->cum[j] > r->target)
+				break;
+		}
+	}
+}
+
+/* Whether token d is an acceptable answer where the reference says r->tok:
+ * 0 no, 1 exactly, 2 across an edge within eps. */
+static int sample_judge(const struct sref *r, int32_t d, double eps)
+{
+	if (d == r->tok)
+		return 1;
+	if (d < 0 || r->tok < 0)
+		return 0;
+	for (int i = 0; i < r->n_extra; i++)
+		if (r->amb && d == r->extra[i])
+			return 2;
+	for (int64_t j = 0; j < r->ns; j++) {
+		if (r->c[j].id != d)
+			continue;
+		if (r->amb)
+			return 2;
+		const double lo = j ? r->cum[j - 1] : 0.0, hi = r->cum[j];
+		return r->target >= lo - eps * r->z && r->target <= hi + eps * r->z ? 2 : 0;
+	}
+	return 0;
+}
+
+/* Run the kernel over rows (n_rows, n) with params; tokens and logprobs
+ * into the host arrays.  Returns 0 or the CUDA error. */
+static int sample_run(struct tctx *t, const float *x, const struct pf_cuda_sample_params *ps, int32_t n_rows, int64_t n,
+		      int32_t *tok, float *lp)
+{
+	float *dx = dev_put(t, x, sizeof(float) * (size_t)n_rows * (size_t)n);
+	struct pf_cuda_sample_params *dp = dev_put(t, ps, sizeof(*ps) * (size_t)n_rows);
+	int32_t *dt = dev_put(t, NULL, sizeof(int32_t) * (size_t)n_rows);
+	float *dl = dev_put(t, NULL, sizeof(float) * (size_t)n_rows);
+	int rc = (!dx || !dp || !dt || !dl) ? -ENOMEM : 0;
+	rc = rc ?: pf_cuda_sample(dt, dl, dx, dp, n_rows, n, &t->lc) ?: dev_get(t, tok, dt, sizeof(int32_t) * (size_t)n_rows) ?:
+		dev_get(t, lp, dl, sizeof(float) * (size_t)n_rows);
+	pf_cuda_free(dx), pf_cuda_free(dp), pf_cuda_free(dt), pf_cuda_free(dl);
+	return rc;
+}
+
+static double urand(struct tctx *t) /* uniform in [0, 1) */
+{
+	return ((double)frand(t) + 1.0) * 0.5;
+}
+
+static void test_sample(struct tctx *t)
+{
+	/* eps: relative width of an edge the device may land on the other side
+	 * of — CUDA's expf (≤ 2 ulp) against glibc's, and double sums in
+	 * another order.  The emulator shares glibc's expf, so there it should
+	 * see none. */
+	const double eps = 1e-6;
+	static const struct {
+		float temp;
+		int32_t top_k;
+		float top_p, min_p;
+	} mixes[] = {
+		{ 0.0f, 0, 1.0f, 0.0f },      /* greedy */
+		{ 1.0f, 0, 1.0f, 0.0f },      /* temperature only */
+		{ 0.7f, 1, 1.0f, 0.0f },      /* top-k 1 */
+		{ 1.0f, 40, 1.0f, 0.0f },
+		{ 1.3f, 1000, 1.0f, 0.0f },
+		{ 1.0f, 0, 0.9f, 0.0f },      /* top-p */
+		{ 0.8f, 0, 0.5f, 0.0f },
+		{ 1.0f, 0, 1.0f, 0.05f },     /* min-p */
+		{ 0.9f, 40, 0.9f, 0.0f },     /* combinations */
+		{ 1.0f, 1000, 0.5f, 0.05f },
+		{ 1.5f, 0, 0.9f, 0.05f },
+		{ 2.0f, 5000, 0.95f, 0.0f },
+	};
+	const int n_mix = (int)(sizeof(mixes) / sizeof(mixes[0]));
+	/* vocab, logit kinds (bit 0: random, bit 1: quantized to 0.5 — ties,
+	 * bit 2: all equal, bit 3: a third -inf), draws per (kind, mix), mix mask */
+	static const struct {
+		int64_t n;
+		int kinds, draws;
+		uint32_t mix_mask;
+	} shapes[] = {
+		{ 37, 1 | 2 | 8, 4, 0xfff },
+		{ 1000, 1 | 2 | 4, 3, 0xfff },
+		{ 32000, 1 | 4, 1, 0xfff },
+		{ 49152, 2, 1, 0x3aa },
+		{ 128256, 1, 1, 0xb2a },
+	};
+	int64_t worst_n = 128256;
+	struct sref r = { .c = xmalloc(sizeof(struct scand) * (size_t)worst_n), .cum = xmalloc(sizeof(double) * (size_t)worst_n) };
+	for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+		const int64_t n = shapes[si].n;
+		int32_t n_rows = 0, cap = 0;
+		for (int kind = 1; kind <= 8; kind <<= 1)
+			if (shapes[si].kinds & kind)
+				cap += n_mix * shapes[si].draws;
+		cap += 2; /* a NaN row and an all -inf row */
+		float *x = xmalloc(sizeof(float) * (size_t)cap * (size_t)n);
+		struct pf_cuda_sample_params *ps = xmalloc(sizeof(*ps) * (size_t)cap);
+		for (int kind = 1; kind <= 8; kind <<= 1) {
+			if (!(shapes[si].kinds & kind))
+				continue;
+			float *base = xmalloc(sizeof(float) * (size_t)n);
+			fill(t, base, (size_t)n, 8.0f);
+			for (int64_t i = 0; i < n; i++) {
+				if (kind == 2)
+					base[i] = roundf(base[i] * 2.0f) * 0.5f;
+				else if (kind == 4)
+					base[i] = 1.25f;
+				else if (kind == 8 && i % 3 == 1)
+					base[i] = -INFINITY;
+			}
+			for (int mi = 0; mi < n_mix; mi++) {
+				if (!(shapes[si].mix_mask >> mi & 1))
+					continue;
+				for (int d = 0; d < shapes[si].draws; d++) {
+					memcpy(x + (size_t)n_rows * (size_t)n, base, sizeof(float) * (size_t)n);
+					ps[n_rows] = (struct pf_cuda_sample_params){ .u = urand(t), .temperature = mixes[mi].temp,
+						.top_k = mixes[mi].top_k, .top_p = mixes[mi].top_p, .min_p = mixes[mi].min_p,
+						.want_logprob = (n_rows % 3) != 2 };
+					n_rows++;
+				}
+			}
+			free(base);
+		}
+		/* refused rows: a NaN (sampled), nothing finite (sampled) */
+		fill(t, x + (size_t)n_rows * (size_t)n, (size_t)n, 8.0f);
+		x[(size_t)n_rows * (size_t)n + (size_t)n / 2] = NAN;
+		ps[n_rows] = (struct pf_cuda_sample_params){ .u = 0.5, .temperature = 1.0f, .top_k = 40, .top_p = 0.9f, .want_logprob = 1 };
+		n_rows++;
+		for (int64_t i = 0; i < n; i++)
+			x[(size_t)n_rows * (size_t)n + (size_t)i] = -INFINITY;
+		ps[n_rows] = (struct pf_cuda_sample_params){ .u = 0.5, .temperature = 1.0f, .top_p = 1.0f, .want_logprob = 1 };
+		n_rows++;
+
+		int32_t *tok = xmalloc(sizeof(int32_t) * (size_t)n_rows);
+		float *lp = xmalloc(sizeof(float) * (size_t)n_rows);
+		int rc = sample_run(t, x, ps, n_rows, n, tok, lp);
+		if (!cuda_failed(t, rc, "sample")) {
+			int exact = 0, edge = 0, bad = 0, lp_bad = 0, refused = 0;
+			double lp_err = 0.0;
+			for (int32_t i = 0; i < n_rows; i++) {
+				const float *xr = x + (size_t)i * (size_t)n;
+				sample_ref(xr, n, &ps[i], eps, &r);
+				const int j = sample_judge(&r, tok[i], eps);
+				exact += j == 1, edge += j == 2;
+				refused += j == 1 && r.tok < 0;
+				if (!j) {
+					if (bad++ < 5)
+						printf("# sample n=%lld row %d (T=%g k=%d p=%g min_p=%g u=%.17g): got %d, want %d (survivors %lld)\n",
+						       (long long)n, i, ps[i].temperature, ps[i].top_k, ps[i].top_p, ps[i].min_p, ps[i].u,
+						       tok[i], r.tok, (long long)r.ns);
+					continue;
+				}
+				if (ps[i].want_logprob && tok[i] >= 0) {
+					const double want_lp = (double)xr[tok[i]] - r.lse, e = fabs((double)lp[i] - want_lp);
+					lp_err = e > lp_err ? e : lp_err;
+					lp_bad += !(e <= 1e-5);
+				} else {
+					lp_bad += !isnan(lp[i]);
+				}
+			}
+			check(t, bad == 0 && lp_bad == 0 && edge <= 1 + n_rows / 50,
+			      "sample  n=%lld rows=%d  exact %d, across an edge %d, refused %d, wrong %d; logprob max err %.2g (bound 1e-5), bad %d",
+			      (long long)n, n_rows, exact, edge, refused, bad, lp_err, lp_bad);
+		}
+		free(tok), free(lp), free(x), free(ps);
+	}
+
+	/* The distribution: one row, u on a grid of G points; each survivor's
+	 * share of the grid must be its probability to within a grid step. */
+	{
+		const int64_t n = 37;
+		const int32_t G = 512;
+		float base[37];
+		fill(t, base, (size_t)n, 3.0f);
+		base[5] = base[9]; /* a tie */
+		const struct pf_cuda_sample_params p0 = { .temperature = 0.8f, .top_k = 24, .top_p = 0.97f, .min_p = 0.005f };
+		float *x = xmalloc(sizeof(float) * (size_t)G * (size_t)n);
+		struct pf_cuda_sample_params *ps = xmalloc(sizeof(*ps) * (size_t)G);
+		for (int32_t g = 0; g < G; g++) {
+			memcpy(x + (size_t)g * (size_t)n, base, sizeof(base));
+			ps[g] = p0;
+			ps[g].u = (g + 0.5) / G;
+		}
+		int32_t *tok = xmalloc(sizeof(int32_t) * (size_t)G);
+		float *lp = xmalloc(sizeof(float) * (size_t)G);
+		int rc = sample_run(t, x, ps, G, n, tok, lp);
+		if (!cuda_failed(t, rc, "sample distribution")) {
+			sample_ref(base, n, &p0, eps, &r);
+			int count[37] = { 0 }, outside = 0;
+			for (int32_t g = 0; g < G; g++)
+				if (tok[g] >= 0 && tok[g] < n)
+					count[tok[g]]++;
+			double worst = 0.0;
+			for (int64_t j = 0; j < r.ns; j++) {
+				const double pj = r.c[j].v / r.z, dev = fabs(count[r.c[j].id] - pj * G);
+				worst = dev > worst ? dev : worst;
+				count[r.c[j].id] = 0;
+			}
+			for (int64_t i = 0; i < n; i++)
+				outside += count[i];
+			check(t, worst <= 1.0 && outside == 0,
+			      "sample  distribution n=%lld survivors %lld grid %d: max |count - p·G| %.3f (bound 1), draws outside the survivors %d",
+			      (long long)n, (long long)r.ns, G, worst, outside);
+		}
+		free(tok), free(lp), free(x), free(ps);
+	}
+	free(r.c), free(r.cum);
+}
+
 /* ---- the whole forward pass: CUDA backend vs CPU backend ----------------------------- */
 
 struct tiny_model {
@@ -961,7 +1291,7 @@ int main(int argc, char **argv)
 		{ "embed", test_embed },         { "rmsnorm", test_rmsnorm }, { "rope", test_rope },
 		{ "elementwise", test_elementwise }, { "kv", test_kv },       { "matvec", test_matvec },
 		{ "gemm", test_gemm },           { "attention", test_attention }, { "argmax", test_argmax },
-		{ "backend", test_backend },
+		{ "sample", test_sample },       { "backend", test_backend },
 	};
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
 		if (want(filter, tests[i].name))
