@@ -224,6 +224,9 @@ bench: deps model
 # "Error 77"); `make test` runs the same tests through
 # tests/integration/gpu.sh, which skips before compiling on a machine
 # without an NVIDIA driver.  GPU_ARGS: a test-name filter / benchmark options.
+# bench-gpu then runs bench_serve (SERVE_ARGS): serving throughput through
+# runtime/scheduler.c and runtime/kv.c — no engine (its tokenizer needs
+# PCRE2); kv.c's xxHash comes from tests/gpu/shim (see the header there).
 GPU_BUILD   := build-gpu
 GPU_CFLAGS  := -std=gnu11 -O2 -g -pthread -D_GNU_SOURCE $(WARN) -I. -Ikernels -DPF_HAVE_CUDA=1
 GPU_C_SRCS  := $(wildcard kernels/cpu/*.c) $(wildcard kernels/*.c)
@@ -231,6 +234,10 @@ GPU_CU_SRCS := $(wildcard kernels/cuda/*.cu)
 GPU_OBJS    := $(GPU_C_SRCS:%.c=$(GPU_BUILD)/obj/%.o) $(GPU_CU_SRCS:%.cu=$(GPU_BUILD)/obj/%.cu.o)
 GPU_BINS    := $(GPU_BUILD)/test_kernels $(GPU_BUILD)/bench_kernels
 GPU_ARGS    ?=
+GPU_SERVE   := $(GPU_BUILD)/bench_serve
+GPU_SERVE_OBJS := $(GPU_BUILD)/obj/runtime/scheduler.o $(GPU_BUILD)/obj/runtime/kv.o
+# a time limit per mode that keeps bench-gpu (both drivers) within ~8 minutes
+SERVE_ARGS  ?= --time-limit 150
 
 $(GPU_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -246,12 +253,18 @@ $(GPU_BINS): $(GPU_BUILD)/%: $(GPU_BUILD)/obj/tests/gpu/%.o $(GPU_OBJS)
 	@$(if $(Q),echo "  LD    $@")
 	$(Q)$(CC) $(GPU_CFLAGS) -o $@ $^ $(CUDA_LINK) -lm -lpthread
 
+$(GPU_SERVE_OBJS): GPU_CFLAGS += -Itests/gpu/shim
+$(GPU_SERVE): $(GPU_BUILD)/obj/tests/gpu/bench_serve.o $(GPU_SERVE_OBJS) $(GPU_OBJS)
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) $(GPU_CFLAGS) -o $@ $^ $(CUDA_LINK) -lm -lpthread
+
 test-gpu bench-gpu:
 ifeq ($(NVCC),)
 	@echo "$@: skip: no nvcc found (install the CUDA toolkit, or pass NVCC=/path/to/nvcc)" >&2; exit 77
 else
-	@$(MAKE) --no-print-directory $(GPU_BINS)
+	@$(MAKE) --no-print-directory $(GPU_BINS) $(if $(filter bench-gpu,$@),$(GPU_SERVE))
 	@$(GPU_BUILD)/$(if $(filter test-gpu,$@),test_kernels,bench_kernels) $(GPU_ARGS)
+	$(if $(filter bench-gpu,$@),@$(GPU_SERVE) $(SERVE_ARGS))
 endif
 
 # The test driver against a CPU emulator of the kernels (no GPU, no CUDA

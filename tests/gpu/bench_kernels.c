@@ -28,6 +28,7 @@
 #include "cpu/quant.h"
 #include "cuda/cuda.h"
 #include "dtype.h"
+#include "tests/gpu/synth.h"
 
 struct bctx {
 	struct pf_cuda_launch lc;
@@ -51,57 +52,10 @@ static void die(struct bctx *b, int rc, const char *what)
 	exit(1);
 }
 
+/* the drivers share the synthetic weights (synth.h) and its allocator */
 static void *xmalloc(size_t n)
 {
-	void *p = malloc(n ? n : 1);
-	if (!p) {
-		fprintf(stderr, "bench: out of host memory (%zu bytes)\n", n);
-		exit(1);
-	}
-	return p;
-}
-
-static uint64_t next(struct bctx *b)
-{
-	b->rng ^= b->rng << 13;
-	b->rng ^= b->rng >> 7;
-	b->rng ^= b->rng << 17;
-	return b->rng;
-}
-
-/* A small random half, |v| in [2^-8, 2^-7): a valid block scale or weight. */
-static uint16_t small_half(uint64_t r)
-{
-	return (uint16_t)((r & 0x83ffu) | (7u << 10));
-}
-
-/* rows × n weights of type t: random bytes, every f16 field a valid small
- * half (so the arithmetic is on finite numbers, as in a real model). */
-static void *synth_weights(struct bctx *b, uint32_t t, int64_t rows, int64_t n, size_t *ret_rb)
-{
-	const struct pf_dtype_info *di = pf_dtype_info(t);
-	const size_t rb = pf_dtype_row_bytes(t, (uint64_t)n), total = rb * (size_t)rows;
-	uint8_t *w = xmalloc(total + 8);
-	for (size_t i = 0; i < total; i += 8) {
-		uint64_t r = next(b);
-		memcpy(w + i, &r, 8);
-	}
-	const size_t bb = di->block_bytes, nblk = total / bb;
-	for (size_t k = 0; k < nblk; k++) {
-		uint8_t *blk = w + k * bb;
-		uint16_t h = small_half(next(b)), h2 = small_half(next(b));
-		switch (t) {
-		case PF_DT_F16: memcpy(blk, &h, 2); break;
-		case PF_DT_BF16: { uint16_t bf = (uint16_t)(0x3c00u | (h & 0x807fu)); memcpy(blk, &bf, 2); break; }
-		case PF_DT_F32: { float f = (float)(int64_t)(next(b) % 2001 - 1000) * 1e-5f; memcpy(blk, &f, 4); break; }
-		case PF_DT_Q4_0: case PF_DT_Q8_0: memcpy(blk, &h, 2); break;
-		case PF_DT_Q4_1: case PF_DT_Q4_K: memcpy(blk, &h, 2); memcpy(blk + 2, &h2, 2); break;
-		case PF_DT_Q6_K: memcpy(blk + 208, &h, 2); break;
-		default: break;
-		}
-	}
-	*ret_rb = rb;
-	return w;
+	return pf_synth_xmalloc(n);
 }
 
 static void *dev_put(struct bctx *b, const void *h, size_t n)
@@ -162,7 +116,7 @@ static void bench_matvec(struct bctx *b)
 	for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++)
 		for (int si = 0; si < 3; si++) {
 			struct mv_arg a = { .type = types[ti], .n_in = shapes[si][0], .n_out = shapes[si][1] };
-			void *hw = synth_weights(b, a.type, a.n_out, a.n_in, &a.rb);
+			void *hw = pf_synth_weights(&b->rng, a.type, a.n_out, a.n_in, &a.rb);
 			a.w = dev_put(b, hw, a.rb * (size_t)a.n_out);
 			free(hw);
 			a.x = dev_put(b, NULL, sizeof(float) * 8 * (size_t)a.n_in);
@@ -202,7 +156,7 @@ static void bench_gemm(struct bctx *b)
 	int rc = pf_cuda_blas_create(&a.blas, b->err, sizeof(b->err));
 	if (rc)
 		die(b, rc, "cuBLAS");
-	void *hw = synth_weights(b, PF_DT_F16, a.n_out, a.n_in, &rb);
+	void *hw = pf_synth_weights(&b->rng, PF_DT_F16, a.n_out, a.n_in, &rb);
 	a.w = dev_put(b, hw, rb * (size_t)a.n_out);
 	free(hw);
 	a.x = dev_put(b, NULL, sizeof(float) * (size_t)max_tok * (size_t)a.n_in);
@@ -335,48 +289,14 @@ static int run_forward(struct bctx *b, void *p)
 
 static void bench_model(struct bctx *b, uint32_t wtype, int32_t n_layer)
 {
-	/* Llama-3-8B: 4096 wide, 32 heads of 128, 8 KV heads, FFN 14336, vocab 128256 */
-	struct pf_hparams hp = {
-		.arch = PF_ARCH_LLAMA, .n_vocab = 128256, .n_embd = 4096, .n_layer = n_layer, .n_head = 32,
-		.n_head_kv = 8, .head_dim = 128, .n_ff = 14336, .n_ctx_train = 8192, .n_rot = 128,
-		.rope_base = 500000.0f, .norm_eps = 1e-5f,
-	};
-	if (b->tiny) {
-		hp.n_vocab = 1000, hp.n_embd = 256, hp.n_head = 4, hp.n_head_kv = 2, hp.head_dim = 64;
-		hp.n_ff = 768, hp.n_rot = 64;
-	}
-	const int64_t E = hp.n_embd, qd = (int64_t)hp.n_head * hp.head_dim, kvd = (int64_t)hp.n_head_kv * hp.head_dim;
-	const int64_t F = hp.n_ff;
-	struct pf_tensor_ref wq, wk, wv, wo, wg, wu, wd, emb, out, norm;
-	size_t rb;
-	/* one layer's weights on the host, uploaded once per layer: the device
-	 * holds n_layer copies, the host only one */
-#define SYN(ref, t, ne0_, ne1_) do { void *d_ = synth_weights(b, t, ne1_, ne0_, &rb); \
-	ref = (struct pf_tensor_ref){ .type = t, .ne0 = ne0_, .ne1 = ne1_, .row_bytes = rb, .data = d_ }; } while (0)
-	SYN(wq, wtype, E, qd);
-	SYN(wk, wtype, E, kvd);
-	SYN(wv, wtype, E, kvd);
-	SYN(wo, wtype, qd, E);
-	SYN(wg, wtype, E, F);
-	SYN(wu, wtype, E, F);
-	SYN(wd, wtype == PF_DT_Q4_K ? PF_DT_Q6_K : wtype, F, E); /* as Q4_K_M files do */
-	SYN(emb, wtype, E, hp.n_vocab);
-	SYN(out, wtype == PF_DT_Q4_K ? PF_DT_Q6_K : wtype, E, hp.n_vocab);
-#undef SYN
-	float *ones = xmalloc(sizeof(float) * E);
-	for (int64_t i = 0; i < E; i++)
-		ones[i] = 1.0f;
-	norm = (struct pf_tensor_ref){ .type = PF_DT_F32, .ne0 = E, .ne1 = 1, .row_bytes = sizeof(float) * E, .data = ones };
-	struct pf_layer_weights *layers = calloc((size_t)n_layer, sizeof(*layers));
-	for (int32_t l = 0; l < n_layer; l++)
-		layers[l] = (struct pf_layer_weights){ .attn_norm = norm, .wq = wq, .wk = wk, .wv = wv, .wo = wo,
-						       .ffn_norm = norm, .w_gate = wg, .w_up = wu, .w_down = wd };
-	struct pf_model_weights w = { .hp = hp, .tok_embd = emb, .out_norm = norm, .output = out, .layers = layers };
-	const double layer_bytes = (double)(wq.row_bytes * wq.ne1 + wk.row_bytes * wk.ne1 + wv.row_bytes * wv.ne1 +
-					    wo.row_bytes * wo.ne1 + wg.row_bytes * wg.ne1 + wu.row_bytes * wu.ne1 +
-					    wd.row_bytes * wd.ne1);
-	const double layer_params = (double)(E * qd + 2 * E * kvd + qd * E + 3 * E * F);
-	const double out_bytes = (double)(out.row_bytes * out.ne1);
+	/* Llama-3-8B (or the tiny shape), one layer's weights on the host,
+	 * uploaded once per layer: the device holds n_layer copies */
+	const struct pf_hparams hp = pf_synth_hparams(b->tiny, n_layer);
+	const int64_t E = hp.n_embd, kvd = (int64_t)hp.n_head_kv * hp.head_dim;
+	struct pf_synth_model sm;
+	pf_synth_model_build(&b->rng, &hp, wtype, &sm);
+	const struct pf_model_weights w = sm.w;
+	const double layer_bytes = sm.layer_bytes, layer_params = sm.layer_params, out_bytes = sm.out_bytes;
 
 	const int32_t ctx = b->tiny ? 48 : 512, bs = 16, max_b = b->tiny ? 16 : 256, blocks_per_seq = ctx / bs + 1;
 	struct pf_kv_config kv = { .n_blocks = max_b * blocks_per_seq, .block_size = bs, .kv_dtype = PF_DT_F16 };
@@ -388,10 +308,8 @@ static void bench_model(struct bctx *b, uint32_t wtype, int32_t n_layer)
 	if (rc)
 		die(b, rc, "pf_cuda_backend_create");
 	printf("\nmodel: %s shapes, %d layers, %s weights (ffn_down and output %s), created in %.1f s\n  %s\n",
-	       b->tiny ? "tiny" : "Llama-3-8B", n_layer, pf_dtype_name(wtype), pf_dtype_name(wd.type), now_s() - t0, m.be.ops->describe(m.be.ctx));
-	free((void *)wq.data); free((void *)wk.data); free((void *)wv.data); free((void *)wo.data);
-	free((void *)wg.data); free((void *)wu.data); free((void *)wd.data); free((void *)emb.data); free((void *)out.data);
-	free(ones); free(layers);
+	       b->tiny ? "tiny" : "Llama-3-8B", n_layer, pf_dtype_name(wtype), pf_dtype_name(pf_synth_down_type(wtype)), now_s() - t0, m.be.ops->describe(m.be.ctx));
+	pf_synth_model_free(&sm);
 
 	int32_t *tables = xmalloc(sizeof(int32_t) * (size_t)max_b * blocks_per_seq);
 	const int32_t **tab = xmalloc(sizeof(*tab) * max_b);
