@@ -83,6 +83,14 @@ struct pf_kv_config {
 	int32_t n_blocks;
 	int32_t block_size; /* 8, 16 or 32 */
 	uint32_t kv_dtype;  /* PF_DT_F16 or PF_DT_F32 */
+	/* Host swap slots, each one block of every layer's K and V (0: none;
+	 * the backend then has no swap_out/swap_in, or they fail). */
+	int32_t n_host_blocks;
+};
+
+/* One block move: pool block ids and host slot ids, as the op says. */
+struct pf_block_pair {
+	int32_t src, dst;
 };
 
 struct pf_batch {
@@ -115,6 +123,13 @@ struct pf_backend_ops {
 	/* Optional: a description of the device for logs ("cpu avx2, 2 threads"). */
 	const char *(*describe)(void *ctx);
 	void (*destroy)(void *ctx);
+	/* Optional (preemption by swapping; kv.n_host_blocks > 0): move whole
+	 * blocks, every layer's K and V, from the pool to host slots (pairs:
+	 * pool block → host slot) or back (host slot → pool block), in list
+	 * order and before anything later asked of the backend touches them.
+	 * Returns 0, -EINVAL for an id out of range. */
+	int (*swap_out)(void *ctx, const struct pf_block_pair *pairs, int32_t n);
+	int (*swap_in)(void *ctx, const struct pf_block_pair *pairs, int32_t n);
 };
 
 struct pf_backend {

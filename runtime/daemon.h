@@ -48,6 +48,8 @@ struct pf_daemon_config {
 	char config_file[4096];
 	int threads;
 	int64_t kv_memory;           /* 0: the device's default */
+	int64_t swap_space;          /* bytes; < 0: the device's default */
+	int32_t preemption_mode;     /* enum pf_preempt_mode */
 	int device;                  /* PF_DEVICE_* (device.h) or a CUDA index */
 	double gpu_memory_utilization;
 	int32_t block_size;

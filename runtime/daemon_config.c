@@ -22,7 +22,7 @@ enum {
 };
 
 /* Batching mode: ids of their own, clear of the list above and of getopt's '?'/':'. */
-enum { O_BATCHING = 200, O_STATIC_BATCH };
+enum { O_BATCHING = 200, O_STATIC_BATCH, O_SWAP, O_PREEMPT };
 
 static const struct option opts[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -59,6 +59,8 @@ static const struct option opts[] = {
 	{ "resume-timeout", required_argument, NULL, O_RESUME_TO },
 	{ "batching", required_argument, NULL, O_BATCHING },
 	{ "static-batch", required_argument, NULL, O_STATIC_BATCH },
+	{ "swap-space", required_argument, NULL, O_SWAP },
+	{ "preemption-mode", required_argument, NULL, O_PREEMPT },
 	{ 0 },
 };
 
@@ -85,6 +87,12 @@ static void usage(FILE *f)
 		"  --kv-memory SIZE              KV cache pool, e.g. 512M, 4G (default: 512M on the CPU; on a\n"
 		"                                GPU what --gpu-memory-utilization leaves after the weights)\n"
 		"  --gpu-memory-utilization F    share of the GPU's memory pinferd may use (default 0.90)\n"
+		"  --swap-space SIZE             host memory for KV blocks of preempted sequences, e.g. 4G, or 0\n"
+		"                                (default: 4G with a GPU, 0 on the CPU)\n"
+		"  --preemption-mode MODE        when the KV pool runs out: recompute (free the victim's blocks,\n"
+		"                                recompute them later), swap (copy them to swap space and back),\n"
+		"                                or auto: swap victims with >= 256 computed tokens while swap\n"
+		"                                space lasts, recompute the rest (default auto)\n"
 		"  --block-size N                KV block size: 8, 16 or 32 tokens (default 16)\n"
 		"  --max-model-len N             context limit per request (default: the model's, capped by the pool)\n"
 		"  --max-num-seqs N              running sequences per step (default 256)\n"
@@ -269,6 +277,22 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 			return bad(name, v, "continuous or static");
 		break;
 	case O_STATIC_BATCH: r = int_arg(name, v, 1, 65536, &x); c->static_batch = (int32_t)x; break;
+	case O_SWAP:
+		if (!strcmp(v, "0")) { /* size_arg takes only positive sizes */
+			c->swap_space = 0;
+			break;
+		}
+		return size_arg(name, v, &c->swap_space);
+	case O_PREEMPT:
+		if (!strcmp(v, "auto"))
+			c->preemption_mode = PF_PREEMPT_AUTO;
+		else if (!strcmp(v, "recompute"))
+			c->preemption_mode = PF_PREEMPT_RECOMPUTE;
+		else if (!strcmp(v, "swap"))
+			c->preemption_mode = PF_PREEMPT_SWAP;
+		else
+			return bad(name, v, "auto, recompute or swap");
+		break;
 	default: return -EINVAL;
 	}
 	return r;
@@ -346,6 +370,8 @@ int pf_daemon_config_parse(struct pf_daemon_config *c, int argc, char **argv)
 	c->cq_entries = PF_CQ_DEFAULT;
 	c->payload_bytes = PF_PAYLOAD_DEFAULT;
 	c->static_batch = 8;
+	c->swap_space = -1; /* the device's default */
+	c->preemption_mode = PF_PREEMPT_AUTO;
 	c->resume_timeout_s = 600;
 
 	/* first pass: only --config, --help and --version */

@@ -80,6 +80,7 @@ void pf_daemon_reload(struct pf_daemon *d)
 	FIXED(strcmp(nc->model, oc->model), "model");
 	FIXED(strcmp(nc->socket_path, oc->socket_path) || strcmp(nc->instance, oc->instance), "socket");
 	FIXED(nc->threads != oc->threads, "threads");
+	FIXED(nc->swap_space != oc->swap_space || nc->preemption_mode != oc->preemption_mode, "swap");
 	FIXED(nc->kv_memory != oc->kv_memory || nc->block_size != oc->block_size ||
 		      nc->gpu_memory_utilization != oc->gpu_memory_utilization, "KV pool");
 	FIXED(nc->device != oc->device, "device");

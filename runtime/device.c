@@ -2,6 +2,7 @@
 #include "device.h"
 
 #include <errno.h>
+#include <numa.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,22 @@
 #endif
 
 #define CPU_KV_DEFAULT (512LL << 20)
+#define GPU_SWAP_DEFAULT (4LL << 30)
+
+/* Host swap slots for `bytes` (or the default) of swap space. */
+static int swap_blocks(const struct pf_model_weights *w, const struct pf_device_request *req, int64_t dflt,
+		       int32_t *ret, char *err, size_t errlen)
+{
+	int64_t bytes = req->swap_space >= 0 ? req->swap_space : dflt;
+	int64_t n = bytes / (int64_t)pf_kv_block_bytes(&w->hp, req->block_size, req->kv_dtype);
+	if (n > (1 << 24)) {
+		snprintf(err, errlen, "swap space of %lld bytes gives %lld blocks; at most %d", (long long)bytes,
+			 (long long)n, 1 << 24);
+		return -EINVAL;
+	}
+	*ret = (int32_t)n;
+	return 0;
+}
 
 int pf_device_parse(const char *s, int *ret)
 {
@@ -54,10 +71,18 @@ static int cpu_backend(const struct pf_model_weights *w, const struct pf_device_
 		return -EINVAL;
 	}
 	struct pf_kv_config kvc = { .n_blocks = (int32_t)n_blocks, .block_size = req->block_size, .kv_dtype = req->kv_dtype };
+	int r = swap_blocks(w, req, 0, &kvc.n_host_blocks, err, errlen);
+	if (r)
+		return r;
 	return pf_cpu_backend_create(w, &kvc, req->n_threads, ret, err, errlen);
 }
 
 #ifdef USE_CUDA
+static void numa_host_free(void *p, size_t bytes)
+{
+	numa_free(p, bytes);
+}
+
 static int cuda_backend(const struct pf_model_weights *w, const struct pf_device_request *req, int dev,
 			struct pf_backend *ret, char *err, size_t errlen)
 {
@@ -66,6 +91,22 @@ static int cuda_backend(const struct pf_model_weights *w, const struct pf_device
 	if (req->gpu_memory_utilization > 0)
 		cc.memory_utilization = req->gpu_memory_utilization;
 	struct pf_kv_config kvc = { .n_blocks = 0, .block_size = req->block_size, .kv_dtype = req->kv_dtype };
+	int r = swap_blocks(w, req, GPU_SWAP_DEFAULT, &kvc.n_host_blocks, err, errlen);
+	if (r)
+		return r;
+	/* swap slots on the GPU's NUMA node when there is more than one node;
+	 * else (or when that fails) the backend takes page-locked memory from
+	 * the CUDA driver, placed wherever the kernel likes */
+	int node = pf_cuda_device_numa_node(dev);
+	if (kvc.n_host_blocks > 0 && node >= 0 && numa_available() >= 0 && numa_max_node() > 0) {
+		size_t bytes = (size_t)kvc.n_host_blocks * pf_kv_block_bytes(&w->hp, req->block_size, req->kv_dtype);
+		void *p = numa_alloc_onnode(bytes, node);
+		if (p) {
+			cc.swap_host = p;
+			cc.swap_host_bytes = bytes;
+			cc.swap_host_free = numa_host_free;
+		}
+	}
 	if (req->kv_memory > 0) {
 		size_t bb = pf_kv_block_bytes(&w->hp, req->block_size, req->kv_dtype);
 		int64_t n_blocks = req->kv_memory / (int64_t)bb;
@@ -76,7 +117,7 @@ static int cuda_backend(const struct pf_model_weights *w, const struct pf_device
 		}
 		kvc.n_blocks = (int32_t)n_blocks;
 	}
-	return pf_cuda_backend_create(w, &kvc, &cc, ret, err, errlen);
+	return pf_cuda_backend_create(w, &kvc, &cc, ret, err, errlen); /* owns swap_host now */
 }
 #endif
 

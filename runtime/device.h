@@ -10,6 +10,15 @@
  * KV pool size: `kv_memory` bytes when given (> 0); else 512 MiB on the
  * CPU, and on a GPU what `gpu_memory_utilization` of the device leaves
  * after the weights and an activation reserve.
+ *
+ * Swap space (preemption by swapping K/V out instead of recomputing):
+ * `swap_space` bytes of host memory, in whole blocks; < 0 takes the
+ * device's default — 4 GiB for a GPU (vLLM's), none on the CPU, whose pool
+ * is host memory already (a CPU may still be given some: a preempted
+ * sequence then costs a memcpy instead of a prefill).  For a GPU the
+ * slots are page-locked and, where libnuma says the machine has several
+ * nodes, placed on the GPU's own NUMA node, so the copies do not cross
+ * the socket interconnect.
  */
 #ifndef PF_DEVICE_H
 #define PF_DEVICE_H
@@ -33,6 +42,7 @@ struct pf_device_request {
 	double gpu_memory_utilization;  /* (0, 1]; 0: 0.90 */
 	int32_t block_size;
 	uint32_t kv_dtype;
+	int64_t swap_space;             /* bytes of host swap slots; < 0: the device's default */
 };
 
 /*

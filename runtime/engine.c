@@ -2,8 +2,10 @@
 #include "engine.h"
 #include "device.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,12 @@
 #include <time.h>
 
 #include <xxhash.h>
+
+/* the scheduler's swap lists go to the backend as they are */
+static_assert(sizeof(struct pf_kv_copy) == sizeof(struct pf_block_pair) &&
+		      offsetof(struct pf_kv_copy, src) == offsetof(struct pf_block_pair, src) &&
+		      offsetof(struct pf_kv_copy, dst) == offsetof(struct pf_block_pair, dst),
+	      "pf_kv_copy and pf_block_pair must have one layout");
 
 #include "chat.h"
 #include "cpu/cpu_backend.h"
@@ -111,6 +119,7 @@ struct pf_engine_config pf_engine_config_default(void)
 	return (struct pf_engine_config){
 		.model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf",
 		.kv_memory = 0,
+		.swap_space = -1,
 		.device = PF_DEVICE_CPU,
 		.block_size = 16,
 		.kv_dtype = PF_DT_F16,
@@ -157,6 +166,7 @@ int pf_engine_create(const struct pf_engine_config *cfg, const struct pf_engine_
 		.gpu_memory_utilization = cfg->gpu_memory_utilization,
 		.block_size = cfg->block_size,
 		.kv_dtype = cfg->kv_dtype,
+		.swap_space = cfg->swap_space,
 	};
 	r = pf_device_backend_create(&e->model->w, &dreq, &e->be, e->device_note, sizeof(e->device_note), err, errlen);
 	if (r)
@@ -166,6 +176,12 @@ int pf_engine_create(const struct pf_engine_config *cfg, const struct pf_engine_
 	r = pf_kv_create((int32_t)n_blocks, cfg->block_size, &e->kv);
 	if (r)
 		goto fail;
+	/* swap slots only where the backend can move blocks to them */
+	if (e->be.kv.n_host_blocks > 0 && e->be.ops->swap_out && e->be.ops->swap_in) {
+		r = pf_kv_set_host_blocks(e->kv, e->be.kv.n_host_blocks);
+		if (r)
+			goto fail;
+	}
 	r = pf_sched_create(&cfg->sched, e->kv, &e->sched);
 	if (r) {
 		snprintf(err, errlen, "invalid scheduler configuration");
@@ -665,8 +681,14 @@ int pf_engine_step(struct pf_engine *e)
 		return n;
 	}
 	int r = 0;
+	/* the order scheduler.h prescribes: swap-outs read blocks this step
+	 * may hand out again, so they go before anything writes one */
+	if (b.n_swap_out)
+		r = e->be.ops->swap_out(e->be.ctx, (const struct pf_block_pair *)b.swap_out, b.n_swap_out);
 	for (int32_t i = 0; i < b.n_copies && !r; i++)
 		r = e->be.ops->copy_block(e->be.ctx, b.copies[i].src, b.copies[i].dst);
+	if (!r && b.n_swap_in)
+		r = e->be.ops->swap_in(e->be.ctx, (const struct pf_block_pair *)b.swap_in, b.n_swap_in);
 	if (b.n_logits > e->cap_logits) {
 		float *l = realloc(e->logits, sizeof(float) * (size_t)b.n_logits * (size_t)e->n_vocab);
 		if (!l)
@@ -791,6 +813,9 @@ void pf_engine_get_stats(const struct pf_engine *e, struct pf_engine_stats *ret)
 	ret->requests_admitted = ss.requests_added;
 	ret->steps = ss.steps;
 	ret->preemptions = ss.preemptions_total;
+	ret->swap_outs = ss.swap_outs_total;
+	ret->swap_ins = ss.swap_ins_total;
+	ret->swapped = ss.n_swapped;
 	pf_kv_get_stats(e->kv, &ret->kv);
 	ret->prompt_tokens_computed = e->prompt_computed;
 	ret->generation_tokens = e->generated;

@@ -58,6 +58,8 @@ struct pf_engine_config {
 	int32_t block_size;        /* 8, 16 or 32 (default 16) */
 	uint32_t kv_dtype;         /* PF_DT_F16 (default) or PF_DT_F32 */
 	int32_t max_model_len;     /* 0: the model's context length, capped by the pool */
+	int64_t swap_space;        /* bytes of host KV swap slots; < 0 (default): 4 GiB on a GPU, none
+				    * on the CPU (device.h); used as sched.preemption_mode says */
 	struct pf_sched_config sched;
 };
 
@@ -103,6 +105,8 @@ struct pf_engine_stats {
 	uint64_t requests_admitted;
 	struct pf_kv_stats kv;
 	uint64_t steps, preemptions;
+	uint64_t swap_outs, swap_ins;  /* preemptions by swapping, and their resumptions */
+	int32_t swapped;               /* waiting sequences whose K/V is in host slots */
 	uint64_t prompt_tokens_computed, generation_tokens;
 	int32_t last_step_tokens;
 };

@@ -22,6 +22,9 @@ struct pf_kv {
 	int32_t n_free, n_cached, n_used; /* counted apart: see pf_kv_stats */
 	int32_t *table;       /* open addressing hash → block, -1 empty */
 	uint32_t table_mask;
+	/* host swap slots: a free stack, nothing else (see kv.h) */
+	int32_t n_host, host_free_top, n_host_free;
+	int32_t *host_next;
 	struct pf_kv_stats st;
 };
 
@@ -65,6 +68,7 @@ int pf_kv_create(int32_t n_blocks, int32_t block_size, struct pf_kv **ret)
 		kv->next[i] = i + 1 < n_blocks ? i + 1 : -1;
 	kv->free_top = 0;
 	kv->n_free = n_blocks;
+	kv->host_free_top = -1;
 	kv->lru_head = kv->lru_tail = -1;
 	kv->st.n_blocks = n_blocks;
 	*ret = kv;
@@ -76,7 +80,7 @@ void pf_kv_destroy(struct pf_kv *kv)
 	if (!kv)
 		return;
 	free(kv->ref); free(kv->state); free(kv->registered); free(kv->next); free(kv->prev);
-	free(kv->hash); free(kv->parent); free(kv->tokens); free(kv->table);
+	free(kv->hash); free(kv->parent); free(kv->tokens); free(kv->table); free(kv->host_next);
 	free(kv);
 }
 
@@ -96,6 +100,8 @@ void pf_kv_get_stats(const struct pf_kv *kv, struct pf_kv_stats *ret)
 	ret->n_free = kv->n_free;
 	ret->n_cached = kv->n_cached;
 	ret->n_used = kv->n_used;
+	ret->n_host = kv->n_host;
+	ret->n_host_free = kv->n_host_free;
 }
 
 int32_t pf_kv_refcount(const struct pf_kv *kv, int32_t b)
@@ -361,13 +367,104 @@ int pf_kv_seq_fork(struct pf_kv *kv, const struct pf_kv_seq *src, struct pf_kv_s
 	return 0;
 }
 
+static void host_free(struct pf_kv *kv, int32_t h)
+{
+	kv->host_next[h] = kv->host_free_top;
+	kv->host_free_top = h;
+	kv->n_host_free++;
+}
+
 void pf_kv_seq_release(struct pf_kv *kv, struct pf_kv_seq *seq)
 {
 	/* release from the tail so the LRU evicts a prefix's deepest blocks first */
-	for (int32_t i = seq->n_blocks - 1; i >= 0; i--)
-		block_unref(kv, seq->blocks[i]);
+	for (int32_t i = seq->n_blocks - 1; i >= 0; i--) {
+		if (seq->swapped)
+			host_free(kv, seq->blocks[i]);
+		else
+			block_unref(kv, seq->blocks[i]);
+	}
 	free(seq->blocks);
 	memset(seq, 0, sizeof(*seq));
+}
+
+int pf_kv_set_host_blocks(struct pf_kv *kv, int32_t n_host)
+{
+	if (n_host < 0 || n_host > (1 << 28))
+		return -EINVAL;
+	if (kv->n_host_free != kv->n_host)
+		return -EBUSY;
+	int32_t *next = NULL;
+	if (n_host > 0 && !(next = malloc((size_t)n_host * sizeof(*next))))
+		return -ENOMEM;
+	free(kv->host_next);
+	kv->host_next = next;
+	kv->n_host = kv->n_host_free = n_host;
+	/* a stack from slot 0, like the device blocks: deterministic placement */
+	for (int32_t i = 0; i < n_host; i++)
+		next[i] = i + 1 < n_host ? i + 1 : -1;
+	kv->host_free_top = n_host > 0 ? 0 : -1;
+	return 0;
+}
+
+int32_t pf_kv_num_host_free(const struct pf_kv *kv)
+{
+	return kv->n_host_free;
+}
+
+int pf_kv_seq_swap_out(struct pf_kv *kv, struct pf_kv_seq *seq, int32_t n_valid, struct pf_kv_copy *pairs,
+		       int32_t cap_pairs, int32_t *n_pairs)
+{
+	if (seq->swapped || n_valid < 0 || n_valid > seq->n_tokens)
+		return -EINVAL;
+	int32_t keep = (n_valid + kv->bs - 1) / kv->bs;
+	if (keep > seq->n_blocks)
+		keep = seq->n_blocks;
+	if (keep > kv->n_host_free)
+		return -ENOSPC;
+	if (*n_pairs + keep > cap_pairs)
+		return -E2BIG;
+	/* blocks past the valid positions hold nothing worth keeping */
+	for (int32_t i = seq->n_blocks - 1; i >= keep; i--)
+		block_unref(kv, seq->blocks[i]);
+	for (int32_t i = 0; i < keep; i++) {
+		int32_t h = kv->host_free_top;
+		kv->host_free_top = kv->host_next[h];
+		kv->n_host_free--;
+		pairs[(*n_pairs)++] = (struct pf_kv_copy){ seq->blocks[i], h };
+		/* a block shared with a sibling stays with it; one only we held
+		 * goes FREE (or CACHED, still good for prefix hits) — the pair
+		 * reads it before anything may reuse it (kv.h: ordering) */
+		block_unref(kv, seq->blocks[i]);
+		seq->blocks[i] = h;
+	}
+	seq->n_blocks = keep;
+	seq->n_tokens = n_valid;
+	/* n_hashed and last_hash stay: the hash chain names token content,
+	 * not physical blocks (and n_hashed ≤ full computed blocks ≤ keep), so
+	 * commits after the swap-in carry on the chain */
+	seq->swapped = true;
+	kv->st.swapped_out_blocks += (uint64_t)keep;
+	return 0;
+}
+
+int pf_kv_seq_swap_in(struct pf_kv *kv, struct pf_kv_seq *seq, struct pf_kv_copy *pairs, int32_t cap_pairs,
+		      int32_t *n_pairs)
+{
+	if (!seq->swapped)
+		return -EINVAL;
+	if (seq->n_blocks > pf_kv_num_available(kv))
+		return -ENOSPC;
+	if (*n_pairs + seq->n_blocks > cap_pairs)
+		return -E2BIG;
+	for (int32_t i = 0; i < seq->n_blocks; i++) {
+		int32_t b = block_alloc(kv), h = seq->blocks[i];
+		pairs[(*n_pairs)++] = (struct pf_kv_copy){ h, b };
+		host_free(kv, h);
+		seq->blocks[i] = b;
+	}
+	seq->swapped = false;
+	kv->st.swapped_in_blocks += (uint64_t)seq->n_blocks;
+	return 0;
 }
 
 int pf_kv_check(const struct pf_kv *kv, const struct pf_kv_seq *const *seqs, int32_t n_seqs, char *err,
@@ -377,9 +474,24 @@ int pf_kv_check(const struct pf_kv *kv, const struct pf_kv_seq *const *seqs, int
 	int r = 0;
 	if (!cnt)
 		return -ENOMEM;
+	int32_t n_host_used = 0;
+	uint8_t *host_seen = kv->n_host ? calloc((size_t)kv->n_host, 1) : NULL;
+	if (kv->n_host && !host_seen) {
+		free(cnt);
+		return -ENOMEM;
+	}
 	for (int32_t s = 0; s < n_seqs; s++)
 		for (int32_t i = 0; i < seqs[s]->n_blocks; i++) {
 			int32_t b = seqs[s]->blocks[i];
+			if (seqs[s]->swapped) {
+				if (b < 0 || b >= kv->n_host || host_seen[b]++) {
+					snprintf(err, errlen, "seq %d holds host slot %d: out of range or held twice", s, b);
+					r = -EFAULT;
+					goto out;
+				}
+				n_host_used++;
+				continue;
+			}
 			if (b < 0 || b >= kv->n) {
 				snprintf(err, errlen, "seq %d holds block id %d out of range", s, b);
 				r = -EFAULT;
@@ -422,6 +534,20 @@ int pf_kv_check(const struct pf_kv *kv, const struct pf_kv_seq *const *seqs, int
 			goto out;
 		}
 	}
+	int32_t n_host_free = 0;
+	for (int32_t h = kv->host_free_top; h >= 0; h = kv->host_next[h]) {
+		if (host_seen[h] || ++n_host_free > kv->n_host) {
+			snprintf(err, errlen, "host slot free list corrupt at slot %d", h);
+			r = -EFAULT;
+			goto out;
+		}
+	}
+	if (n_host_free != kv->n_host_free || n_host_used + n_host_free != kv->n_host) {
+		snprintf(err, errlen, "host slots: %d free (%d counted), %d held, of %d", n_host_free, kv->n_host_free,
+			 n_host_used, kv->n_host);
+		r = -EFAULT;
+		goto out;
+	}
 	if (n_free != kv->n_free || n_cached != kv->n_cached || n_used != kv->n_used ||
 	    kv->n_free + kv->n_cached + kv->n_used != kv->n) {
 		snprintf(err, errlen, "counts: free %d/%d cached %d/%d used %d/%d of %d blocks", n_free, kv->n_free, n_cached,
@@ -430,5 +556,6 @@ int pf_kv_check(const struct pf_kv *kv, const struct pf_kv_seq *const *seqs, int
 	}
 out:
 	free(cnt);
+	free(host_seen);
 	return r;
 }

@@ -32,6 +32,24 @@
  *
  * Sequences: struct pf_kv_seq is a block table plus the token count it
  * covers.  All operations here are single-threaded (the engine thread).
+ *
+ * Host swap slots (optional, pf_kv_set_host_blocks): a second, plain pool
+ * of `n_host` slots in host memory, each the size of one block, for
+ * preemption by swapping instead of recomputing.  A swapped-out sequence's
+ * table holds host slot ids (seq->swapped); swap-out drops its device
+ * blocks (a block it shared stays with the others; one only it held
+ * becomes FREE, or CACHED if registered, its content still valid for prefix
+ * hits), swap-in takes fresh private device blocks.  Like CoW, both only
+ * list (src, dst) pairs; the backend moves the bytes.  Host slots have no
+ * refcounts and no hashes: exactly one swapped table holds each used slot.
+ *
+ *   device blocks ──swap_out──► host slots ──swap_in──► fresh device blocks
+ *
+ * Ordering the caller must keep within one step: swap-outs read blocks that
+ * are FREE again once this returns, so they run before anything writes a
+ * device block (CoW copies, swap-ins, the forward pass); swap-ins read host
+ * slots that are free again, so a step that swaps in must not also swap out
+ * (the scheduler admits nothing in a step that preempted).
  */
 #ifndef PF_KV_H
 #define PF_KV_H
@@ -49,6 +67,7 @@ struct pf_kv_seq {
 	int32_t n_tokens;     /* token positions the table covers (0..n_tokens-1 hold K/V) */
 	int32_t n_hashed;     /* leading full blocks whose hash is known */
 	uint64_t last_hash;   /* hash of block n_hashed-1 (0 for none) */
+	bool swapped;         /* blocks[] are host swap slots, not device blocks */
 };
 
 /*
@@ -72,6 +91,10 @@ struct pf_kv_stats {
 	uint64_t prefix_preempted_hits_tokens;
 	uint64_t evictions;
 	uint64_t cow_copies;
+	int32_t n_host;        /* host swap slots (0: swapping off) */
+	int32_t n_host_free;
+	uint64_t swapped_out_blocks; /* blocks moved to host slots, ever */
+	uint64_t swapped_in_blocks;
 };
 
 /* A block copy the backend must perform before the next step writes (CoW). */
@@ -148,9 +171,37 @@ int pf_kv_seq_fork(struct pf_kv *kv, const struct pf_kv_seq *src, struct pf_kv_s
 /* Drop every block of `seq` and free its table.  Cannot fail. */
 void pf_kv_seq_release(struct pf_kv *kv, struct pf_kv_seq *seq);
 
+/* Give the manager n_host host swap slots (n_host ≥ 0; 0 turns swapping
+ * off).  Returns 0, -EBUSY while any slot is in use, -EINVAL, -ENOMEM. */
+int pf_kv_set_host_blocks(struct pf_kv *kv, int32_t n_host);
+
+/* Host slots free right now.  Cannot fail. */
+int32_t pf_kv_num_host_free(const struct pf_kv *kv);
+
+/*
+ * Swap out `seq` (not swapped): its blocks holding positions below
+ * n_valid (≤ seq->n_tokens) move to host slots, one (device block, host
+ * slot) pair each appended to pairs[*n_pairs] (capacity cap_pairs); blocks
+ * past n_valid are dropped.  Afterwards seq->swapped and the table holds
+ * the slots; seq->n_tokens = n_valid.  Returns 0, -ENOSPC when the host
+ * slots do not suffice, -E2BIG when pairs is full (both: nothing changed).
+ */
+int pf_kv_seq_swap_out(struct pf_kv *kv, struct pf_kv_seq *seq, int32_t n_valid, struct pf_kv_copy *pairs,
+		       int32_t cap_pairs, int32_t *n_pairs);
+
+/*
+ * Swap a swapped-out `seq` back in: each host slot gets a fresh device
+ * block, one (host slot, device block) pair each appended to pairs, and
+ * the slot is free again.  Returns 0, -ENOSPC when device blocks do not
+ * suffice, -E2BIG when pairs is full (both: nothing changed).
+ */
+int pf_kv_seq_swap_in(struct pf_kv *kv, struct pf_kv_seq *seq, struct pf_kv_copy *pairs, int32_t cap_pairs,
+		      int32_t *n_pairs);
+
 /* Check every invariant against the given tables (tests): refcount of each
  * block == number of tables holding it; free/cached/used partition; hash
- * table consistent.  Returns 0 or -EFAULT with a message in err. */
+ * table consistent; each used host slot held by exactly one swapped table.
+ * Returns 0 or -EFAULT with a message in err. */
 int pf_kv_check(const struct pf_kv *kv, const struct pf_kv_seq *const *seqs, int32_t n_seqs, char *err,
 		size_t errlen);
 

@@ -69,6 +69,8 @@ int main(int argc, char **argv)
 	ec.model_path = d->cfg.model;
 	ec.n_threads = d->cfg.threads;
 	ec.kv_memory = d->cfg.kv_memory;
+	ec.swap_space = d->cfg.swap_space;
+	ec.sched.preemption_mode = (enum pf_preempt_mode)d->cfg.preemption_mode;
 	ec.device = d->cfg.device;
 	ec.gpu_memory_utilization = d->cfg.gpu_memory_utilization;
 	ec.block_size = d->cfg.block_size;

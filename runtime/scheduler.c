@@ -18,10 +18,11 @@ struct pf_sched {
 	struct seq_list running, waiting;
 	uint64_t next_id, next_order;
 	uint64_t preemptions, steps;
+	uint64_t swap_outs, swap_ins;
 	uint64_t requests_added, requests_done;
 	/* step output buffers */
 	struct pf_sched_batch b;
-	int32_t cap_tok, cap_seq, cap_copies;
+	int32_t cap_tok, cap_seq, cap_copies, cap_swap_out, cap_swap_in;
 	struct pf_seq **scheduled; /* sequences scheduled in the current step */
 	int32_t n_scheduled;
 	bool static_active;        /* a static batch is running */
@@ -38,6 +39,8 @@ struct pf_sched_config pf_sched_config_default(void)
 		.static_batching = false,
 		.static_batch = 8,
 		.wait_timeout_ms = 0,
+		.preemption_mode = PF_PREEMPT_AUTO,
+		.swap_min_tokens = 256,
 	};
 }
 
@@ -89,7 +92,8 @@ static void list_insert(struct pf_sched *s, struct seq_list *l, struct pf_seq *q
 int pf_sched_create(const struct pf_sched_config *cfg, struct pf_kv *kv, struct pf_sched **ret)
 {
 	struct pf_sched *s;
-	if (cfg->max_num_batched_tokens < 1 || cfg->max_num_seqs < 1 || (cfg->static_batching && cfg->static_batch < 1))
+	if (cfg->max_num_batched_tokens < 1 || cfg->max_num_seqs < 1 || (cfg->static_batching && cfg->static_batch < 1) ||
+	    cfg->preemption_mode < PF_PREEMPT_AUTO || cfg->preemption_mode > PF_PREEMPT_SWAP || cfg->swap_min_tokens < 0)
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -130,6 +134,7 @@ void pf_sched_destroy(struct pf_sched *s)
 	struct pf_sched_batch *b = &s->b;
 	free(b->tokens); free(b->pos); free(b->seq_idx); free(b->seqs); free(b->tables); free(b->n_table);
 	free(b->logit_rows); free(b->logit_seqs); free(b->copies); free(s->scheduled);
+	free(b->swap_out); free(b->swap_in);
 	free(s);
 }
 
@@ -192,24 +197,71 @@ int32_t pf_sched_finish(struct pf_sched *s, struct pf_seq *q)
 	return req->n_seqs;
 }
 
-void pf_sched_preempt(struct pf_sched *s, struct pf_seq *q)
+/* Room for n more pairs in *arr (capacity *cap). */
+static int pairs_room(struct pf_kv_copy **arr, int32_t *cap, int32_t used, int32_t n)
+{
+	if (used + n <= *cap)
+		return 0;
+	int32_t c = *cap ? *cap : 64;
+	while (c < used + n)
+		c *= 2;
+	struct pf_kv_copy *p = realloc(*arr, (size_t)c * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = c;
+	return 0;
+}
+
+/* Should victim q (RUNNING, not in this step) be swapped out rather than
+ * recomputed?  See the modes in scheduler.h. */
+static bool want_swap(const struct pf_sched *s, const struct pf_seq *q)
+{
+	int32_t need = (q->n_computed + s->bs - 1) / s->bs;
+	if (s->cfg.preemption_mode == PF_PREEMPT_RECOMPUTE || q->n_computed == 0 || need > pf_kv_num_host_free(s->kv))
+		return false;
+	return s->cfg.preemption_mode == PF_PREEMPT_SWAP || q->n_computed >= s->cfg.swap_min_tokens;
+}
+
+/* Preempt q, by swapping when `swap` and the moves fit; else recompute. */
+static int preempt(struct pf_sched *s, struct pf_seq *q, bool swap)
 {
 	if (q->state != PF_SEQ_RUNNING)
-		return;
+		return 0;
+	if (swap) {
+		int r = pairs_room(&s->b.swap_out, &s->cap_swap_out, s->b.n_swap_out, q->kv.n_blocks);
+		if (r)
+			return r;
+		r = pf_kv_seq_swap_out(s->kv, &q->kv, q->n_computed, s->b.swap_out, s->cap_swap_out, &s->b.n_swap_out);
+		if (r && r != -ENOSPC)
+			return r;
+		swap = r == 0;
+	}
 	list_remove(&s->running, q);
 	for (int32_t i = 0; i < s->n_scheduled; i++)
 		if (s->scheduled[i] == q)
 			s->scheduled[i] = NULL;
-	/* recompute: every token so far becomes prompt to recompute; the
-	 * prefix cache may hand most of it back at re-admission */
-	pf_kv_seq_release(s->kv, &q->kv);
-	q->n_computed = 0;
+	if (swap) {
+		/* its K/V waits in host slots: n_computed stands */
+		s->swap_outs++;
+	} else {
+		/* recompute: every token so far becomes prompt to recompute; the
+		 * prefix cache may hand most of it back at re-admission */
+		pf_kv_seq_release(s->kv, &q->kv);
+		q->n_computed = 0;
+	}
 	q->n_preemptions++;
 	q->step_new = 0;
 	q->step_logits = false;
 	q->state = PF_SEQ_WAITING;
 	list_insert(s, &s->waiting, q);
 	s->preemptions++;
+	return 0;
+}
+
+void pf_sched_preempt(struct pf_sched *s, struct pf_seq *q)
+{
+	preempt(s, q, false); /* cannot fail without a swap */
 }
 
 int pf_sched_fork(struct pf_sched *s, struct pf_seq *src, struct pf_seq **ret)
@@ -342,9 +394,14 @@ static int secure_room(struct pf_sched *s, struct pf_seq *q, int32_t n_new)
 				victim = p;
 		}
 		victim = paused ? paused : victim ? victim : q;
+		/* q itself recomputes: its fresh CoW copies are dropped below, so
+		 * blocks it now holds may not hold its K/V yet */
+		bool swap = victim != q && want_swap(s, victim);
 		if (victim == q)
 			s->b.n_copies = copies_before; /* its copies would target freed blocks */
-		pf_sched_preempt(s, victim);
+		r = preempt(s, victim, swap);
+		if (r)
+			return r;
 		s->b.n_preempted++;
 		if (victim == q)
 			return 1;
@@ -370,6 +427,37 @@ static void emit(struct pf_sched *s, struct pf_seq *q, int32_t n_new)
 	}
 }
 
+/*
+ * Admit a swapped-out waiting sequence: device blocks for its swapped K/V
+ * and this step's new tokens, under the same headroom rule as any
+ * admission.  Returns the tokens emitted (> 0), 0 when it does not fit
+ * now (nothing changed), or a negative errno.
+ */
+static int admit_swapped(struct pf_sched *s, struct pf_seq *q, int32_t budget)
+{
+	struct pf_sched_batch *b = &s->b;
+	int32_t left = q->n_tokens - q->n_computed;
+	int32_t n_new = left < budget ? left : budget;
+	int32_t need = (q->n_computed + n_new + s->bs - 1) / s->bs;
+	int32_t headroom = s->running.n == 0 ? 0 : s->cfg.watermark_blocks + s->running.n + 1;
+	if (pf_kv_num_available(s->kv) - need < headroom)
+		return 0;
+	int r = pairs_room(&b->swap_in, &s->cap_swap_in, b->n_swap_in, q->kv.n_blocks);
+	if (!r)
+		r = pf_kv_seq_swap_in(s->kv, &q->kv, b->swap_in, s->cap_swap_in, &b->n_swap_in);
+	/* the blocks were counted above, and nothing shared is left to copy */
+	if (!r)
+		r = pf_kv_seq_reserve(s->kv, &q->kv, q->n_computed + n_new);
+	if (r)
+		return r;
+	list_remove(&s->waiting, q);
+	q->state = PF_SEQ_RUNNING;
+	list_insert(s, &s->running, q);
+	s->swap_ins++;
+	emit(s, q, n_new);
+	return n_new;
+}
+
 int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out)
 {
 	struct pf_sched_batch *b = &s->b;
@@ -378,6 +466,7 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 	if (r)
 		return r;
 	b->n_tokens = b->n_seqs = b->n_logits = b->n_copies = b->n_preempted = 0;
+	b->n_swap_out = b->n_swap_in = 0;
 	s->n_scheduled = 0;
 
 	/* decodes first, then prefill chunks of running sequences */
@@ -420,6 +509,16 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		struct pf_seq *q = s->waiting.head;
 		if (s->cfg.static_batching && admitted >= s->cfg.static_batch)
 			break;
+		if (q->kv.swapped) {
+			r = admit_swapped(s, q, budget);
+			if (r < 0)
+				return r;
+			if (r == 0)
+				break;
+			budget -= r;
+			admitted++;
+			continue;
+		}
 		int32_t hit = -1; /* tokens the prefix cache served; -1: not looked up */
 		if (s->cfg.prefix_caching && q->kv.n_blocks == 0) {
 			hit = pf_kv_seq_match_prefix(s->kv, &q->kv, q->tokens, q->n_tokens, q->n_tokens - 1);
@@ -523,6 +622,10 @@ void pf_sched_get_stats(const struct pf_sched *s, struct pf_sched_stats *ret)
 		preempted = false;
 	}
 	ret->preemptions_total = s->preemptions;
+	ret->swap_outs_total = s->swap_outs;
+	ret->swap_ins_total = s->swap_ins;
+	for (const struct pf_seq *q = s->waiting.head; q; q = q->next)
+		ret->n_swapped += q->kv.swapped;
 	ret->steps = s->steps;
 	ret->requests_added = s->requests_added;
 	ret->requests_done = s->requests_done;

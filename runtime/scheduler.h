@@ -17,7 +17,20 @@
  *
  *   add ──► WAITING ──admit──► RUNNING ──finish/cancel──► (freed)
  *              ▲                  │
- *              └──── preempt ─────┘   (blocks freed, tokens kept: recompute)
+ *              └──── preempt ─────┘   recompute: blocks freed, tokens kept
+ *                                     swap: K/V moved to host slots, kept
+ *
+ * Preemption modes (preemption_mode): RECOMPUTE frees the victim's blocks
+ * and later recomputes its prompt and generated tokens as one prefill (the
+ * prefix cache may hand part back).  SWAP copies the K/V of its computed
+ * positions to host swap slots (pf_kv_set_host_blocks) and later copies it
+ * back, computing nothing again; the step lists the moves in swap_out /
+ * swap_in for the backend.  AUTO swaps when the host slots have room and
+ * the victim has at least swap_min_tokens computed positions — moving K/V
+ * over PCIe costs bytes ∝ context, recomputing costs a prefill ∝ context ×
+ * model size, so swapping wins for long contexts on a GPU; short ones are
+ * cheaper to recompute and leave the slots to long ones — and recomputes
+ * otherwise.  Without host slots every mode recomputes.
  *
  * One step (pf_sched_step):
  *   1. RUNNING decodes first (one token each), then RUNNING prefills, each
@@ -54,6 +67,8 @@
 
 enum pf_sched_policy { PF_SCHED_FCFS = 0, PF_SCHED_PRIORITY = 1 };
 
+enum pf_preempt_mode { PF_PREEMPT_AUTO = 0, PF_PREEMPT_RECOMPUTE = 1, PF_PREEMPT_SWAP = 2 };
+
 struct pf_sched_config {
 	int32_t max_num_batched_tokens; /* token budget per step (default 2048) */
 	int32_t max_num_seqs;           /* running sequences cap (default 256) */
@@ -63,6 +78,8 @@ struct pf_sched_config {
 	bool static_batching;           /* baseline mode */
 	int32_t static_batch;           /* requests per static batch (default 8) */
 	int64_t wait_timeout_ms;        /* batching window when idle (default 0: none) */
+	enum pf_preempt_mode preemption_mode; /* default AUTO (see above) */
+	int32_t swap_min_tokens;        /* AUTO swaps victims with at least this many computed (default 256) */
 };
 
 enum pf_seq_state { PF_SEQ_WAITING = 0, PF_SEQ_RUNNING = 1, PF_SEQ_DONE = 2 };
@@ -111,6 +128,12 @@ struct pf_sched_batch {
 	int32_t n_copies;
 	struct pf_kv_copy *copies;       /* CoW block copies to run before the step */
 	int32_t n_preempted;             /* preemptions during this step */
+	/* Swap moves, in this order: swap_out (device block → host slot)
+	 * before anything else of the step, since the blocks they read may be
+	 * handed out again in it; then copies; then swap_in (host slot →
+	 * device block).  A step never has both swap_out and swap_in. */
+	int32_t n_swap_out, n_swap_in;
+	struct pf_kv_copy *swap_out, *swap_in;
 };
 
 /*
@@ -124,7 +147,10 @@ struct pf_sched_batch {
 struct pf_sched_stats {
 	int32_t n_running, n_waiting, n_preempted_waiting; /* sequences */
 	int32_t n_req_running, n_req_waiting, n_req_preempted;
-	uint64_t preemptions_total;
+	uint64_t preemptions_total;     /* of which: */
+	uint64_t swap_outs_total;       /* preemptions by swapping (sequences) */
+	uint64_t swap_ins_total;        /* swapped sequences resumed */
+	int32_t n_swapped;              /* waiting sequences whose K/V is in host slots */
 	uint64_t steps;
 	uint64_t requests_added, requests_done;
 };
@@ -170,7 +196,8 @@ int pf_sched_fork(struct pf_sched *s, struct pf_seq *src, struct pf_seq **ret);
  * now and it is freed.  Returns the request's remaining live sequences. */
 int32_t pf_sched_finish(struct pf_sched *s, struct pf_seq *seq);
 
-/* Preempt a RUNNING sequence now (recompute later).  Cannot fail. */
+/* Preempt a RUNNING sequence now, by recompute whatever the mode (a swap
+ * needs a step to carry its moves).  Cannot fail. */
 void pf_sched_preempt(struct pf_sched *s, struct pf_seq *seq);
 
 void pf_sched_get_stats(const struct pf_sched *s, struct pf_sched_stats *ret);

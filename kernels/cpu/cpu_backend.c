@@ -31,6 +31,10 @@ struct cpu_ctx {
 	const struct pf_qtype_ops *emb_ops, *out_ops;
 	char *kpool, *vpool;      /* n_layer slices of layer_bytes */
 	size_t pool_bytes;
+	/* host swap slots: slot h is 2·n_layer pieces of block_bytes (K of
+	 * each layer, then V), back to back; NULL without swap space */
+	char *swap;
+	size_t swap_bytes, block_bytes;
 	size_t layer_bytes;
 	/* per-step scratch, grown on demand */
 	int64_t cap_tok;
@@ -279,6 +283,44 @@ static int cpu_copy_block(void *ctx, int32_t src, int32_t dst)
 	return 0;
 }
 
+/* One block between the pool and a host slot, every layer's K and V. */
+static void swap_one(struct cpu_ctx *c, int32_t block, int32_t slot, bool out)
+{
+	const size_t bb = c->block_bytes;
+	const int32_t nl = c->w->hp.n_layer;
+	char *h = c->swap + (size_t)slot * bb * 2 * (size_t)nl;
+	for (int32_t l = 0; l < 2 * nl; l++) {
+		char *pool = (l < nl ? c->kpool : c->vpool) + (size_t)(l % nl) * c->layer_bytes + (size_t)block * bb;
+		if (out)
+			memcpy(h + (size_t)l * bb, pool, bb);
+		else
+			memcpy(pool, h + (size_t)l * bb, bb);
+	}
+}
+
+static int cpu_swap(struct cpu_ctx *c, const struct pf_block_pair *pairs, int32_t n, bool out)
+{
+	/* check all first: a bad list moves nothing */
+	for (int32_t i = 0; i < n; i++) {
+		int32_t block = out ? pairs[i].src : pairs[i].dst, slot = out ? pairs[i].dst : pairs[i].src;
+		if (block < 0 || block >= c->kv.n_blocks || slot < 0 || slot >= c->kv.n_host_blocks)
+			return -EINVAL;
+	}
+	for (int32_t i = 0; i < n; i++)
+		swap_one(c, out ? pairs[i].src : pairs[i].dst, out ? pairs[i].dst : pairs[i].src, out);
+	return 0;
+}
+
+static int cpu_swap_out(void *ctx, const struct pf_block_pair *pairs, int32_t n)
+{
+	return cpu_swap(ctx, pairs, n, true);
+}
+
+static int cpu_swap_in(void *ctx, const struct pf_block_pair *pairs, int32_t n)
+{
+	return cpu_swap(ctx, pairs, n, false);
+}
+
 static const char *cpu_describe(void *ctx)
 {
 	return ((struct cpu_ctx *)ctx)->desc;
@@ -292,6 +334,8 @@ static void cpu_destroy(void *ctx)
 	pf_tp_destroy(c->tp);
 	if (c->kpool)
 		munmap(c->kpool, c->pool_bytes);
+	if (c->swap)
+		munmap(c->swap, c->swap_bytes);
 	free(c->lops);
 	free(c->x); free(c->hn); free(c->q); free(c->k); free(c->v); free(c->att);
 	free(c->gt); free(c->up); free(c->cs); free(c->act); free(c->xo); free(c->attn_scratch);
@@ -304,6 +348,8 @@ static const struct pf_backend_ops cpu_ops = {
 	.copy_block = cpu_copy_block,
 	.describe = cpu_describe,
 	.destroy = cpu_destroy,
+	.swap_out = cpu_swap_out,
+	.swap_in = cpu_swap_in,
 };
 
 static int lookup_ops(const struct pf_tensor_ref *t, enum pf_isa isa, const struct pf_qtype_ops **ret,
@@ -334,6 +380,10 @@ int pf_cpu_backend_create(const struct pf_model_weights *w, const struct pf_kv_c
 	}
 	if (kv->n_blocks <= 0) {
 		snprintf(err, errlen, "KV pool needs at least one block");
+		return -EINVAL;
+	}
+	if (kv->n_host_blocks < 0 || kv->n_host_blocks > (1 << 24)) {
+		snprintf(err, errlen, "%d host swap blocks: need 0..%d", kv->n_host_blocks, 1 << 24);
 		return -EINVAL;
 	}
 	c = calloc(1, sizeof(*c));
@@ -377,6 +427,21 @@ int pf_cpu_backend_create(const struct pf_model_weights *w, const struct pf_kv_c
 	}
 	c->kpool = pool;
 	c->vpool = c->kpool + c->layer_bytes * (size_t)hp->n_layer;
+	c->block_bytes = (size_t)hp->n_head_kv * kv->block_size * hp->head_dim * kv_es(kv->kv_dtype);
+	if (kv->n_host_blocks > 0) {
+		/* the pool is host memory already; swap slots are more of it
+		 * beyond --kv-memory, which saves a preempted sequence its
+		 * recompute (a prefill, costly on a CPU) for a memcpy */
+		c->swap_bytes = c->block_bytes * 2 * (size_t)hp->n_layer * (size_t)kv->n_host_blocks;
+		void *sw = mmap(NULL, c->swap_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+				-1, 0);
+		if (sw == MAP_FAILED) {
+			snprintf(err, errlen, "cannot allocate %zu bytes of KV swap space", c->swap_bytes);
+			r = -ENOMEM;
+			goto fail;
+		}
+		c->swap = sw;
+	}
 	r = pf_tp_create(n_threads, 1, &c->tp);
 	if (r) {
 		snprintf(err, errlen, "cannot start %d CPU threads", n_threads);

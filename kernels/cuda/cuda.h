@@ -88,6 +88,10 @@ int pf_cuda_device_describe(int dev, char *buf, size_t len);
 /* Properties of device `dev`.  Returns 0 or -ENODEV. */
 int pf_cuda_device_info(int dev, struct pf_cuda_device_info *ret);
 
+/* The NUMA node the device is attached to (from its PCI address in sysfs),
+ * or -1 when unknown (one node, no sysfs, no such device).  Cannot fail. */
+int pf_cuda_device_numa_node(int dev);
+
 /* Make `dev` the calling thread's current device.  Returns 0 or a negative
  * errno with a message in err. */
 int pf_cuda_set_device(int dev, char *err, size_t errlen);
@@ -105,6 +109,12 @@ void pf_cuda_free(void *p);
  * -ENOMEM/-EIO; pf_cuda_host_free accepts NULL. */
 int pf_cuda_host_alloc(void **ret, size_t bytes, char *err, size_t errlen);
 void pf_cuda_host_free(void *p);
+
+/* Page-lock caller-owned host memory and map it for the device; its device
+ * address into *ret_dev.  Returns 0 or a negative errno; unregister
+ * accepts NULL. */
+int pf_cuda_host_register(void *p, size_t bytes, void **ret_dev, char *err, size_t errlen);
+void pf_cuda_host_unregister(void *p);
 
 /* Copy n bytes between any two of host and device memory (the direction is
  * taken from the pointers), queued on the stream.  Pageable host memory
@@ -192,6 +202,20 @@ int pf_cuda_kv_store(void *k_layer, void *v_layer, const float *k, const float *
  * block_bytes and slice_stride must be multiples of 16. */
 int pf_cuda_copy_block(void *pool, size_t slice_stride, int32_t n_slices, size_t block_bytes, int32_t src,
 		       int32_t dst, const struct pf_cuda_launch *lc);
+
+/*
+ * Move whole blocks between the pool and host swap slots (preemption by
+ * swapping): pairs (n_pairs, 2) device int32 (pool block, host slot) when
+ * to_host, else (host slot, pool block).  A host slot is the block's
+ * n_slices pieces of block_bytes back to back; host is the device address
+ * of page-locked, mapped host memory (pf_cuda_host_register, or
+ * cudaHostAlloc'd), so one kernel moves every pair over PCIe, instead of
+ * n_pairs × n_slices copy calls.  Pairs run in list order only in that no
+ * two pairs may name the same block or slot (the block manager never
+ * lists one twice).  block_bytes and slice_stride multiples of 16.
+ */
+int pf_cuda_swap_blocks(void *pool, size_t slice_stride, int32_t n_slices, size_t block_bytes, void *host,
+			const int32_t *pairs, int32_t n_pairs, bool to_host, const struct pf_cuda_launch *lc);
 
 /* Tokens one matvec launch multiplies with each weight row it reads. */
 #define PF_CUDA_MATVEC_MAX_TOKENS 8
@@ -344,8 +368,6 @@ int pf_cuda_sample(int32_t *out_tokens, float *out_logprobs, const float *logits
 /* The backend below exists (runtime/device.c takes the CUDA path only then). */
 #define PF_CUDA_HAVE_BACKEND 1
 
-#define PF_CUDA_HAVE_BACKEND 1 /* runtime/device.c takes the CUDA path */
-
 struct pf_cuda_backend_config {
 	int device;                /* CUDA device index */
 	/* KV pool when kv->n_blocks is 0: this share of the device's memory
@@ -361,6 +383,14 @@ struct pf_cuda_backend_config {
 	 * cuBLAS, no prefill tiles).  Slower prefill; the same logits for a row
 	 * whatever it is batched with. */
 	bool batch_invariant;
+	/* Host swap slots (kv->n_host_blocks of them): caller memory of
+	 * swap_host_bytes (e.g. on the GPU's NUMA node), which the backend
+	 * page-locks and owns from the create call on, success or failure —
+	 * it calls swap_host_free(swap_host, swap_host_bytes) when done.
+	 * NULL: the backend takes page-locked memory from the driver. */
+	void *swap_host;
+	size_t swap_host_bytes;
+	void (*swap_host_free)(void *p, size_t bytes);
 };
 
 /* Defaults: device 0, utilization 0.90, 512 MiB reserve, gemm_f16 on,

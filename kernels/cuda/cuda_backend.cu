@@ -50,6 +50,14 @@ struct cuda_ctx {
 	size_t cap_part;
 	int32_t *hmeta, *dmeta;    /* the batch's integer tables: pinned host and device */
 	size_t cap_meta;
+	/* host swap slots: swap_h (host, page-locked and mapped) seen by the
+	 * device at swap_d; n_host_blocks slots of 2·n_layer·block_bytes */
+	void *swap_h, *swap_d;
+	size_t swap_bytes;
+	bool swap_registered;
+	void (*swap_free)(void *p, size_t bytes);
+	int32_t *hswap, *dswap;    /* a swap call's pairs: pinned host and device */
+	size_t cap_swap;
 	char desc[256];
 	char err[512];
 };
@@ -97,6 +105,12 @@ static void cuda_destroy(void *ctx)
 	pf_cuda_free(c->xh);
 	pf_cuda_free(c->dmeta);
 	pf_cuda_host_free(c->hmeta);
+	pf_cuda_free(c->dswap);
+	pf_cuda_host_free(c->hswap);
+	if (c->swap_registered)
+		pf_cuda_host_unregister(c->swap_h);
+	if (c->swap_h && c->swap_free)
+		c->swap_free(c->swap_h, c->swap_bytes);
 	pf_cuda_blas_destroy(c->blas);
 	pf_cuda_stream_destroy(c->stream);
 	free(c);
@@ -221,13 +235,50 @@ extern "C" struct pf_cuda_backend_config pf_cuda_backend_config_default(void)
 static int cuda_forward(void *ctx, const struct pf_batch *b, float *logits);
 static int cuda_copy_block(void *ctx, int32_t src, int32_t dst);
 static const char *cuda_describe(void *ctx);
+static int cuda_swap_out(void *ctx, const struct pf_block_pair *pairs, int32_t n);
+static int cuda_swap_in(void *ctx, const struct pf_block_pair *pairs, int32_t n);
 
-/* in the order of struct pf_backend_ops: name, forward, copy_block, describe, destroy */
-static const struct pf_backend_ops cuda_ops = { "cuda", cuda_forward, cuda_copy_block, cuda_describe, cuda_destroy };
+/* in the order of struct pf_backend_ops: name, forward, copy_block, describe, destroy, swap_out, swap_in */
+static const struct pf_backend_ops cuda_ops = { "cuda",	      cuda_forward,  cuda_copy_block, cuda_describe,
+						cuda_destroy, cuda_swap_out, cuda_swap_in };
 
-extern "C" int pf_cuda_backend_create(const struct pf_model_weights *w, const struct pf_kv_config *kv,
-				      const struct pf_cuda_backend_config *cfg, struct pf_backend *ret, char *err,
-				      size_t errlen)
+static void free_host(void *p, size_t bytes)
+{
+	(void)bytes;
+	free(p);
+}
+
+/* Host swap slots for c->kv.n_host_blocks: the caller's memory (adopted
+ * already) or our own, page-locked and mapped for the swap kernel. */
+static int swap_space(struct cuda_ctx *c, char *err, size_t errlen)
+{
+	const size_t bytes = (size_t)c->kv.n_host_blocks * 2 * (size_t)c->hp.n_layer * c->block_bytes;
+	if (c->swap_h && c->swap_bytes < bytes) {
+		snprintf(err, errlen, "swap memory of %zu bytes given for %d blocks of %zu bytes", c->swap_bytes,
+			 c->kv.n_host_blocks, 2 * (size_t)c->hp.n_layer * c->block_bytes);
+		return -EINVAL;
+	}
+	if (!c->swap_h) {
+		const size_t page = 4096, rounded = (bytes + page - 1) / page * page;
+		if (posix_memalign(&c->swap_h, page, rounded)) {
+			c->swap_h = nullptr;
+			snprintf(err, errlen, "cannot allocate %.2f GiB of host memory for KV swap space (--swap-space)",
+				 (double)bytes / (1 << 30));
+			return -ENOMEM;
+		}
+		c->swap_bytes = rounded;
+		c->swap_free = free_host;
+	}
+	int r = pf_cuda_host_register(c->swap_h, c->swap_bytes, &c->swap_d, err, errlen);
+	if (r)
+		return r;
+	c->swap_registered = true;
+	return 0;
+}
+
+static int backend_create(const struct pf_model_weights *w, const struct pf_kv_config *kv,
+			  const struct pf_cuda_backend_config *cfg, struct pf_backend *ret, char *err, size_t errlen,
+			  bool *adopted)
 {
 	const struct pf_hparams *hp = &w->hp;
 	struct cuda_ctx *c;
@@ -241,8 +292,8 @@ extern "C" int pf_cuda_backend_create(const struct pf_model_weights *w, const st
 		snprintf(err, errlen, "KV cache type %s is not supported (F16 or F32)", pf_dtype_name(kv->kv_dtype));
 		return -EINVAL;
 	}
-	if (kv->n_blocks < 0) {
-		snprintf(err, errlen, "KV pool of %d blocks", kv->n_blocks);
+	if (kv->n_blocks < 0 || kv->n_host_blocks < 0) {
+		snprintf(err, errlen, "KV pool of %d blocks, %d host swap blocks", kv->n_blocks, kv->n_host_blocks);
 		return -EINVAL;
 	}
 	if (hp->n_layer <= 0 || hp->n_embd <= 0 || hp->n_vocab <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 ||
@@ -269,6 +320,10 @@ extern "C" int pf_cuda_backend_create(const struct pf_model_weights *w, const st
 	c->hp = *hp;
 	c->kv = *kv;
 	c->cfg = *cfg;
+	c->swap_h = cfg->swap_host; /* ours now: cuda_destroy frees it */
+	c->swap_bytes = cfg->swap_host_bytes;
+	c->swap_free = cfg->swap_host_free;
+	*adopted = true;
 	struct pf_cuda_launch lc = { nullptr, err, errlen };
 	r = pf_cuda_set_device(c->dev, err, errlen);
 	if (!r)
@@ -343,6 +398,11 @@ extern "C" int pf_cuda_backend_create(const struct pf_model_weights *w, const st
 		}
 		c->kv.n_blocks = nb > (double)(1 << 24) ? (1 << 24) : (int32_t)nb;
 	}
+	if (c->kv.n_host_blocks > 0) {
+		r = swap_space(c, err, errlen);
+		if (r)
+			goto fail;
+	}
 	c->layer_bytes = (size_t)c->kv.n_blocks * c->block_bytes;
 	r = pf_cuda_malloc(&c->pool, c->layer_bytes * 2 * (size_t)hp->n_layer, err, errlen);
 	if (!r) /* zeroed as the CPU pool's fresh pages are: nothing reads a slot before it is written, but no NaN lurks either */
@@ -367,6 +427,18 @@ extern "C" int pf_cuda_backend_create(const struct pf_model_weights *w, const st
 	return 0;
 fail:
 	cuda_destroy(c);
+	return r;
+}
+
+extern "C" int pf_cuda_backend_create(const struct pf_model_weights *w, const struct pf_kv_config *kv,
+				      const struct pf_cuda_backend_config *cfg, struct pf_backend *ret, char *err,
+				      size_t errlen)
+{
+	bool adopted = false;
+	int r = backend_create(w, kv, cfg, ret, err, errlen, &adopted);
+	/* the caller's swap memory is ours from the call on, success or not */
+	if (r && !adopted && cfg->swap_host && cfg->swap_host_free)
+		cfg->swap_host_free(cfg->swap_host, cfg->swap_host_bytes);
 	return r;
 }
 
@@ -635,6 +707,63 @@ static int cuda_copy_block(void *ctx, int32_t src, int32_t dst)
 	if (r)
 		fprintf(stderr, "pinfer: cuda:%d copy_block failed (%d): %s\n", c->dev, r, c->err);
 	return r;
+}
+
+static int cuda_swap(struct cuda_ctx *c, const struct pf_block_pair *pairs, int32_t n, bool out)
+{
+	struct pf_cuda_launch lc = { c->stream, c->err, sizeof(c->err) };
+	if (n < 0 || (n > 0 && !c->swap_d))
+		return fail_msg(c, -EINVAL, "swap of %d blocks without swap space", n);
+	for (int32_t i = 0; i < n; i++) {
+		int32_t block = out ? pairs[i].src : pairs[i].dst, slot = out ? pairs[i].dst : pairs[i].src;
+		if (block < 0 || block >= c->kv.n_blocks || slot < 0 || slot >= c->kv.n_host_blocks)
+			return fail_msg(c, -EINVAL, "swap pair %d: block %d / host slot %d outside %d / %d", i, block, slot,
+					c->kv.n_blocks, c->kv.n_host_blocks);
+	}
+	if (n == 0)
+		return 0;
+	int r = pf_cuda_set_device(c->dev, c->err, sizeof(c->err));
+	if (!r && (size_t)n * 2 > c->cap_swap) {
+		c->cap_swap = 0;
+		pf_cuda_host_free(c->hswap);
+		c->hswap = nullptr;
+		void *h = nullptr;
+		r = pf_cuda_host_alloc(&h, (size_t)n * 2 * sizeof(int32_t), c->err, sizeof(c->err));
+		c->hswap = (int32_t *)h;
+		if (!r)
+			r = regrow(&c->dswap, (size_t)n * 2, c->err, sizeof(c->err));
+		if (!r)
+			c->cap_swap = (size_t)n * 2;
+	}
+	if (!r) {
+		for (int32_t i = 0; i < n; i++) {
+			c->hswap[2 * i] = pairs[i].src;
+			c->hswap[2 * i + 1] = pairs[i].dst;
+		}
+		/* then wait: swaps are rare (preemptions), and the pinned pair
+		 * list may be rewritten by the next call as soon as we return */
+		r = pf_cuda_memcpy(c->dswap, c->hswap, (size_t)n * 2 * sizeof(int32_t), &lc) ?:
+		    pf_cuda_swap_blocks(c->pool, c->layer_bytes, 2 * c->hp.n_layer, c->block_bytes, c->swap_d, c->dswap, n,
+					out, &lc) ?:
+		    pf_cuda_sync(&lc);
+	}
+	if (r) {
+		struct pf_cuda_launch drain = { c->stream, nullptr, 0 };
+		pf_cuda_sync(&drain);
+		fprintf(stderr, "pinfer: cuda:%d swap %s of %d blocks failed (%d): %s\n", c->dev, out ? "out" : "in", n, r,
+			c->err);
+	}
+	return r;
+}
+
+static int cuda_swap_out(void *ctx, const struct pf_block_pair *pairs, int32_t n)
+{
+	return cuda_swap((struct cuda_ctx *)ctx, pairs, n, true);
+}
+
+static int cuda_swap_in(void *ctx, const struct pf_block_pair *pairs, int32_t n)
+{
+	return cuda_swap((struct cuda_ctx *)ctx, pairs, n, false);
 }
 
 static const char *cuda_describe(void *ctx)

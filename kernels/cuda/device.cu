@@ -1,6 +1,8 @@
 /* device.cu — device discovery, memory, copies and streams; see cuda.h. */
 #include "cuda/common.cuh"
 
+#include <cctype>
+#include <cstdio>
 #include <cstring>
 
 extern "C" int pf_cuda_device_count(void)
@@ -50,6 +52,46 @@ extern "C" int pf_cuda_device_describe(int dev, char *buf, size_t len)
 	snprintf(buf, len, "%s (sm_%d%d, %d SMs, %.1f GiB, %.0f GB/s)", i.name, i.sm_major, i.sm_minor, i.n_sm,
 		 (double)i.total_mem / (1024.0 * 1024.0 * 1024.0), i.peak_bw / 1e9);
 	return 0;
+}
+
+extern "C" int pf_cuda_device_numa_node(int dev)
+{
+	char bus[32], path[96];
+	if (cudaDeviceGetPCIBusId(bus, (int)sizeof(bus), dev) != cudaSuccess) {
+		cudaGetLastError();
+		return -1;
+	}
+	/* CUDA spells the address in upper case, sysfs in lower */
+	for (char *p = bus; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/numa_node", bus);
+	FILE *f = fopen(path, "r");
+	int node = -1;
+	if (f) {
+		if (fscanf(f, "%d", &node) != 1)
+			node = -1;
+		fclose(f);
+	}
+	return node >= 0 ? node : -1; /* the kernel writes -1 for "no node" */
+}
+
+extern "C" int pf_cuda_host_register(void *p, size_t bytes, void **ret_dev, char *err, size_t errlen)
+{
+	*ret_dev = nullptr;
+	int r = pf_cuda_check(cudaHostRegister(p, bytes, cudaHostRegisterPortable | cudaHostRegisterMapped),
+			      "cudaHostRegister", err, errlen);
+	if (r)
+		return r;
+	r = pf_cuda_check(cudaHostGetDevicePointer(ret_dev, p, 0), "cudaHostGetDevicePointer", err, errlen);
+	if (r)
+		cudaHostUnregister(p);
+	return r;
+}
+
+extern "C" void pf_cuda_host_unregister(void *p)
+{
+	if (p)
+		cudaHostUnregister(p);
 }
 
 extern "C" int pf_cuda_set_device(int dev, char *err, size_t errlen)

@@ -41,6 +41,41 @@ __global__ static void copy_block_kernel(uint8_t *pool, size_t slice_stride, siz
 		d[i] = s[i];
 }
 
+/* grid (n_pairs, n_slices, chunks): 16-byte words of one block's piece in
+ * one slice, between the pool and the block's host slot. */
+__global__ static void swap_blocks_kernel(uint8_t *pool, size_t slice_stride, int32_t n_slices, size_t block_bytes,
+					  uint8_t *host, const int32_t *pairs, bool to_host)
+{
+	const int32_t block = pairs[2 * blockIdx.x + (to_host ? 0 : 1)];
+	const int32_t slot = pairs[2 * blockIdx.x + (to_host ? 1 : 0)];
+	uint4 *dev = (uint4 *)(pool + (size_t)blockIdx.y * slice_stride + (size_t)block * block_bytes);
+	uint4 *hst = (uint4 *)(host + ((size_t)slot * n_slices + blockIdx.y) * block_bytes);
+	const size_t n16 = block_bytes / 16;
+	for (size_t i = (size_t)blockIdx.z * blockDim.x + threadIdx.x; i < n16; i += (size_t)gridDim.z * blockDim.x) {
+		if (to_host)
+			hst[i] = dev[i];
+		else
+			dev[i] = hst[i];
+	}
+}
+
+extern "C" int pf_cuda_swap_blocks(void *pool, size_t slice_stride, int32_t n_slices, size_t block_bytes, void *host,
+				   const int32_t *pairs, int32_t n_pairs, bool to_host, const struct pf_cuda_launch *lc)
+{
+	if (n_pairs < 0 || n_slices <= 0 || n_slices > 65535 || block_bytes % 16 || slice_stride % 16 ||
+	    (uintptr_t)pool % 16 || (uintptr_t)host % 16 || !host || !pool)
+		return pf_cuda_bad_args(lc, "swap_blocks");
+	if (n_pairs == 0 || block_bytes == 0)
+		return 0;
+	const int threads = 256;
+	/* a few thread blocks per piece keep enough 16-byte stores in flight
+	 * to fill PCIe; the grid's x covers up to 2^31 - 1 pairs */
+	dim3 grid((unsigned)n_pairs, (unsigned)n_slices, pf_cuda_blocks((int64_t)(block_bytes / 16), threads, 8));
+	swap_blocks_kernel<<<grid, threads, 0, pf_cuda_stream(lc)>>>((uint8_t *)pool, slice_stride, n_slices, block_bytes,
+								       (uint8_t *)host, pairs, to_host);
+	return pf_cuda_launched(lc, "swap_blocks launch");
+}
+
 extern "C" int pf_cuda_kv_store(void *k_layer, void *v_layer, const float *k, const float *v, int64_t row_stride,
 				const int32_t *slots, int32_t n_tok, int32_t n_head_kv, int32_t head_dim, int32_t block_size,
 				uint32_t kv_dtype, const struct pf_cuda_launch *lc)

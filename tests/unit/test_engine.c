@@ -824,10 +824,96 @@ static void test_resume_beam_and_checks(void **state)
 	free(got);
 }
 
+/* Preemption by swapping on a pool far too small for the batch: every
+ * completion (greedy and seeded sampling) must equal the same request run
+ * alone on a roomy pool, bit for bit — a swap moves K/V bytes, it never
+ * recomputes them — and swaps must really have happened. */
+static void run_tight(enum pf_preempt_mode mode, int64_t swap_space, struct capture *caps, int first, int n_req,
+		      struct pf_engine_stats *ret_st)
+{
+	struct pf_engine_config cfg = pf_engine_config_default();
+	struct pf_engine_events ev = { .on_token = on_token, .on_finish = on_finish, .on_beam = on_beam };
+	struct pf_engine *e;
+	char err[512];
+	cfg.model_path = tu_model_path();
+	cfg.sched.prefix_caching = false; /* recompute would otherwise get its blocks back from the cache */
+	cfg.sched.preemption_mode = mode;
+	cfg.sched.swap_min_tokens = 24;
+	cfg.sched.watermark_blocks = 0;
+	if (pf_engine_create(&cfg, &ev, &e, err, sizeof(err)))
+		fail_msg("engine: %s", err);
+	/* the pool: 14 blocks of 16 for 8 requests that grow to 4..5 blocks each */
+	size_t bb = pf_kv_block_bytes(&pf_engine_model(e)->w.hp, 16, PF_DT_F16);
+	pf_engine_destroy(e);
+	cfg.kv_memory = (int64_t)(14 * bb);
+	cfg.swap_space = swap_space < 0 ? swap_space : (int64_t)((size_t)swap_space * bb);
+	if (pf_engine_create(&cfg, &ev, &e, err, sizeof(err)))
+		fail_msg("engine: %s", err);
+	static const char *prompts[] = { "The capital of France is", "Once upon a time,",
+					 "List three colors:", "def fibonacci(n):",
+					 "The quick brown fox", "In 1492, Columbus",
+					 "Water boils at", "My favourite food is" };
+	for (int i = first; i < first + n_req; i++) {
+		int32_t ids[64];
+		int32_t n = encode(e, prompts[i % 8], ids, 64);
+		struct pf_request_params p = pf_request_params_default();
+		p.sampling.max_tokens = 56;
+		p.sampling.ignore_eos = true;
+		p.sampling.temperature = 0.0f; /* greedy */
+		if (i % 2) {
+			p.sampling.temperature = 0.8f;
+			p.sampling.top_k = 40;
+			p.sampling.seed = 77 + (uint64_t)i;
+			p.sampling.has_seed = true;
+		}
+		uint64_t id;
+		assert_int_equal(pf_engine_submit(e, ids, n, &p, &caps[i - first], &id, err, sizeof(err)), 0);
+	}
+	run_until_idle(e);
+	pf_engine_get_stats(e, ret_st);
+	pf_engine_destroy(e);
+}
+
+static void test_swap_preemption_exact(void **state)
+{
+	(void)state;
+	enum { NR = 8 };
+	struct capture *swapped = calloc(NR, sizeof(*swapped)), *recomputed = calloc(NR, sizeof(*recomputed));
+	struct pf_engine_stats st_swap, st_rec;
+	run_tight(PF_PREEMPT_SWAP, 64, swapped, 0, NR, &st_swap);
+	run_tight(PF_PREEMPT_RECOMPUTE, 0, recomputed, 0, NR, &st_rec);
+	printf("# 8 requests on a 14-block pool: swap mode %llu preemptions (%llu swapped out, %llu in, %llu blocks), "
+	       "%llu prompt tokens computed; recompute mode %llu preemptions, %llu prompt tokens computed\n",
+	       (unsigned long long)st_swap.preemptions, (unsigned long long)st_swap.swap_outs,
+	       (unsigned long long)st_swap.swap_ins, (unsigned long long)st_swap.kv.swapped_out_blocks,
+	       (unsigned long long)st_swap.prompt_tokens_computed, (unsigned long long)st_rec.preemptions,
+	       (unsigned long long)st_rec.prompt_tokens_computed);
+	assert_true(st_swap.swap_outs > 0 && st_swap.swap_ins == st_swap.swap_outs);
+	assert_int_equal(st_rec.swap_outs, 0);
+	assert_true(st_rec.preemptions > 0);
+	assert_int_equal(st_swap.kv.n_host_free, st_swap.kv.n_host);
+	/* recompute pays a prefill for every preemption; swap pays none */
+	assert_true(st_swap.prompt_tokens_computed < st_rec.prompt_tokens_computed);
+	for (int i = 0; i < NR; i++) {
+		struct capture *alone = calloc(1, sizeof(*alone));
+		struct pf_engine_stats st;
+		/* alone: request i on its own, which the pool holds whole */
+		run_tight(PF_PREEMPT_RECOMPUTE, 0, alone, i, 1, &st);
+		assert_int_equal(st.preemptions, 0);
+		assert_int_equal(swapped[i].n[0], 56);
+		assert_memory_equal(alone->tokens[0], swapped[i].tokens[0], sizeof(int32_t) * 56);
+		assert_memory_equal(alone->tokens[0], recomputed[i].tokens[0], sizeof(int32_t) * 56);
+		free(alone);
+	}
+	free(swapped);
+	free(recomputed);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parallel_sampling_matches_alone),
+		cmocka_unit_test(test_swap_preemption_exact),
 		cmocka_unit_test(test_beam_search_consistent),
 		cmocka_unit_test(test_shared_prefix_same_tokens_less_compute),
 		cmocka_unit_test(test_cancel_frees_and_limits),

@@ -540,6 +540,224 @@ static void test_prefix_counted_once(void **state)
 	pf_kv_destroy(kv);
 }
 
+/*
+ * A fake backend that stores, in each KV slot, the token id whose K/V it
+ * would hold, and moves those ids exactly as a backend moves K/V: swap-outs,
+ * then CoW copies, then swap-ins, then the step's writes.  Before each
+ * write, every earlier position of the sequence must read back its own
+ * token through the block table — the check that no swap, copy, prefix hit,
+ * fork or preemption ever hands a sequence K/V that is not its own.
+ */
+struct shadow {
+	int32_t bs, n_blocks, n_host;
+	int32_t *pool, *host; /* (n_blocks, bs), (n_host, bs) token ids; -1: never written */
+	uint64_t verified;
+};
+
+static void shadow_move(int32_t *dst, int32_t dst_id, const int32_t *src, int32_t src_id, int32_t bs)
+{
+	memcpy(dst + (size_t)dst_id * bs, src + (size_t)src_id * bs, (size_t)bs * sizeof(int32_t));
+}
+
+static void shadow_step(struct shadow *sh, const struct pf_sched_batch *b)
+{
+	/* a step never both swaps out and in: a freed host slot could be
+	 * reused before its swap-in read it */
+	assert_false(b->n_swap_out && b->n_swap_in);
+	for (int32_t i = 0; i < b->n_swap_out; i++) {
+		assert_true(b->swap_out[i].src >= 0 && b->swap_out[i].src < sh->n_blocks);
+		assert_true(b->swap_out[i].dst >= 0 && b->swap_out[i].dst < sh->n_host);
+		shadow_move(sh->host, b->swap_out[i].dst, sh->pool, b->swap_out[i].src, sh->bs);
+	}
+	for (int32_t i = 0; i < b->n_copies; i++)
+		shadow_move(sh->pool, b->copies[i].dst, sh->pool, b->copies[i].src, sh->bs);
+	for (int32_t i = 0; i < b->n_swap_in; i++) {
+		assert_true(b->swap_in[i].src >= 0 && b->swap_in[i].src < sh->n_host);
+		assert_true(b->swap_in[i].dst >= 0 && b->swap_in[i].dst < sh->n_blocks);
+		shadow_move(sh->pool, b->swap_in[i].dst, sh->host, b->swap_in[i].src, sh->bs);
+	}
+	/* what attention would read: every earlier position of each sequence */
+	for (int32_t si = 0; si < b->n_seqs; si++) {
+		const struct pf_seq *q = b->seqs[si];
+		for (int32_t p = 0; p < q->n_computed; p++) {
+			int32_t blk = b->tables[si][p / sh->bs];
+			int32_t got = sh->pool[(size_t)blk * sh->bs + p % sh->bs];
+			if (got != q->tokens[p])
+				fail_msg("seq %llu position %d (block %d): K/V of token %d, expected %d",
+					 (unsigned long long)q->id, p, blk, got, q->tokens[p]);
+			sh->verified++;
+		}
+	}
+	for (int32_t t = 0; t < b->n_tokens; t++) {
+		int32_t si = b->seq_idx[t], p = b->pos[t];
+		sh->pool[(size_t)b->tables[si][p / sh->bs] * sh->bs + p % sh->bs] = b->tokens[t];
+	}
+}
+
+/* Random arrivals, cancels, forks and steps under a pool far too small,
+ * with every preemption swapped (or, in AUTO, the long ones), checked
+ * against the shadow KV; then a drain.  Compared with recompute, the
+ * swapped run must compute fewer prompt tokens again. */
+static uint64_t run_swap_workload(enum pf_preempt_mode mode, int32_t n_host, uint64_t *ret_swaps)
+{
+	uint64_t rng = 777;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	cfg.max_num_batched_tokens = 128;
+	cfg.max_num_seqs = 16;
+	cfg.watermark_blocks = 1;
+	cfg.preemption_mode = mode;
+	cfg.swap_min_tokens = 40;
+	const int32_t n_blocks = 32, bs = 16;
+	assert_int_equal(pf_kv_create(n_blocks, bs, &kv), 0);
+	assert_int_equal(pf_kv_set_host_blocks(kv, n_host), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	struct shadow sh = { .bs = bs, .n_blocks = n_blocks, .n_host = n_host };
+	sh.pool = malloc(sizeof(int32_t) * (size_t)n_blocks * bs);
+	sh.host = malloc(sizeof(int32_t) * (size_t)(n_host ? n_host : 1) * bs);
+	memset(sh.pool, 0xff, sizeof(int32_t) * (size_t)n_blocks * bs);
+	memset(sh.host, 0xff, sizeof(int32_t) * (size_t)(n_host ? n_host : 1) * bs);
+	enum { NR = 600 };
+	struct pf_req *reqs = calloc(NR, sizeof(*reqs));
+	int32_t prompt[160];
+	int added = 0;
+	uint64_t computed = 0;
+	for (int op = 0;; op++) {
+		struct pf_sched_stats st;
+		pf_sched_get_stats(s, &st);
+		if (added == NR && st.n_running == 0 && st.n_waiting == 0)
+			break;
+		assert_true(op < 400000);
+		int k = (int)(rng_next(&rng) % 100);
+		if (k < 10 && added < NR) {
+			int32_t n = 1 + (int32_t)(rng_next(&rng) % 150);
+			for (int i = 0; i < n; i++)
+				prompt[i] = (int32_t)(rng_next(&rng) % 3) * 1000 + i; /* shared prefixes */
+			reqs[added].max_tokens = 1 + (int32_t)(rng_next(&rng) % 400);
+			struct pf_seq *q;
+			assert_int_equal(pf_sched_add(s, &reqs[added++], prompt, n, op, &q), 0);
+		} else if (k < 11) {
+			/* cancel, swapped ones included */
+			struct pf_seq *q = pf_sched_first(s, (rng_next(&rng) & 1) ? PF_SEQ_RUNNING : PF_SEQ_WAITING);
+			if (q)
+				pf_sched_finish(s, q);
+		} else if (k < 14) {
+			struct pf_seq *q = pf_sched_first(s, PF_SEQ_RUNNING);
+			if (q && q->n_computed == q->n_tokens && st.n_running < cfg.max_num_seqs) {
+				struct pf_seq *c;
+				assert_int_equal(pf_sched_fork(s, q, &c), 0);
+			}
+		} else {
+			struct pf_sched_batch b;
+			int n = pf_sched_step(s, op, &b);
+			assert_true(n >= 0);
+			shadow_step(&sh, &b);
+			computed += (uint64_t)b.n_tokens;
+			pf_sched_step_done(s);
+			for (int32_t i = 0; i < b.n_logits; i++) {
+				struct pf_seq *q = b.logit_seqs[i];
+				if (!q)
+					continue;
+				assert_int_equal(pf_sched_append(s, q, 100000 + (int32_t)(rng_next(&rng) % 50000)), 0);
+				if (q->n_tokens - q->n_prompt >= q->req->max_tokens)
+					pf_sched_finish(s, q);
+			}
+		}
+		check(s);
+	}
+	struct pf_sched_stats st;
+	struct pf_kv_stats ks;
+	pf_sched_get_stats(s, &st);
+	pf_kv_get_stats(kv, &ks);
+	printf("# %s, %d host slots: %llu preemptions (%llu swapped out, %llu in), %llu blocks out, %llu tokens "
+	       "computed, %llu K/V reads verified\n",
+	       mode == PF_PREEMPT_SWAP ? "swap" : mode == PF_PREEMPT_AUTO ? "auto" : "recompute", n_host,
+	       (unsigned long long)st.preemptions_total, (unsigned long long)st.swap_outs_total,
+	       (unsigned long long)st.swap_ins_total, (unsigned long long)ks.swapped_out_blocks,
+	       (unsigned long long)computed, (unsigned long long)sh.verified);
+	assert_true(st.preemptions_total > 20); /* the pool really was too small */
+	assert_true(st.swap_ins_total <= st.swap_outs_total);
+	assert_int_equal(ks.n_host_free, n_host); /* every slot came back */
+	assert_int_equal(ks.n_used, 0);
+	assert_int_equal(st.n_swapped, 0);
+	*ret_swaps = st.swap_outs_total;
+	free(sh.pool);
+	free(sh.host);
+	free(reqs);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+	return computed;
+}
+
+static void test_swap_preemption(void **state)
+{
+	(void)state;
+	uint64_t swaps_r, swaps_s, swaps_a, swaps_small;
+	uint64_t recompute = run_swap_workload(PF_PREEMPT_RECOMPUTE, 64, &swaps_r);
+	uint64_t swap = run_swap_workload(PF_PREEMPT_SWAP, 64, &swaps_s);
+	uint64_t aut = run_swap_workload(PF_PREEMPT_AUTO, 64, &swaps_a);
+	/* too few host slots for all victims: swaps while room lasts, then recomputes */
+	run_swap_workload(PF_PREEMPT_SWAP, 6, &swaps_small);
+	assert_int_equal(swaps_r, 0);
+	assert_true(swaps_s > 0 && swaps_a > 0 && swaps_small > 0);
+	/* AUTO swaps only long victims, so some preemptions recompute */
+	assert_true(swaps_a <= swaps_s);
+	/* swapping saves recomputation */
+	assert_true(swap < recompute);
+	(void)aut;
+}
+
+/* Swap-out drops blocks past the computed positions; host slot
+ * bookkeeping, refusal when slots run out, and swap-in of a sequence
+ * that shared blocks with a fork. */
+static void test_swap_kv_unit(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	assert_int_equal(pf_kv_create(8, 16, &kv), 0);
+	assert_int_equal(pf_kv_set_host_blocks(kv, 3), 0);
+	struct pf_kv_seq a = { 0 }, b = { 0 };
+	struct pf_kv_copy pairs[8];
+	int32_t n = 0;
+	assert_int_equal(pf_kv_seq_reserve(kv, &a, 40), 0); /* 3 blocks */
+	assert_int_equal(pf_kv_seq_fork(kv, &a, &b), 0);    /* shared */
+	int32_t a0 = a.blocks[0];
+	/* only 2 blocks hold positions below 20: the third is dropped */
+	assert_int_equal(pf_kv_seq_swap_out(kv, &a, 20, pairs, 8, &n), 0);
+	assert_int_equal(n, 2);
+	assert_true(a.swapped && a.n_blocks == 2 && a.n_tokens == 20);
+	assert_int_equal(pairs[0].src, a0);
+	assert_int_equal(pf_kv_refcount(kv, a0), 1); /* b still holds it */
+	assert_int_equal(pf_kv_num_host_free(kv), 1);
+	assert_int_equal(pf_kv_set_host_blocks(kv, 5), -EBUSY);
+	/* b needs 3 slots, 1 is left: refused, nothing changed */
+	n = 0;
+	assert_int_equal(pf_kv_seq_swap_out(kv, &b, 40, pairs, 8, &n), -ENOSPC);
+	assert_int_equal(n, 0);
+	assert_false(b.swapped);
+	const struct pf_kv_seq *tables[] = { &a, &b };
+	char err[256];
+	assert_int_equal(pf_kv_check(kv, tables, 2, err, sizeof(err)), 0);
+	/* back in: fresh private blocks, slots free again */
+	n = 0;
+	assert_int_equal(pf_kv_seq_swap_in(kv, &a, pairs, 1, &n), -E2BIG);
+	assert_int_equal(pf_kv_seq_swap_in(kv, &a, pairs, 8, &n), 0);
+	assert_int_equal(n, 2);
+	assert_false(a.swapped);
+	assert_true(a.blocks[0] != a0 && pf_kv_refcount(kv, a.blocks[0]) == 1);
+	assert_int_equal(pf_kv_num_host_free(kv), 3);
+	assert_int_equal(pf_kv_check(kv, tables, 2, err, sizeof(err)), 0);
+	/* a swapped sequence released gives its slots back */
+	n = 0;
+	assert_int_equal(pf_kv_seq_swap_out(kv, &b, 40, pairs, 8, &n), 0);
+	pf_kv_seq_release(kv, &b);
+	assert_int_equal(pf_kv_num_host_free(kv), 3);
+	pf_kv_seq_release(kv, &a);
+	assert_int_equal(pf_kv_num_available(kv), 8);
+	pf_kv_destroy(kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -553,6 +771,8 @@ int main(void)
 		cmocka_unit_test(test_static_batching_reserves),
 		cmocka_unit_test(test_random_property),
 		cmocka_unit_test(test_overload_no_thrash),
+		cmocka_unit_test(test_swap_kv_unit),
+		cmocka_unit_test(test_swap_preemption),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
