@@ -25,7 +25,11 @@ struct pf_sched {
 	int32_t cap_tok, cap_seq, cap_copies, cap_swap_out, cap_swap_in;
 	struct pf_seq **scheduled; /* sequences scheduled in the current step */
 	int32_t n_scheduled;
-	bool static_active;        /* a static batch is running */
+	/* the static batch: requests in it, and whether it may still take
+	 * more (it is formed over as many steps as the token budget needs to
+	 * admit static_batch requests, then closed until it drains) */
+	int32_t static_count;
+	bool static_forming;
 };
 
 struct pf_sched_config pf_sched_config_default(void)
@@ -500,14 +504,16 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		window_closed = now_ms - s->waiting.head->req->arrival_ms >= s->cfg.wait_timeout_ms;
 	bool may_admit = !b->n_preempted && window_closed;
 	if (s->cfg.static_batching) {
-		if (s->running.n == 0)
-			s->static_active = false;
-		may_admit = may_admit && !s->static_active;
+		if (s->running.n == 0) {
+			s->static_count = 0;
+			s->static_forming = true;
+		}
+		may_admit = may_admit && s->static_forming;
 	}
 	int32_t admitted = 0;
 	while (may_admit && budget > 0 && s->waiting.head && s->running.n < s->cfg.max_num_seqs) {
 		struct pf_seq *q = s->waiting.head;
-		if (s->cfg.static_batching && admitted >= s->cfg.static_batch)
+		if (s->cfg.static_batching && s->static_count >= s->cfg.static_batch)
 			break;
 		if (q->kv.swapped) {
 			r = admit_swapped(s, q, budget);
@@ -567,9 +573,14 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		emit(s, q, n_new);
 		budget -= n_new;
 		admitted++;
+		s->static_count++;
 	}
-	if (s->cfg.static_batching && admitted)
-		s->static_active = true;
+	/* a static batch keeps forming only while the token budget alone
+	 * cut admission short: a batch of static_batch requests must not
+	 * shrink to what one step's budget can prefill */
+	if (s->cfg.static_batching && s->static_count > 0 &&
+	    !(budget <= 0 && s->waiting.head && s->static_count < s->cfg.static_batch))
+		s->static_forming = false;
 
 	for (int32_t i = 0; i < b->n_seqs; i++) {
 		b->tables[i] = b->seqs[i]->kv.blocks;

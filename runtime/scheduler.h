@@ -51,7 +51,11 @@
  *
  * Static batching (the baseline, same engine and kernels): admit up to
  * static_batch requests only when nothing runs, each reserving blocks for
- * its whole prompt + max_tokens up front; run until the last finishes.
+ * its whole prompt + max_tokens up front; run until the last finishes.  A
+ * batch whose prompts exceed one step's token budget is admitted over as
+ * many steps as that takes (the budget bounds a step, not a batch); it
+ * closes once it has static_batch requests, the queue is empty, or the
+ * pool is full.
  *
  * After the backend ran the step, the engine calls pf_sched_step_done(), then
  * for each sequence that got logits appends its sampled token

@@ -758,6 +758,48 @@ static void test_swap_kv_unit(void **state)
 	pf_kv_destroy(kv);
 }
 
+/* A static batch larger than one step's token budget forms over several
+ * steps (the budget bounds a step, not the batch), then closes. */
+static void test_static_batch_spans_budget(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	cfg.static_batching = true;
+	cfg.static_batch = 4;
+	cfg.max_num_batched_tokens = 25; /* two 10-token prompts and a bit per step */
+	cfg.watermark_blocks = 0;
+	assert_int_equal(pf_kv_create(64, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	int32_t p[10] = { 0 };
+	struct pf_req r[6];
+	struct pf_seq *q[6];
+	memset(r, 0, sizeof(r));
+	for (int i = 0; i < 6; i++) {
+		r[i].max_tokens = 3;
+		assert_int_equal(pf_sched_add(s, &r[i], p, 10, 0, &q[i]), 0);
+	}
+	struct pf_sched_batch b;
+	int steps = 0;
+	while (q[3]->state == PF_SEQ_WAITING || q[3]->n_computed < 10) {
+		assert_true(pf_sched_step(s, 0, &b) > 0);
+		pf_sched_step_done(s);
+		for (int32_t i = 0; i < b.n_logits; i++)
+			pf_sched_append(s, b.logit_seqs[i], 1);
+		assert_true(++steps < 10);
+	}
+	assert_true(steps >= 2); /* it did take more than one step */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(q[i]->state, PF_SEQ_RUNNING);
+	/* closed at 4: the fifth waits for the batch to drain */
+	pf_sched_step(s, 0, &b);
+	pf_sched_step_done(s);
+	assert_int_equal(q[4]->state, PF_SEQ_WAITING);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -769,6 +811,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_any_state),
 		cmocka_unit_test(test_fork_shares_then_copies),
 		cmocka_unit_test(test_static_batching_reserves),
+		cmocka_unit_test(test_static_batch_spans_budget),
 		cmocka_unit_test(test_random_property),
 		cmocka_unit_test(test_overload_no_thrash),
 		cmocka_unit_test(test_swap_kv_unit),
