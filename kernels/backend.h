@@ -111,6 +111,19 @@ struct pf_batch {
 	const int32_t *n_prompt;
 };
 
+/* One logit row's sampling, for a backend that samples where its logits
+ * are (forward_sample).  The engine sends only rows that need nothing
+ * more than this: no penalties, no masks, no top-N logprobs. */
+struct pf_sample_row {
+	double u;             /* the draw's uniform in [0, 1), from the sampler's Philox stream */
+	float temperature;    /* below 1e-5: greedy (argmax, ties to the lowest id) */
+	int32_t top_k;        /* <= 0: off */
+	float top_p;          /* 1: off */
+	float min_p;          /* 0: off */
+	int32_t want_logprob; /* also the token's raw log-softmax */
+	int32_t reserved;     /* 0 */
+};
+
 struct pf_backend_ops {
 	const char *name;
 	/* Run one step.  logits: (n_logits, n_vocab), row i for
@@ -130,6 +143,15 @@ struct pf_backend_ops {
 	 * Returns 0, -EINVAL for an id out of range. */
 	int (*swap_out)(void *ctx, const struct pf_block_pair *pairs, int32_t n);
 	int (*swap_in)(void *ctx, const struct pf_block_pair *pairs, int32_t n);
+	/* Optional: forward, then draw each logit row's token where the
+	 * logits are (a GPU: nothing vocabulary-sized crosses the bus).
+	 * rows (n_logits): each row's parameters; survivors of the
+	 * truncations are drawn in ascending token id.  ret_tokens
+	 * (n_logits): the token, or -1 for a row with a NaN/+inf logit or
+	 * nothing to draw from; ret_logprobs (n_logits): the raw logprob
+	 * where asked.  Returns 0 or a negative errno, as forward. */
+	int (*forward_sample)(void *ctx, const struct pf_batch *batch, const struct pf_sample_row *rows,
+			      int32_t *ret_tokens, float *ret_logprobs);
 };
 
 struct pf_backend {

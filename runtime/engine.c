@@ -25,6 +25,7 @@ static_assert(sizeof(struct pf_kv_copy) == sizeof(struct pf_block_pair) &&
 #include "dtype.h"
 #include "gguf.h"
 #include "model.h"
+#include "philox.h"
 #include "tok.h"
 
 #define MAX_N 16          /* completions or beams per request */
@@ -95,6 +96,10 @@ struct pf_engine {
 	size_t n_eos;
 	float *logits;
 	int32_t cap_logits;
+	/* (cap_logits) rows for a backend that samples by itself */
+	struct pf_sample_row *dev_rows;
+	int32_t *dev_tokens;
+	float *dev_logprobs;
 	int32_t *n_prompt;    /* (cap_seqs) per-sequence prompt lengths of the step */
 	int32_t cap_seqs;
 	char *text;           /* detokenizer output scratch */
@@ -120,6 +125,7 @@ struct pf_engine_config pf_engine_config_default(void)
 		.model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf",
 		.kv_memory = 0,
 		.swap_space = -1,
+		.device_sampling = true,
 		.device = PF_DEVICE_CPU,
 		.block_size = 16,
 		.kv_dtype = PF_DT_F16,
@@ -436,13 +442,14 @@ static int lp_record(struct eseq *es, const struct pf_sampling_params *sp, const
 }
 
 /* Sample, stream and maybe finish one (non-beam) sequence from its logits. */
-static void sample_one(struct pf_engine *e, struct eseq *es, float *lg)
+/* The chosen token `tok` (or < 0: the draw failed) of a sequence, with
+ * its sample result: accept, stream, check for the end. */
+static void take_token(struct pf_engine *e, struct eseq *es, int tok, const struct pf_sample_result *resp)
 {
 	struct ereq *r = es->r;
-	struct pf_sample_result res;
+	struct pf_sample_result res = *resp;
 	struct pf_stop_result st;
 	size_t n = 0;
-	int tok = pf_sampler_sample(&es->smp, &r->p.sampling, lg, e->n_vocab, es->smp.n_generated, &res);
 	if (tok < 0 || pf_sampler_accept(&es->smp, tok) || pf_sched_append(e->sched, es->q, tok) ||
 	    lp_record(es, &r->p.sampling, &res)) {
 		seq_end(e, es, PF_FINISH_ERROR, NULL, 0, true);
@@ -471,6 +478,46 @@ static void sample_one(struct pf_engine *e, struct eseq *es, float *lg)
 		size_t hl = pf_sampler_held(&es->smp, &held);
 		seq_end(e, es, PF_FINISH_LENGTH, held, hl, true);
 	}
+}
+
+static void sample_one(struct pf_engine *e, struct eseq *es, float *lg)
+{
+	struct pf_sample_result res;
+	int tok = pf_sampler_sample(&es->smp, &es->r->p.sampling, lg, e->n_vocab, es->smp.n_generated, &res);
+	take_token(e, es, tok, &res);
+}
+
+/*
+ * Can the backend draw this sequence's next token by itself?  Only when
+ * nothing but temperature, top-k/p and min-p shapes it: no penalties, no
+ * min_tokens mask, no top-N logprobs, no beam scoring, no first step of an
+ * n > 1 request (its siblings fork from this row).  The draw uses the
+ * sampler's own Philox stream, so a seeded request stays reproducible.
+ */
+static bool device_samplable(const struct eseq *es)
+{
+	const struct ereq *r = es->r;
+	const struct pf_sampling_params *p = &r->p.sampling;
+	if (r->p.beam_width > 1 || (!r->forked && r->p.n > 1) || p->top_logprobs > 0)
+		return false;
+	if (p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f)
+		return false;
+	return es->smp.n_generated >= (uint32_t)p->min_tokens;
+}
+
+static struct pf_sample_row sample_row(const struct eseq *es)
+{
+	const struct pf_sampling_params *p = &es->r->p.sampling;
+	struct pf_sample_row row = {
+		.temperature = p->temperature, .top_k = p->top_k, .top_p = p->top_p, .min_p = p->min_p,
+		.want_logprob = p->logprobs,
+	};
+	if (p->temperature >= PF_SAMPLER_GREEDY_TEMP) {
+		uint32_t rnd[4];
+		pf_philox_draw(es->smp.seed, es->smp.n_generated, PF_SAMPLER_STREAM_TOKEN, rnd);
+		row.u = pf_philox_u01d(rnd[0], rnd[1]);
+	}
+	return row;
 }
 
 /* ---- beam search ------------------------------------------------------------ */
@@ -681,6 +728,7 @@ int pf_engine_step(struct pf_engine *e)
 		return n;
 	}
 	int r = 0;
+	bool use_dev = false;
 	/* the order scheduler.h prescribes: swap-outs read blocks this step
 	 * may hand out again, so they go before anything writes one */
 	if (b.n_swap_out)
@@ -691,12 +739,22 @@ int pf_engine_step(struct pf_engine *e)
 		r = e->be.ops->swap_in(e->be.ctx, (const struct pf_block_pair *)b.swap_in, b.n_swap_in);
 	if (b.n_logits > e->cap_logits) {
 		float *l = realloc(e->logits, sizeof(float) * (size_t)b.n_logits * (size_t)e->n_vocab);
-		if (!l)
-			r = -ENOMEM;
-		else {
+		if (l)
 			e->logits = l;
+		/* the device-sampling arrays grow with it */
+		struct pf_sample_row *dr = realloc(e->dev_rows, sizeof(*dr) * (size_t)b.n_logits);
+		if (dr)
+			e->dev_rows = dr;
+		int32_t *dt = realloc(e->dev_tokens, sizeof(*dt) * (size_t)b.n_logits);
+		if (dt)
+			e->dev_tokens = dt;
+		float *dl = realloc(e->dev_logprobs, sizeof(*dl) * (size_t)b.n_logits);
+		if (dl)
+			e->dev_logprobs = dl;
+		if (!l || !dr || !dt || !dl)
+			r = -ENOMEM;
+		else
 			e->cap_logits = b.n_logits;
-		}
 	}
 	if (!r && b.n_seqs > e->cap_seqs) {
 		int32_t *np = realloc(e->n_prompt, sizeof(int32_t) * (size_t)b.n_seqs);
@@ -717,7 +775,16 @@ int pf_engine_step(struct pf_engine *e)
 			.block_table = b.tables, .n_table = b.n_table, .n_logits = b.n_logits, .logit_rows = b.logit_rows,
 			.n_prompt = e->n_prompt,
 		};
-		r = e->be.ops->forward(e->be.ctx, &fb, e->logits);
+		use_dev = e->cfg.device_sampling && e->be.ops->forward_sample;
+		for (int32_t i = 0; use_dev && i < b.n_logits; i++)
+			use_dev = b.logit_seqs[i]->user && device_samplable(b.logit_seqs[i]->user);
+		if (use_dev) {
+			for (int32_t i = 0; i < b.n_logits; i++)
+				e->dev_rows[i] = sample_row(b.logit_seqs[i]->user);
+			r = e->be.ops->forward_sample(e->be.ctx, &fb, e->dev_rows, e->dev_tokens, e->dev_logprobs);
+		} else {
+			r = e->be.ops->forward(e->be.ctx, &fb, e->logits);
+		}
 	}
 	pf_sched_step_done(e->sched);
 	for (int32_t i = 0; i < b.n_seqs; i++) {
@@ -746,6 +813,12 @@ int pf_engine_step(struct pf_engine *e)
 		struct eseq *es = b.logit_seqs[i]->user;
 		float *lg = e->logits + (size_t)i * (size_t)e->n_vocab;
 		struct ereq *rq = es->r;
+		if (use_dev) {
+			struct pf_sample_result res = { .token = e->dev_tokens[i], .gen_index = es->smp.n_generated };
+			res.logprob = rq->p.sampling.logprobs ? e->dev_logprobs[i] : NAN;
+			take_token(e, es, e->dev_tokens[i], &res);
+			continue;
+		}
 		if (rq->p.beam_width > 1) {
 			if (!rq->forked) {
 				rq->forked = true;
@@ -843,6 +916,9 @@ void pf_engine_destroy(struct pf_engine *e)
 	pf_tok_free(e->tok);
 	pf_model_free(e->model);
 	free(e->logits);
+	free(e->dev_rows);
+	free(e->dev_tokens);
+	free(e->dev_logprobs);
 	free(e->n_prompt);
 	free(e->text);
 	free(e);

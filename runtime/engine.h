@@ -60,6 +60,12 @@ struct pf_engine_config {
 	int32_t max_model_len;     /* 0: the model's context length, capped by the pool */
 	int64_t swap_space;        /* bytes of host KV swap slots; < 0 (default): 4 GiB on a GPU, none
 				    * on the CPU (device.h); used as sched.preemption_mode says */
+	/* Let a backend that can (CUDA) draw tokens where its logits are,
+	 * for rows that need only temperature/top-k/top-p/min-p (default
+	 * true).  Its draw orders the survivors by token id, the CPU sampler
+	 * by its own steps, so a seeded request may pick another token than on
+	 * the CPU — as the GPU's arithmetic may anyway. */
+	bool device_sampling;
 	struct pf_sched_config sched;
 };
 

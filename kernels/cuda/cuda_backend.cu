@@ -58,6 +58,10 @@ struct cuda_ctx {
 	void (*swap_free)(void *p, size_t bytes);
 	int32_t *hswap, *dswap;    /* a swap call's pairs: pinned host and device */
 	size_t cap_swap;
+	/* device sampling, pinned host and device, one layout: (cap_samp)
+	 * rows of parameters, then tokens, then logprobs */
+	void *hsamp, *dsamp;
+	int32_t cap_samp;
 	char desc[256];
 	char err[512];
 };
@@ -107,6 +111,8 @@ static void cuda_destroy(void *ctx)
 	pf_cuda_host_free(c->hmeta);
 	pf_cuda_free(c->dswap);
 	pf_cuda_host_free(c->hswap);
+	pf_cuda_free(c->dsamp);
+	pf_cuda_host_free(c->hsamp);
 	if (c->swap_registered)
 		pf_cuda_host_unregister(c->swap_h);
 	if (c->swap_h && c->swap_free)
@@ -237,10 +243,23 @@ static int cuda_copy_block(void *ctx, int32_t src, int32_t dst);
 static const char *cuda_describe(void *ctx);
 static int cuda_swap_out(void *ctx, const struct pf_block_pair *pairs, int32_t n);
 static int cuda_swap_in(void *ctx, const struct pf_block_pair *pairs, int32_t n);
+static int cuda_forward_sample(void *ctx, const struct pf_batch *b, const struct pf_sample_row *rows,
+			       int32_t *ret_tokens, float *ret_logprobs);
 
-/* in the order of struct pf_backend_ops: name, forward, copy_block, describe, destroy, swap_out, swap_in */
+/* in the order of struct pf_backend_ops: name, forward, copy_block,
+ * describe, destroy, swap_out, swap_in, forward_sample */
 static const struct pf_backend_ops cuda_ops = { "cuda",	      cuda_forward,  cuda_copy_block, cuda_describe,
-						cuda_destroy, cuda_swap_out, cuda_swap_in };
+						cuda_destroy, cuda_swap_out, cuda_swap_in,    cuda_forward_sample };
+
+/* the engine's rows go to the kernel as they are */
+static_assert(sizeof(struct pf_sample_row) == sizeof(struct pf_cuda_sample_params) &&
+		      offsetof(struct pf_sample_row, u) == offsetof(struct pf_cuda_sample_params, u) &&
+		      offsetof(struct pf_sample_row, temperature) == offsetof(struct pf_cuda_sample_params, temperature) &&
+		      offsetof(struct pf_sample_row, top_k) == offsetof(struct pf_cuda_sample_params, top_k) &&
+		      offsetof(struct pf_sample_row, top_p) == offsetof(struct pf_cuda_sample_params, top_p) &&
+		      offsetof(struct pf_sample_row, min_p) == offsetof(struct pf_cuda_sample_params, min_p) &&
+		      offsetof(struct pf_sample_row, want_logprob) == offsetof(struct pf_cuda_sample_params, want_logprob),
+	      "pf_sample_row and pf_cuda_sample_params must have one layout");
 
 static void free_host(void *p, size_t bytes)
 {
@@ -561,9 +580,32 @@ static int proj(struct cuda_ctx *c, const struct dev_tensor *w, const struct dev
 	return pf_cuda_matvec(y, w->d, w->type, w->row_bytes, w->ne0, w->ne1, x, n_tok, bd, lc);
 }
 
-static int cuda_forward(void *ctx, const struct pf_batch *b, float *logits)
+/* Room for n rows of device sampling (see cuda_ctx.hsamp). */
+static size_t samp_bytes(int32_t n)
 {
-	struct cuda_ctx *c = (struct cuda_ctx *)ctx;
+	return (size_t)n * (sizeof(struct pf_cuda_sample_params) + sizeof(int32_t) + sizeof(float));
+}
+
+static int ensure_samp(struct cuda_ctx *c, int32_t n)
+{
+	if (n <= c->cap_samp)
+		return 0;
+	c->cap_samp = 0;
+	pf_cuda_host_free(c->hsamp);
+	pf_cuda_free(c->dsamp);
+	c->hsamp = c->dsamp = nullptr;
+	int r = pf_cuda_host_alloc(&c->hsamp, samp_bytes(n), c->err, sizeof(c->err)) ?:
+		pf_cuda_malloc(&c->dsamp, samp_bytes(n), c->err, sizeof(c->err));
+	if (!r)
+		c->cap_samp = n;
+	return r;
+}
+
+/* One step: logits to the host (logits != NULL), or each logit row
+ * sampled on the device with rows[i] (tokens and logprobs back). */
+static int forward_impl(struct cuda_ctx *c, const struct pf_batch *b, float *logits, const struct pf_sample_row *rows,
+			int32_t *ret_tokens, float *ret_logprobs)
+{
 	const struct pf_hparams *hp = &c->hp;
 	const int32_t nt = b->n_tokens, nl = b->n_logits, bs = c->kv.block_size;
 	const int64_t E = hp->n_embd, hd = hp->head_dim;
@@ -574,6 +616,8 @@ static int cuda_forward(void *ctx, const struct pf_batch *b, float *logits)
 
 	c->err[0] = '\0';
 	r = pf_cuda_set_device(c->dev, c->err, sizeof(c->err)) ?: check_batch(c, b, &stride);
+	if (!r && rows)
+		r = ensure_samp(c, nl > 0 ? nl : 1);
 	if (r)
 		goto out;
 	{
@@ -676,12 +720,28 @@ static int cuda_forward(void *ctx, const struct pf_batch *b, float *logits)
 		if (nl > 0) {
 			r = pf_cuda_gather_rows(c->xo, c->x, d_lr, nl, E, &lc) ?:
 			    pf_cuda_rmsnorm(c->xo, c->xo, (const float *)c->out_norm.d, nl, E, hp->norm_eps, &lc) ?:
-			    proj(c, &c->output, nullptr, c->xo, nl, c->logits, &lc) ?:
-			    pf_cuda_memcpy(logits, c->logits, (size_t)nl * (size_t)hp->n_vocab * sizeof(float), &lc);
+			    proj(c, &c->output, nullptr, c->xo, nl, c->logits, &lc);
+			if (!r && rows) {
+				/* only the chosen tokens (and logprobs) cross the bus */
+				const size_t rb = (size_t)nl * sizeof(struct pf_cuda_sample_params);
+				char *hs = (char *)c->hsamp, *ds = (char *)c->dsamp;
+				memcpy(hs, rows, rb);
+				r = pf_cuda_memcpy(ds, hs, rb, &lc) ?:
+				    pf_cuda_sample((int32_t *)(ds + rb), (float *)(ds + rb + (size_t)nl * 4), c->logits,
+						   (const struct pf_cuda_sample_params *)ds, nl, hp->n_vocab, &lc) ?:
+				    pf_cuda_memcpy(hs + rb, ds + rb, (size_t)nl * 8, &lc);
+			} else if (!r) {
+				r = pf_cuda_memcpy(logits, c->logits, (size_t)nl * (size_t)hp->n_vocab * sizeof(float), &lc);
+			}
 			if (r)
 				goto out;
 		}
 		r = pf_cuda_sync(&lc);
+		if (!r && rows && nl > 0) {
+			const char *hs = (const char *)c->hsamp + (size_t)nl * sizeof(struct pf_cuda_sample_params);
+			memcpy(ret_tokens, hs, (size_t)nl * 4);
+			memcpy(ret_logprobs, hs + (size_t)nl * 4, (size_t)nl * 4);
+		}
 	}
 out:
 	if (r) {
@@ -692,6 +752,17 @@ out:
 		fprintf(stderr, "pinfer: cuda:%d forward failed (%d): %s\n", c->dev, r, c->err);
 	}
 	return r;
+}
+
+static int cuda_forward(void *ctx, const struct pf_batch *b, float *logits)
+{
+	return forward_impl((struct cuda_ctx *)ctx, b, logits, nullptr, nullptr, nullptr);
+}
+
+static int cuda_forward_sample(void *ctx, const struct pf_batch *b, const struct pf_sample_row *rows,
+			       int32_t *ret_tokens, float *ret_logprobs)
+{
+	return forward_impl((struct cuda_ctx *)ctx, b, nullptr, rows, ret_tokens, ret_logprobs);
 }
 
 static int cuda_copy_block(void *ctx, int32_t src, int32_t dst)

@@ -1257,6 +1257,99 @@ static void test_backend(struct tctx *t)
 	tiny_free(&m);
 }
 
+
+/* Swap ops and device sampling through the backend: a sequence's blocks
+ * swapped out to host slots and back in to other blocks must give the
+ * same logits, bit for bit, as the original blocks (on the GPU and on the
+ * CPU); forward_sample's greedy rows must be forward's argmax and its
+ * logprobs the log-softmax of forward's logits. */
+static void test_backend_swap(struct tctx *t)
+{
+	const int32_t bs = 16;
+	struct tiny_model m;
+	tiny_build(t, &m, 0);
+	const int32_t V = m.w.hp.n_vocab;
+	struct pf_kv_config kv = { .n_blocks = 24, .block_size = bs, .kv_dtype = PF_DT_F16, .n_host_blocks = 8 };
+	struct pf_cuda_backend_config cc = pf_cuda_backend_config_default();
+	struct pf_backend be[2];
+	int rc = pf_cpu_backend_create(&m.w, &kv, 1, &be[0], t->err, sizeof(t->err));
+	if (rc) {
+		check(t, false, "cpu backend: %d %s", rc, t->err);
+		tiny_free(&m);
+		return;
+	}
+	rc = pf_cuda_backend_create(&m.w, &kv, &cc, &be[1], t->err, sizeof(t->err));
+	if (cuda_failed(t, rc, "pf_cuda_backend_create (with swap space)")) {
+		be[0].ops->destroy(be[0].ctx);
+		tiny_free(&m);
+		return;
+	}
+	int32_t tok[27], pos[27], seq[27] = { 0 };
+	for (int32_t i = 0; i < 27; i++)
+		tok[i] = (i * 37 + 5) % 311, pos[i] = i;
+	static const int32_t orig[] = { 3, 7 }, moved[] = { 15, 16 };
+	const int32_t two = 2, last = 26, row0 = 0, p27 = 27, t27 = 42;
+	const struct pf_block_pair out[] = { { 3, 2 }, { 7, 5 } }, in[] = { { 2, 15 }, { 5, 16 } };
+	for (int k = 0; k < 2; k++) {
+		const char *who = k ? "cuda" : "cpu";
+		const struct pf_backend *b = &be[k];
+		float *la = xmalloc(sizeof(float) * V), *lb = xmalloc(sizeof(float) * V), *scratch = xmalloc(sizeof(float) * V);
+		const int32_t *t_orig[1] = { orig }, *t_moved[1] = { moved };
+		struct pf_batch pre = { .n_tokens = 27, .tokens = tok, .pos = pos, .seq = seq, .n_seqs = 1,
+					.block_table = t_orig, .n_table = &two, .n_logits = 1, .logit_rows = &last };
+		struct pf_batch dec = { .n_tokens = 1, .tokens = &t27, .pos = &p27, .seq = seq, .n_seqs = 1,
+					.block_table = t_orig, .n_table = &two, .n_logits = 1, .logit_rows = &row0 };
+		/* decode on the original blocks, then redo it on the swapped copies */
+		rc = b->ops->forward(b->ctx, &pre, scratch) ?: b->ops->forward(b->ctx, &dec, la) ?:
+		     b->ops->swap_out(b->ctx, out, 2) ?: b->ops->swap_in(b->ctx, in, 2);
+		dec.block_table = t_moved;
+		rc = rc ?: b->ops->forward(b->ctx, &dec, lb);
+		if (!cuda_failed(t, rc, who))
+			check(t, !memcmp(la, lb, sizeof(float) * V), "backend %s swap out + in to other blocks: logits %s",
+			      who, memcmp(la, lb, sizeof(float) * V) ? "differ" : "equal (bitwise)");
+		/* ids out of range are refused, nothing moved */
+		const struct pf_block_pair bad[] = { { 3, 8 } };
+		check(t, b->ops->swap_out(b->ctx, bad, 1) == -EINVAL, "backend %s swap to host slot 8 of 8 refused", who);
+		if (k == 1 && !rc) {
+			/* forward_sample on the same step: greedy = argmax; a sampled
+			 * row's token and logprob consistent with the logits */
+			struct pf_sample_row rows[1] = { { .temperature = 0.0f, .want_logprob = 1 } };
+			int32_t got = -2;
+			float lp = 0;
+			rc = b->ops->forward_sample(b->ctx, &dec, rows, &got, &lp);
+			if (!cuda_failed(t, rc, "forward_sample")) {
+				double mx = -INFINITY, z = 0;
+				for (int32_t v = 0; v < V; v++)
+					mx = lb[v] > mx ? lb[v] : mx;
+				for (int32_t v = 0; v < V; v++)
+					z += exp((double)lb[v] - mx);
+				int32_t want = argmax_ref(lb, V);
+				double want_lp = (double)lb[want] - mx - log(z);
+				check(t, got == want && fabs(lp - want_lp) <= 1e-5,
+				      "backend forward_sample greedy: token %d (argmax %d), logprob %.6f (%.6f)", got, want,
+				      (double)lp, want_lp);
+				rows[0] = (struct pf_sample_row){ .u = 0.37, .temperature = 0.8f, .top_k = 20, .top_p = 0.9f,
+								  .want_logprob = 1 };
+				rc = b->ops->forward_sample(b->ctx, &dec, rows, &got, &lp);
+				bool ok = !rc && got >= 0 && got < V;
+				int32_t better = 0; /* top-k 20: at most 19 tokens above the chosen one */
+				for (int32_t v = 0; ok && v < V; v++)
+					better += lb[v] > lb[got];
+				double lpw = ok ? (double)lb[got] - mx - log(z) : 0;
+				check(t, ok && better < 20 && fabs(lp - lpw) <= 1e-5,
+				      "backend forward_sample T=0.8 top-k 20 top-p 0.9: token %d ranks %d, logprob %.6f (%.6f)", got,
+				      better + 1, (double)lp, lpw);
+			}
+		}
+		free(la);
+		free(lb);
+		free(scratch);
+	}
+	be[0].ops->destroy(be[0].ctx);
+	be[1].ops->destroy(be[1].ctx);
+	tiny_free(&m);
+}
+
 /* ---- main ---------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1291,7 +1384,7 @@ int main(int argc, char **argv)
 		{ "embed", test_embed },         { "rmsnorm", test_rmsnorm }, { "rope", test_rope },
 		{ "elementwise", test_elementwise }, { "kv", test_kv },       { "matvec", test_matvec },
 		{ "gemm", test_gemm },           { "attention", test_attention }, { "argmax", test_argmax },
-		{ "sample", test_sample },       { "backend", test_backend },
+		{ "sample", test_sample },       { "backend", test_backend }, { "swap", test_backend_swap },
 	};
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
 		if (want(filter, tests[i].name))

@@ -6,8 +6,7 @@
 # GPU run: it cannot see timing, the memory model or a real cuBLAS.
 #   tests/gpu/emu/run.sh [test|bench] [driver arguments...]
 #   EMU_SAN: sanitizer flags (default UBSan; "-fsanitize=address,undefined"
-#   also works, with ASan's warning about swapcontext).  Alignment checks
-#   are off: kernels/cpu/threadpool.c callocs its 64-byte-aligned struct.
+#   also works, with ASan's warning about swapcontext).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -16,7 +15,6 @@ what=${1:-test}
 case $what in test) drv=test_kernels ;; bench) drv=bench_kernels ;; *) echo "usage: $0 [test|bench] [args]" >&2; exit 2 ;; esac
 out=${EMU_BUILD:-$root/build-gpu/emu}
 san=${EMU_SAN:--fsanitize=undefined -fno-sanitize-recover=undefined}
-san="$san -fno-sanitize=alignment"
 mkdir -p "$out/gen" "$out/obj"
 cxx=(g++ -std=c++17 -O1 -g $san -ffp-contract=off -I"$here/include" -include emu.h -I"$root" -I"$root/kernels")
 cc=(gcc -std=gnu11 -O1 -g $san -pthread -D_GNU_SOURCE -I"$root" -I"$root/kernels" -DPF_HAVE_CUDA=1)
