@@ -298,8 +298,14 @@ struct bench {
 static int run_block_ops(struct pf_backend *be, const struct pf_sched_batch *b)
 {
 	int r = 0;
+	/* scheduler.h's order: swap-outs first (their blocks may be reused
+	 * in this step), then CoW copies, then swap-ins */
+	if (b->n_swap_out)
+		r = be->ops->swap_out(be->ctx, (const struct pf_block_pair *)b->swap_out, b->n_swap_out);
 	for (int32_t i = 0; i < b->n_copies && !r; i++)
 		r = be->ops->copy_block(be->ctx, b->copies[i].src, b->copies[i].dst);
+	if (!r && b->n_swap_in)
+		r = be->ops->swap_in(be->ctx, (const struct pf_block_pair *)b->swap_in, b->n_swap_in);
 	return r;
 }
 
