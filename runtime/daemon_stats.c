@@ -113,6 +113,11 @@ void pf_daemon_stats_publish(struct pf_daemon *d, bool force)
 		a->generation_tokens_total = es.generation_tokens;
 		a->steps_total = es.steps;
 		a->preemptions_total = es.preemptions;
+		a->seqs_swapped = es.swapped;
+		a->host_blocks_total = es.kv.n_host;
+		a->host_blocks_free = es.kv.n_host_free;
+		a->swap_outs_total = es.swap_outs;
+		a->swap_ins_total = es.swap_ins;
 		a->block_size = d->cfg.block_size;
 	}
 	int n = 0;

@@ -29,7 +29,8 @@
  *
  * Layout history: 1 first; 2 added seqs_running/seqs_waiting and
  * requests_admitted_total, made running/waiting/preempted_waiting count
- * requests, and prefix_* count once per admission.
+ * requests, and prefix_* count once per admission; 3 appended the swap
+ * figures (preemption by swapping K/V to host memory).
  */
 #ifndef PF_SHM_STATS_H
 #define PF_SHM_STATS_H
@@ -41,7 +42,7 @@
 #include <string.h>
 
 #define PF_STATS_MAGIC 0x50465354u /* "PFST" */
-#define PF_STATS_VERSION 2
+#define PF_STATS_VERSION 3
 #define PF_STATS_HIST_BUCKETS 16
 #define PF_STATS_MAX_CLIENTS 64
 #define PF_STATS_PERIOD_MS 5
@@ -100,6 +101,12 @@ struct pf_stats {
 	uint64_t requests_finished[PF_STATS_FIN_COUNT];
 	struct pf_stats_hist hist[PF_HIST_COUNT];
 	struct pf_stats_client clients[PF_STATS_MAX_CLIENTS];
+	/* version 3: preemption by swapping */
+	int32_t seqs_swapped;       /* waiting sequences whose K/V is in host swap slots */
+	int32_t host_blocks_total;  /* swap slots (--swap-space), each one KV block */
+	int32_t host_blocks_free;
+	int32_t pad3;
+	uint64_t swap_outs_total, swap_ins_total; /* preemptions by swapping, and their resumptions */
 };
 static_assert(sizeof(struct pf_stats) % 8 == 0, "pf_stats layout");
 static_assert(offsetof(struct pf_stats, seq) == 8, "pf_stats layout");

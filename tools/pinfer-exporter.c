@@ -86,10 +86,13 @@ static void usage(FILE *f)
 		"num_requests_waiting, num_requests_preempted (waiting to be recomputed after a\n"
 		"preemption; also in waiting), num_clients, kv_cache_usage_perc (0..1: used\n"
 		"blocks of all), kv_cache_blocks{state=used|cached|free},\n"
-		"cache_config_info{block_size,num_gpu_blocks}, daemon_start_time_seconds,\n"
+		"cache_config_info{block_size,num_gpu_blocks}, num_requests_swapped (sequences\n"
+		"whose KV is in host swap space), cpu_cache_usage_perc (0..1 of the swap\n"
+		"space), daemon_start_time_seconds,\n"
 		"backend_info{backend}; counters prompt_tokens_total, generation_tokens_total,\n"
 		"prefix_cache_queries_total, prefix_cache_hits_total (tokens of new requests,\n"
-		"once per admission), num_preemptions_total, engine_steps_total,\n"
+		"once per admission), num_preemptions_total, num_swap_outs_total,\n"
+		"num_swap_ins_total, engine_steps_total,\n"
 		"request_admitted_total, request_success_total\n"
 		"{finished_reason=stop|length|cancelled|error|deadline|stalled}; histograms\n"
 		"time_to_first_token_seconds, inter_token_latency_seconds,\n"
@@ -212,6 +215,14 @@ static void render(FILE *f, const struct pf_stats *s)
 		s->prefix_hits_tokens);
 	counter(&p, "pinfer:num_preemptions_total", "Cumulative number of preemptions from the engine.",
 		s->preemptions_total);
+	gauge(&p, "pinfer:num_requests_swapped", "Number of sequences whose KV cache is swapped out to host memory.",
+	      s->seqs_swapped);
+	gauge(&p, "pinfer:cpu_cache_usage_perc", "Host swap space usage. 1 means 100 percent usage.",
+	      s->host_blocks_total > 0 ? (double)(s->host_blocks_total - s->host_blocks_free) / s->host_blocks_total : 0.0);
+	counter(&p, "pinfer:num_swap_outs_total", "Preemptions that swapped a sequence's KV cache out to host memory.",
+		s->swap_outs_total);
+	counter(&p, "pinfer:num_swap_ins_total", "Swapped-out sequences whose KV cache was swapped back in.",
+		s->swap_ins_total);
 	counter(&p, "pinfer:prompt_tokens_total", "Number of prefill tokens processed.", s->prompt_tokens_total);
 	counter(&p, "pinfer:generation_tokens_total", "Number of generation tokens processed.",
 		s->generation_tokens_total);

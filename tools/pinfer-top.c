@@ -577,6 +577,10 @@ static void print_json(const struct top *t)
 		printf("%s\"%s\":%llu", i ? "," : "", stats_finish_name(i), (unsigned long long)s->requests_finished[i]);
 	printf("}},\"preemptions_total\":%llu,\"steps_total\":%llu", (unsigned long long)s->preemptions_total,
 	       (unsigned long long)s->steps_total);
+	printf(",\"swap\":{\"seqs_swapped\":%d,\"host_blocks_total\":%d,\"host_blocks_free\":%d,\"swap_outs_total\":%llu,"
+	       "\"swap_ins_total\":%llu}",
+	       s->seqs_swapped, s->host_blocks_total, s->host_blocks_free, (unsigned long long)s->swap_outs_total,
+	       (unsigned long long)s->swap_ins_total);
 	printf(",\"kv\":{\"blocks_total\":%d,\"blocks_used\":%d,\"blocks_cached\":%d,\"blocks_free\":%d,\"block_size\":%d,"
 	       "\"usage_perc\":",
 	       s->kv_blocks_total, s->kv_blocks_used, s->kv_blocks_cached, s->kv_blocks_free, s->block_size);

@@ -44,6 +44,14 @@ start_daemon() {
   wait_for 120 test -S "$sock" || { echo "pinferd did not start:"; cat "$log"; exit 1; }
 }
 
+# bad preemption/swap flags: a clear error naming the flag, no daemon
+for bad in "--preemption-mode sometimes" "--swap-space -3G" "--swap-space lots"; do
+  # shellcheck disable=SC2086
+  out=$("$build/bin/pinferd" --model "$model" --socket "$work/bad.sock" $bad 2>&1) && rc=0 || rc=$?
+  [ "$rc" != 0 ] && [ ! -S "$work/bad.sock" ] && echo "$out" | grep -q -- "${bad%% *}" \
+    && ok "pinferd $bad refused: $(echo "$out" | head -1)" || fail "pinferd $bad: rc=$rc, said: $out"
+done
+
 gen() { # prompt max_tokens -> stdout
   timeout 300 "$pinfer" generate --socket "$sock" --temperature 0 --max-tokens "$2" --ignore-eos "$1" 2>/dev/null
 }

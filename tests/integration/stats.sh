@@ -197,6 +197,9 @@ if sorted(blocks) != ["cached", "free", "used"] or not sum(blocks.values()) == t
     errs.append("KV blocks %s do not add up to num_gpu_blocks %g" % (blocks, total))
 elif u and abs(u[0] - (blocks["used"] / total if total else 0.0)) > 1e-9:
     errs.append("kv_cache_usage_perc %g != used %g / %g blocks" % (u[0], blocks["used"], total))
+if not one("pinfer:num_swap_ins_total") <= one("pinfer:num_swap_outs_total") <= one("pinfer:num_preemptions_total"):
+    errs.append("swaps: %g in, %g out, %g preemptions" % (one("pinfer:num_swap_ins_total"),
+                one("pinfer:num_swap_outs_total"), one("pinfer:num_preemptions_total")))
 if one("pinfer:prefix_cache_hits_total") > one("pinfer:prefix_cache_queries_total"):
     errs.append("more prefix-cache hits than queries")
 if errs:
@@ -205,7 +208,8 @@ for name in ("pinfer:generation_tokens_total", "pinfer:prompt_tokens_total", "pi
              "pinfer:e2e_request_latency_seconds_count", "pinfer:iteration_tokens_total_count",
              "pinfer:request_admitted_total", "pinfer:num_requests_running", "pinfer:num_requests_waiting",
              "pinfer:num_requests_preempted", "pinfer:num_preemptions_total", "pinfer:prefix_cache_queries_total",
-             "pinfer:prefix_cache_hits_total"):
+             "pinfer:prefix_cache_hits_total", "pinfer:num_swap_outs_total", "pinfer:num_swap_ins_total",
+             "pinfer:num_requests_swapped"):
     print(name, int(get(name)[0]))
 for r in ("stop", "length", "cancelled", "error", "deadline", "stalled"):
     print("finished_" + r, int(one("pinfer:request_success_total", finished_reason=r)))
@@ -341,13 +345,14 @@ grep -q "text/plain; version=0.0.4" < <(python3 -c "import urllib.request,sys; p
 
 # ---- 4. a mixed workload on a small pool: counters add up, promtool ---------------
 # 6 MiB of KV is 17 blocks of 16 tokens: four 91-token requests cannot all
-# fit, so sequences are preempted (recomputed later) while others wait.  The
+# fit, so sequences are preempted while others wait — swapped out to 3 MiB
+# (8 blocks) of swap space while it lasts, recomputed beyond.  The
 # mix: plain requests, n = 3, beam search, a deadline, one cancelled by
 # Ctrl-C, one whose client is killed.  A poller checks every snapshot it
 # sees while it runs; afterwards the totals must match what was sent.
 if [ $have_model = 1 ]; then
   rm -f "$ssock"
-  "$build/bin/pinferd" --model "$model" --socket "$ssock" --kv-memory 6M --state-file none --log-level info >>"$work/small.log" 2>&1 &
+  "$build/bin/pinferd" --model "$model" --socket "$ssock" --kv-memory 6M --swap-space 3M --preemption-mode swap --state-file none --log-level info >>"$work/small.log" 2>&1 &
   spid=$!
   wait_for 120 test -S "$ssock" || { fail "small-pool pinferd did not start:"; cat "$work/small.log"; }
   "$exporter" --listen 127.0.0.1:0 --socket "$ssock" 2>"$work/exporter2.log" &
@@ -490,6 +495,10 @@ EOF
     && ok "KV usage back to 0 after the drain" || fail "KV still used after the drain: $(grep kv_ "$work/s2.v")"
   [ "$(d pinfer:num_preemptions_total)" -gt 0 ] && [ "$(value "$work/s2.v" pinfer:num_requests_preempted)" = 0 ] \
     && ok "$(d pinfer:num_preemptions_total) preemptions counted" || fail "no preemptions counted on the small pool"
+  [ "$(d pinfer:num_swap_outs_total)" -gt 0 ] && [ "$(d pinfer:num_swap_ins_total)" -le "$(d pinfer:num_swap_outs_total)" ] \
+    && [ "$(value "$work/s2.v" pinfer:num_requests_swapped)" = 0 ] \
+    && ok "$(d pinfer:num_swap_outs_total) of them swapped out to host memory, $(d pinfer:num_swap_ins_total) back in (a cancelled one is not); none left swapped" \
+    || fail "swap counters: $(d pinfer:num_swap_outs_total) out, $(d pinfer:num_swap_ins_total) in, $(value "$work/s2.v" pinfer:num_requests_swapped) swapped"
   q=$(d pinfer:prefix_cache_queries_total) h=$(d pinfer:prefix_cache_hits_total)
   # once per first admission: a multiple of the prompt, at most one per
   # request (one that waited through many admission attempts, or was
