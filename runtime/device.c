@@ -2,6 +2,7 @@
 #include "device.h"
 
 #include <errno.h>
+#include <math.h>
 #include <numa.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,71 @@ static int cuda_backend(const struct pf_model_weights *w, const struct pf_device
 }
 #endif
 
+#ifdef USE_CUDA
+/*
+ * A GPU picked by auto must agree with the CPU before it serves: one short
+ * prompt through both backends, the last row's logits compared by
+ * normalised error.  The CPU multiplies 8-bit activations and the GPU float
+ * ones, so a few percent is normal; a broken kernel, driver or build gives
+ * O(1) or NaN.  Writes block 0 of the GPU pool, which holds nothing yet.
+ * Returns 0 when they agree, else a negative errno with the reason.
+ */
+#define CHECK_TOKENS 8
+#define CHECK_BOUND 0.15
+
+static int check_against_cpu(const struct pf_model_weights *w, const struct pf_device_request *req,
+			     const struct pf_backend *gpu, char *why, size_t whylen)
+{
+	struct pf_kv_config kvc = { .n_blocks = 1, .block_size = req->block_size, .kv_dtype = req->kv_dtype };
+	const int32_t nv = w->hp.n_vocab;
+	int32_t tok[CHECK_TOKENS], pos[CHECK_TOKENS], seq[CHECK_TOKENS] = { 0 }, table[1] = { 0 }, ntab = 1;
+	int32_t last = CHECK_TOKENS - 1;
+	const int32_t *tables[1] = { table };
+	struct pf_backend cpu;
+	char err[256];
+	float *a = malloc(sizeof(float) * (size_t)nv), *b = malloc(sizeof(float) * (size_t)nv);
+	int r = a && b ? 0 : -ENOMEM;
+	if (r)
+		goto out;
+	for (int32_t i = 0; i < CHECK_TOKENS; i++) {
+		tok[i] = (int32_t)((1 + 7919 * (int64_t)i) % nv); /* spread over the vocabulary */
+		pos[i] = i;
+	}
+	struct pf_batch bt = { .n_tokens = CHECK_TOKENS, .tokens = tok, .pos = pos, .seq = seq, .n_seqs = 1,
+			       .block_table = tables, .n_table = &ntab, .n_logits = 1, .logit_rows = &last };
+	r = pf_cpu_backend_create(w, &kvc, req->n_threads, &cpu, err, sizeof(err));
+	if (r) {
+		snprintf(why, whylen, "no CPU backend to check it against: %.150s", err);
+		goto out;
+	}
+	r = cpu.ops->forward(cpu.ctx, &bt, a);
+	cpu.ops->destroy(cpu.ctx);
+	if (r) {
+		snprintf(why, whylen, "the CPU reference forward failed (%d)", r);
+		goto out;
+	}
+	r = gpu->ops->forward(gpu->ctx, &bt, b);
+	if (r) {
+		snprintf(why, whylen, "its first forward failed (%d)", r);
+		goto out;
+	}
+	double num = 0, den = 0;
+	for (int32_t v = 0; v < nv; v++) {
+		num += ((double)b[v] - a[v]) * ((double)b[v] - a[v]);
+		den += (double)a[v] * a[v];
+	}
+	double e = den > 0 ? sqrt(num / den) : sqrt(num);
+	if (!(e <= CHECK_BOUND)) { /* NaN fails too */
+		snprintf(why, whylen, "its logits disagree with the CPU's: normalised error %.3g > %.2g", e, CHECK_BOUND);
+		r = -EIO;
+	}
+out:
+	free(a);
+	free(b);
+	return r;
+}
+#endif
+
 int pf_device_backend_create(const struct pf_model_weights *w, const struct pf_device_request *req,
 			     struct pf_backend *ret, char *note, size_t notelen, char *err, size_t errlen)
 {
@@ -148,11 +214,21 @@ int pf_device_backend_create(const struct pf_model_weights *w, const struct pf_d
 	if (n > 0) {
 		char cerr[256] = "";
 		int r = cuda_backend(w, req, 0, ret, cerr, sizeof(cerr));
+		const bool created = r == 0;
+		if (created)
+			r = check_against_cpu(w, req, ret, cerr, sizeof(cerr));
 		if (r == 0) {
-			snprintf(note, notelen, "device: cuda:0 (auto: %d CUDA device%s)", n, n == 1 ? "" : "s");
+			snprintf(note, notelen, "device: cuda:0 (auto: %d CUDA device%s, agrees with the CPU)", n,
+				 n == 1 ? "" : "s");
 			return 0;
 		}
-		snprintf(note, notelen, "device: cpu (auto: cuda:0 could not take the model: %.200s)", cerr);
+		if (created) {
+			ret->ops->destroy(ret->ctx);
+			memset(ret, 0, sizeof(*ret));
+			snprintf(note, notelen, "device: cpu (auto: cuda:0 failed its check: %.200s)", cerr);
+		} else {
+			snprintf(note, notelen, "device: cpu (auto: cuda:0 could not take the model: %.200s)", cerr);
+		}
 	} else {
 		snprintf(note, notelen, "device: cpu (auto: no usable CUDA device)");
 	}

@@ -3,8 +3,10 @@
  * cpu|cuda|cuda:N|auto`.
  *
  * auto (the default) takes the first CUDA device when the build has CUDA
- * and a device works, else the CPU; the choice, and why a GPU was passed
- * over, goes into a note the daemon logs.  An explicit cuda/cuda:N that
+ * and a device works — it loads the model, and one short prompt's logits
+ * agree with the CPU backend's (normalised error ≤ 0.15) — else the CPU;
+ * the choice, and why a GPU was passed over, goes into a note the daemon
+ * logs.  An explicit cuda/cuda:N that
  * cannot be had is an error, never a silent fall back to the CPU.
  *
  * KV pool size: `kv_memory` bytes when given (> 0); else 512 MiB on the
