@@ -39,6 +39,32 @@
  * Dequantization, RoPE (given the same cos/sin), K/V stores (F16 round to
  * nearest even), block copies and argmax are exact.
  *
+ * Decode steps through CUDA graphs (cuda_graphs, default on): a step whose
+ * rows are all single-token decodes (no prefill tile), at most 256 of them,
+ * each below min(pool, n_ctx_train, 16384) positions, runs padded to the
+ * smallest batch bucket (1, 2, 4, … 256) holding it, by replaying the
+ * bucket's graph of everything up to the final hidden states (the table
+ * upload, the embeddings and every layer); the logits/sampling tail runs
+ * outside the graph as in a plain step.  Graphs are captured on a bucket's
+ * first step (the plain path's launches with cudaStreamCaptureModeThreadLocal)
+ * and replayed with cudaGraphLaunch.  Fixed addresses and shapes make this
+ * work: the scratch for 256 rows is allocated before the first capture
+ * (a later regrow drops every graph, to be captured again); the step's
+ * integer tables are rewritten in the same pinned buffer, whose copy is a
+ * node of the graph; each row has its own block-table row of a fixed
+ * stride; decode attention's grid is sized for the longest context a graph
+ * step allows (blocks past a row's context exit at once, the merge reads
+ * each row's splits from its position); padding rows are token 0 at
+ * position 0 of a sequence whose table is one extra pool block past
+ * kv.n_blocks that the engine never names, and their logits are never read.
+ * Every kernel computes each row on its own, so a real row's logits are the
+ * plain path's bit for bit — with one caveat: buckets past
+ * PF_CUDA_MATVEC_MAX_TOKENS multiply through cuBLAS (given a workspace at
+ * create, so it allocates nothing under capture) at the bucket's row count,
+ * for which cuBLAS may pick another algorithm than for the step's own.  A
+ * failed capture logs one line and leaves that bucket on the plain path;
+ * graphs go at destroy.  Anything else runs the plain path.
+ *
  * Backend states: create → any number of forward / copy_block → destroy.
  * A failed call leaves the backend usable, except after an error the CUDA
  * context keeps (an illegal address in a kernel): then every later call
@@ -245,6 +271,10 @@ void pf_cuda_blas_destroy(struct pf_cuda_blas *b);
  * cublasGemmEx with FP16 inputs and FP32 accumulation.  x is first rounded
  * to FP16 into xh (n_tok · n_in halves of scratch).  Dimensions must fit
  * an int.  Results may depend on n_tok (cuBLAS picks algorithms by shape).
+ * The handle works in its own workspace (allocated at create, so cuBLAS
+ * allocates nothing under stream capture), on the stream of the last call;
+ * n_tok == 0 queues nothing but binds the handle to lc's stream, as a
+ * caller about to capture that stream wants.
  */
 int pf_cuda_gemm_f16(struct pf_cuda_blas *b, float *y, const void *w_f16, const float *x, void *xh, int64_t n_in,
 		     int64_t n_out, int32_t n_tok, const float *bias, const struct pf_cuda_launch *lc);
@@ -391,10 +421,13 @@ struct pf_cuda_backend_config {
 	void *swap_host;
 	size_t swap_host_bytes;
 	void (*swap_host_free)(void *p, size_t bytes);
+	/* Replay decode steps from CUDA graphs captured per batch-size bucket
+	 * (see the top of this file); the pool gets one block more. */
+	bool cuda_graphs;
 };
 
 /* Defaults: device 0, utilization 0.90, 512 MiB reserve, gemm_f16 on,
- * batch_invariant off.  Cannot fail. */
+ * batch_invariant off, cuda_graphs on.  Cannot fail. */
 struct pf_cuda_backend_config pf_cuda_backend_config_default(void);
 
 /*
@@ -413,6 +446,11 @@ int pf_cuda_backend_create(const struct pf_model_weights *w, const struct pf_kv_
 /* The message of the backend's last failed forward/copy_block ("" when
  * none); ctx is pf_backend.ctx of a CUDA backend.  Cannot fail. */
 const char *pf_cuda_backend_last_error(void *ctx);
+
+/* Steps the backend ran through CUDA graphs, and graphs it captured (a
+ * bucket's graph is captured again after a scratch regrow dropped it).
+ * Cannot fail. */
+void pf_cuda_backend_graph_stats(void *ctx, int64_t *ret_replays, int64_t *ret_captures);
 
 #ifdef __cplusplus
 }

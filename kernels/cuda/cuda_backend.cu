@@ -62,9 +62,37 @@ struct cuda_ctx {
 	 * rows of parameters, then tokens, then logprobs */
 	void *hsamp, *dsamp;
 	int32_t cap_samp;
+	/* CUDA graphs of decode steps (cfg.cuda_graphs; see cuda.h): block
+	 * kv.n_blocks of the pool is the padding rows' trash block; a graph
+	 * step's rows stay below g_ctx positions (g_stride table entries) */
+	int32_t g_ctx, g_stride;
+	bool g_ready;               /* scratch sized for the largest bucket */
+	cudaGraphExec_t g_exec[9];  /* per bucket (g_buckets), NULL until captured */
+	bool g_failed[9];           /* capture failed: that bucket runs plain */
+	int64_t g_replays, g_captures;
 	char desc[256];
 	char err[512];
 };
+
+/* Batch sizes a decode step is padded to for graph replay. */
+static const int32_t g_buckets[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256 };
+#define G_N_BUCKETS ((int32_t)(sizeof(g_buckets) / sizeof(g_buckets[0])))
+#define G_MAX_BATCH 256
+/* Positions a graph step's rows may reach at most (the decode attention
+ * grid and its partials are sized for this many in every bucket). */
+#define G_MAX_CTX 16384
+static_assert(sizeof(((struct cuda_ctx *)nullptr)->g_exec) / sizeof(cudaGraphExec_t) == G_N_BUCKETS,
+	      "one graph per bucket");
+
+/* Forget every captured graph (they hold the scratch addresses). */
+static void graphs_drop(struct cuda_ctx *c)
+{
+	for (int32_t k = 0; k < G_N_BUCKETS; k++) {
+		if (c->g_exec[k])
+			cudaGraphExecDestroy(c->g_exec[k]);
+		c->g_exec[k] = nullptr;
+	}
+}
 
 /* ---- create / destroy ------------------------------------------------------------ */
 
@@ -88,6 +116,7 @@ static void cuda_destroy(void *ctx)
 		struct pf_cuda_launch lc = { c->stream, nullptr, 0 };
 		pf_cuda_sync(&lc);
 	}
+	graphs_drop(c);
 	if (c->layers) {
 		for (int32_t l = 0; l < c->hp.n_layer; l++) {
 			struct dev_layer *L = &c->layers[l];
@@ -235,6 +264,7 @@ extern "C" struct pf_cuda_backend_config pf_cuda_backend_config_default(void)
 	c.activation_reserve = (size_t)512 << 20;
 	c.gemm_f16 = true;
 	c.batch_invariant = false;
+	c.cuda_graphs = true;
 	return c;
 }
 
@@ -406,7 +436,8 @@ static int backend_create(const struct pf_model_weights *w, const struct pf_kv_c
 		const double budget = (double)total * cfg->memory_utilization - (double)(total - fr) -
 				      (double)cfg->activation_reserve;
 		const double per_block = (double)c->block_bytes * 2.0 * hp->n_layer;
-		const double nb = budget / per_block;
+		/* graphs: one block more for the padding rows */
+		const double nb = budget / per_block - (cfg->cuda_graphs ? 1.0 : 0.0);
 		if (nb < 1.0) {
 			snprintf(err, errlen, "no device memory left for the KV cache: %.2f GiB total, %.2f GiB free after "
 				 "the weights, utilization %.2f, reserve %.2f GiB", (double)total / (1 << 30),
@@ -422,7 +453,16 @@ static int backend_create(const struct pf_model_weights *w, const struct pf_kv_c
 		if (r)
 			goto fail;
 	}
-	c->layer_bytes = (size_t)c->kv.n_blocks * c->block_bytes;
+	/* with graphs, one block past kv.n_blocks that the engine never names:
+	 * the padding rows of graph steps write their K/V there */
+	c->layer_bytes = (size_t)(c->kv.n_blocks + (cfg->cuda_graphs ? 1 : 0)) * c->block_bytes;
+	if (cfg->cuda_graphs) {
+		int64_t ctx = (int64_t)c->kv.n_blocks * kv->block_size;
+		ctx = hp->n_ctx_train > 0 && hp->n_ctx_train < ctx ? hp->n_ctx_train : ctx;
+		ctx = ctx < G_MAX_CTX ? ctx : G_MAX_CTX;
+		c->g_stride = (int32_t)((ctx + kv->block_size - 1) / kv->block_size);
+		c->g_ctx = c->g_stride * kv->block_size;
+	}
 	r = pf_cuda_malloc(&c->pool, c->layer_bytes * 2 * (size_t)hp->n_layer, err, errlen);
 	if (!r) /* zeroed as the CPU pool's fresh pages are: nothing reads a slot before it is written, but no NaN lurks either */
 		r = pf_cuda_memset(c->pool, 0, c->layer_bytes * 2 * (size_t)hp->n_layer, &lc);
@@ -519,6 +559,7 @@ static int ensure_scratch(struct cuda_ctx *c, int32_t nt, int32_t n_logits, size
 	const size_t el = sizeof(c->err);
 	int r = 0;
 	if (nt > c->cap_tok) {
+		graphs_drop(c); /* they hold the addresses about to go */
 		const size_t n = (size_t)nt, E = (size_t)hp->n_embd, ff = (size_t)hp->n_ff;
 		const size_t qd = (size_t)hp->n_head * hp->head_dim, kvd = (size_t)hp->n_head_kv * hp->head_dim;
 		size_t in_max = E > ff ? E : ff;
@@ -546,6 +587,7 @@ static int ensure_scratch(struct cuda_ctx *c, int32_t nt, int32_t n_logits, size
 		c->cap_logit = n_logits;
 	}
 	if (part > c->cap_part) {
+		graphs_drop(c);
 		c->cap_part = 0;
 		r = regrow(&c->part, part, e, el);
 		if (r)
@@ -553,6 +595,7 @@ static int ensure_scratch(struct cuda_ctx *c, int32_t nt, int32_t n_logits, size
 		c->cap_part = part;
 	}
 	if (meta > c->cap_meta) {
+		graphs_drop(c);
 		c->cap_meta = 0;
 		pf_cuda_host_free(c->hmeta);
 		c->hmeta = nullptr;
@@ -601,6 +644,240 @@ static int ensure_samp(struct cuda_ctx *c, int32_t n)
 	return r;
 }
 
+/* Where a step's integer tables lie on the device (see forward_impl). */
+struct step_tabs {
+	const int32_t *tok, *pos, *seq, *slot, *tab, *lr, *dec, *tiles;
+	int32_t stride;              /* table entries per sequence */
+	int32_t n_dec, max_ctx_dec;  /* decode rows, the grid's context */
+	int32_t n_tiles;             /* prefill tiles */
+};
+
+/* Embeddings and every layer for nt token rows, up to the final hidden
+ * states in c->x: what a graph captures. */
+static int enqueue_layers(struct cuda_ctx *c, int32_t nt, const struct step_tabs *st, const struct pf_cuda_launch *lc)
+{
+	const struct pf_hparams *hp = &c->hp;
+	const int32_t bs = c->kv.block_size;
+	const int64_t E = hp->n_embd, hd = hp->head_dim;
+	const int64_t qd = (int64_t)hp->n_head * hd, kvd = (int64_t)hp->n_head_kv * hd;
+	/* x (nt, E) = token embeddings; cs (nt, n_rot) = RoPE cos/sin */
+	int r = pf_cuda_embed(c->x, c->tok_embd.d, c->tok_embd.type, c->tok_embd.row_bytes, E, st->tok, nt, lc) ?:
+		pf_cuda_rope_cache(c->cs, st->pos, nt, hp->n_rot, hp->rope_base, (const float *)c->rope_freqs.d, lc);
+	for (int32_t l = 0; l < hp->n_layer && !r; l++) {
+		const struct dev_layer *L = &c->layers[l];
+		char *kl = (char *)c->pool + (size_t)l * c->layer_bytes;
+		char *vl = (char *)c->pool + (size_t)(hp->n_layer + l) * c->layer_bytes;
+		struct pf_cuda_attn_args aa;
+		aa.q = c->q;
+		aa.out = c->att;
+		aa.k_layer = kl;
+		aa.v_layer = vl;
+		aa.kv_dtype = c->kv.kv_dtype;
+		aa.pos = st->pos;
+		aa.seq = st->seq;
+		aa.tables = st->tab;
+		aa.table_stride = st->stride;
+		aa.n_head = hp->n_head;
+		aa.n_head_kv = hp->n_head_kv;
+		aa.head_dim = (int32_t)hd;
+		aa.block_size = bs;
+		aa.scale = 1.0f / sqrtf((float)hd);
+		r = pf_cuda_rmsnorm(c->hn, c->x, (const float *)L->attn_norm.d, nt, E, hp->norm_eps, lc) ?:
+		    proj(c, &L->wq, &L->bq, c->hn, nt, c->q, lc) ?:
+		    proj(c, &L->wk, &L->bk, c->hn, nt, c->k, lc) ?:
+		    proj(c, &L->wv, &L->bv, c->hn, nt, c->v, lc) ?:
+		    pf_cuda_rope(c->q, qd, nt, hp->n_head, (int32_t)hd, hp->n_rot, c->cs, hp->rope_neox, lc) ?:
+		    pf_cuda_rope(c->k, kvd, nt, hp->n_head_kv, (int32_t)hd, hp->n_rot, c->cs, hp->rope_neox, lc) ?:
+		    /* new K/V into the cache first: attention reads every position back from it */
+		    pf_cuda_kv_store(kl, vl, c->k, c->v, kvd, st->slot, nt, hp->n_head_kv, (int32_t)hd, bs, c->kv.kv_dtype,
+				     lc) ?:
+		    (st->n_dec ? pf_cuda_attn_decode(&aa, st->dec, st->n_dec, st->max_ctx_dec, c->part, lc) : 0) ?:
+		    (st->n_tiles ? pf_cuda_attn_prefill(&aa, st->tiles, st->n_tiles, lc) : 0) ?:
+		    proj(c, &L->wo, nullptr, c->att, nt, c->hn, lc) ?:
+		    pf_cuda_add(c->x, c->hn, (int64_t)nt * E, lc) ?:
+		    pf_cuda_rmsnorm(c->hn, c->x, (const float *)L->ffn_norm.d, nt, E, hp->norm_eps, lc) ?:
+		    proj(c, &L->gate, nullptr, c->hn, nt, c->gt, lc) ?:
+		    proj(c, &L->up, nullptr, c->hn, nt, c->up, lc) ?:
+		    pf_cuda_swiglu(c->gt, c->gt, c->up, (int64_t)nt * hp->n_ff, lc) ?:
+		    proj(c, &L->down, nullptr, c->gt, nt, c->hn, lc) ?:
+		    pf_cuda_add(c->x, c->hn, (int64_t)nt * E, lc);
+	}
+	return r;
+}
+
+/* The step's tail, after the layers: the nl logit rows (d_lr) of c->x
+ * through the output norm and projection, then to the host (logits), or
+ * sampled on the device with rows; then wait for the stream. */
+static int finish_step(struct cuda_ctx *c, int32_t nl, const int32_t *d_lr, float *logits,
+		       const struct pf_sample_row *rows, int32_t *ret_tokens, float *ret_logprobs,
+		       const struct pf_cuda_launch *lc)
+{
+	const struct pf_hparams *hp = &c->hp;
+	const int64_t E = hp->n_embd;
+	int r = 0;
+	if (nl > 0) {
+		r = pf_cuda_gather_rows(c->xo, c->x, d_lr, nl, E, lc) ?:
+		    pf_cuda_rmsnorm(c->xo, c->xo, (const float *)c->out_norm.d, nl, E, hp->norm_eps, lc) ?:
+		    proj(c, &c->output, nullptr, c->xo, nl, c->logits, lc);
+		if (!r && rows) {
+			/* only the chosen tokens (and logprobs) cross the bus */
+			const size_t rb = (size_t)nl * sizeof(struct pf_cuda_sample_params);
+			char *hs = (char *)c->hsamp, *ds = (char *)c->dsamp;
+			memcpy(hs, rows, rb);
+			r = pf_cuda_memcpy(ds, hs, rb, lc) ?:
+			    pf_cuda_sample((int32_t *)(ds + rb), (float *)(ds + rb + (size_t)nl * 4), c->logits,
+					   (const struct pf_cuda_sample_params *)ds, nl, hp->n_vocab, lc) ?:
+			    pf_cuda_memcpy(hs + rb, ds + rb, (size_t)nl * 8, lc);
+		} else if (!r) {
+			r = pf_cuda_memcpy(logits, c->logits, (size_t)nl * (size_t)hp->n_vocab * sizeof(float), lc);
+		}
+		if (r)
+			return r;
+	}
+	r = pf_cuda_sync(lc);
+	if (!r && rows && nl > 0) {
+		const char *hs = (const char *)c->hsamp + (size_t)nl * sizeof(struct pf_cuda_sample_params);
+		memcpy(ret_tokens, hs, (size_t)nl * 4);
+		memcpy(ret_logprobs, hs + (size_t)nl * 4, (size_t)nl * 4);
+	}
+	return r;
+}
+
+/* Graph steps' table layout for bucket B (stride g_stride): tokens, pos,
+ * seq, slots, decode rows, logit rows (B each), then B block tables —
+ * row i reads table i, so padding rows need no sequence of the batch. */
+static size_t graph_meta(const struct cuda_ctx *c, int32_t B)
+{
+	return (size_t)B * (6 + (size_t)c->g_stride);
+}
+
+/*
+ * A decode step through the graph of bucket k (capturing it first when
+ * there is none): *ran is false when the bucket cannot have a graph (the
+ * capture failed, now or before), and the caller runs the plain path.
+ */
+static int graph_step(struct cuda_ctx *c, const struct pf_batch *b, int32_t k, float *logits,
+		      const struct pf_sample_row *rows, int32_t *ret_tokens, float *ret_logprobs, bool *ran)
+{
+	const struct pf_hparams *hp = &c->hp;
+	const int32_t nt = b->n_tokens, nl = b->n_logits, bs = c->kv.block_size, B = g_buckets[k], S = c->g_stride;
+	const int32_t trash = c->kv.n_blocks;
+	struct pf_cuda_launch lc = { c->stream, c->err, sizeof(c->err) };
+	int r;
+	*ran = false;
+	if (!c->g_ready) {
+		/* every bucket's scratch at once, before the first capture: a
+		 * later regrow would drop the graphs */
+		const size_t part = pf_cuda_attn_decode_scratch(G_MAX_BATCH, c->g_ctx, hp->n_head, hp->n_head_kv, hp->head_dim);
+		r = ensure_scratch(c, G_MAX_BATCH, 1, part, graph_meta(c, G_MAX_BATCH));
+		if (r) {
+			/* the plain path sizes its scratch per step as before */
+			fprintf(stderr, "pinfer: cuda:%d no room for CUDA graphs' scratch (%d), plain decode steps from now "
+				"on: %s\n", c->dev, r, c->err);
+			c->cfg.cuda_graphs = false;
+			c->err[0] = '\0';
+			return 0;
+		}
+		c->g_ready = true;
+	}
+	r = ensure_scratch(c, B, nl > 0 ? nl : 1, 0, graph_meta(c, B));
+	if (r)
+		return r;
+	const size_t o_tok = 0, o_pos = (size_t)B, o_seq = 2 * (size_t)B, o_slot = 3 * (size_t)B, o_dec = 4 * (size_t)B;
+	const size_t o_lr = 5 * (size_t)B, o_tab = 6 * (size_t)B;
+	int32_t *m = c->hmeta;
+	for (int32_t i = 0; i < B; i++) {
+		int32_t *tab = m + o_tab + (size_t)i * S;
+		m[o_seq + i] = i;
+		m[o_dec + i] = i;
+		if (i < nt) {
+			const int32_t s = b->seq[i], p = b->pos[i], n = b->n_table[s] < S ? b->n_table[s] : S;
+			m[o_tok + i] = b->tokens[i];
+			m[o_pos + i] = p;
+			m[o_slot + i] = b->block_table[s][p / bs] * bs + p % bs;
+			memcpy(tab, b->block_table[s], (size_t)n * sizeof(int32_t)); /* entries past n are never read */
+		} else {
+			/* padding: token 0 at position 0 of a sequence of the trash block */
+			m[o_tok + i] = 0;
+			m[o_pos + i] = 0;
+			m[o_slot + i] = trash * bs;
+			tab[0] = trash;
+		}
+	}
+	for (int32_t i = 0; i < nl; i++)
+		m[o_lr + i] = b->logit_rows[i];
+	if (!c->g_exec[k]) {
+		/* capture the plain path's launches for B rows, every one
+		 * reading the tables above at their fixed addresses; the table
+		 * copy is a node of the graph, so each replay reads hmeta anew */
+		struct step_tabs st;
+		st.tok = c->dmeta + o_tok;
+		st.pos = c->dmeta + o_pos;
+		st.seq = c->dmeta + o_seq;
+		st.slot = c->dmeta + o_slot;
+		st.tab = c->dmeta + o_tab;
+		st.lr = c->dmeta + o_lr;
+		st.dec = c->dmeta + o_dec;
+		st.tiles = nullptr;
+		st.stride = S;
+		st.n_dec = B;
+		st.max_ctx_dec = c->g_ctx; /* blocks past a row's context exit at once */
+		st.n_tiles = 0;
+		cudaGraph_t g = nullptr;
+		/* cuBLAS on our stream and workspace before the capture: no
+		 * handle settings change under it */
+		r = c->blas ? pf_cuda_gemm_f16(c->blas, nullptr, nullptr, nullptr, nullptr, 1, 1, 0, nullptr, &lc) : 0;
+		if (r)
+			return r;
+		r = pf_cuda_check(cudaStreamBeginCapture((cudaStream_t)c->stream, cudaStreamCaptureModeThreadLocal),
+				  "cudaStreamBeginCapture", c->err, sizeof(c->err));
+		if (!r) {
+			r = pf_cuda_memcpy(c->dmeta, c->hmeta, graph_meta(c, B) * sizeof(int32_t), &lc) ?:
+			    enqueue_layers(c, B, &st, &lc);
+			/* always: it ends the capture, failed or not */
+			const int re = pf_cuda_check(cudaStreamEndCapture((cudaStream_t)c->stream, &g), "cudaStreamEndCapture",
+						     r ? nullptr : c->err, sizeof(c->err));
+			r = r ?: re;
+		}
+		if (!r)
+			r = pf_cuda_check(cudaGraphInstantiate(&c->g_exec[k], g, 0), "cudaGraphInstantiate", c->err,
+					  sizeof(c->err));
+		if (g)
+			cudaGraphDestroy(g);
+		c->g_captures += !r;
+		if (r) {
+			c->g_exec[k] = nullptr;
+			c->g_failed[k] = true;
+			(void)cudaGetLastError(); /* a launch error of the capture is not the next call's */
+			fprintf(stderr, "pinfer: cuda:%d graph capture of decode steps of %d rows failed (%d), plain path for "
+				"them from now on: %s\n", c->dev, B, r, c->err);
+			c->err[0] = '\0';
+			return 0;
+		}
+	}
+	*ran = true;
+	c->g_replays++;
+	r = pf_cuda_check(cudaGraphLaunch(c->g_exec[k], (cudaStream_t)c->stream), "cudaGraphLaunch", c->err,
+			  sizeof(c->err));
+	return r ?: finish_step(c, nl, c->dmeta + o_lr, logits, rows, ret_tokens, ret_logprobs, &lc);
+}
+
+/* The bucket a step runs in through a graph, or -1 for the plain path: every
+ * row a decode (no two neighbours of one sequence: no prefill tile), at
+ * most G_MAX_BATCH of them, each within the graphs' context. */
+static int32_t graph_bucket(const struct cuda_ctx *c, const struct pf_batch *b)
+{
+	if (!c->cfg.cuda_graphs || b->n_tokens > G_MAX_BATCH)
+		return -1;
+	for (int32_t t = 0; t < b->n_tokens; t++)
+		if (b->pos[t] >= c->g_ctx || (!c->cfg.batch_invariant && t > 0 && b->seq[t] == b->seq[t - 1]))
+			return -1;
+	int32_t k = 0;
+	while (g_buckets[k] < b->n_tokens)
+		k++;
+	return c->g_failed[k] ? -1 : k;
+}
+
 /* One step: logits to the host (logits != NULL), or each logit row
  * sampled on the device with rows[i] (tokens and logprobs back). */
 static int forward_impl(struct cuda_ctx *c, const struct pf_batch *b, float *logits, const struct pf_sample_row *rows,
@@ -608,8 +885,7 @@ static int forward_impl(struct cuda_ctx *c, const struct pf_batch *b, float *log
 {
 	const struct pf_hparams *hp = &c->hp;
 	const int32_t nt = b->n_tokens, nl = b->n_logits, bs = c->kv.block_size;
-	const int64_t E = hp->n_embd, hd = hp->head_dim;
-	const int64_t qd = (int64_t)hp->n_head * hd, kvd = (int64_t)hp->n_head_kv * hd;
+	const int64_t hd = hp->head_dim;
 	struct pf_cuda_launch lc = { c->stream, c->err, sizeof(c->err) };
 	int32_t stride = 1;
 	int r;
@@ -620,6 +896,15 @@ static int forward_impl(struct cuda_ctx *c, const struct pf_batch *b, float *log
 		r = ensure_samp(c, nl > 0 ? nl : 1);
 	if (r)
 		goto out;
+	{
+		const int32_t k = graph_bucket(c, b);
+		if (k >= 0) {
+			bool ran = false;
+			r = graph_step(c, b, k, logits, rows, ret_tokens, ret_logprobs, &ran);
+			if (r || ran)
+				goto out;
+		}
+	}
 	{
 		/* the batch's integer tables, one int32 array: tokens, pos, seq,
 		 * slots (n_tok each), block tables (n_seqs, stride), logit rows,
@@ -667,81 +952,21 @@ static int forward_impl(struct cuda_ctx *c, const struct pf_batch *b, float *log
 		    pf_cuda_memcpy(c->dmeta, c->hmeta, n_meta * sizeof(int32_t), &lc);
 		if (r)
 			goto out;
-		const int32_t *d_tok = c->dmeta + o_tok, *d_pos = c->dmeta + o_pos, *d_seq = c->dmeta + o_seq;
-		const int32_t *d_slot = c->dmeta + o_slot, *d_tab = c->dmeta + o_tab, *d_lr = c->dmeta + o_lr;
-		const int32_t *d_dec = c->dmeta + o_dec, *d_tiles = c->dmeta + o_tiles;
-
-		/* x (nt, E) = token embeddings; cs (nt, n_rot) = RoPE cos/sin */
-		r = pf_cuda_embed(c->x, c->tok_embd.d, c->tok_embd.type, c->tok_embd.row_bytes, E, d_tok, nt, &lc) ?:
-		    pf_cuda_rope_cache(c->cs, d_pos, nt, hp->n_rot, hp->rope_base, (const float *)c->rope_freqs.d, &lc);
-		if (r)
-			goto out;
-		for (int32_t l = 0; l < hp->n_layer && !r; l++) {
-			const struct dev_layer *L = &c->layers[l];
-			char *kl = (char *)c->pool + (size_t)l * c->layer_bytes;
-			char *vl = (char *)c->pool + (size_t)(hp->n_layer + l) * c->layer_bytes;
-			struct pf_cuda_attn_args aa;
-			aa.q = c->q;
-			aa.out = c->att;
-			aa.k_layer = kl;
-			aa.v_layer = vl;
-			aa.kv_dtype = c->kv.kv_dtype;
-			aa.pos = d_pos;
-			aa.seq = d_seq;
-			aa.tables = d_tab;
-			aa.table_stride = stride;
-			aa.n_head = hp->n_head;
-			aa.n_head_kv = hp->n_head_kv;
-			aa.head_dim = (int32_t)hd;
-			aa.block_size = bs;
-			aa.scale = 1.0f / sqrtf((float)hd);
-			r = pf_cuda_rmsnorm(c->hn, c->x, (const float *)L->attn_norm.d, nt, E, hp->norm_eps, &lc) ?:
-			    proj(c, &L->wq, &L->bq, c->hn, nt, c->q, &lc) ?:
-			    proj(c, &L->wk, &L->bk, c->hn, nt, c->k, &lc) ?:
-			    proj(c, &L->wv, &L->bv, c->hn, nt, c->v, &lc) ?:
-			    pf_cuda_rope(c->q, qd, nt, hp->n_head, (int32_t)hd, hp->n_rot, c->cs, hp->rope_neox, &lc) ?:
-			    pf_cuda_rope(c->k, kvd, nt, hp->n_head_kv, (int32_t)hd, hp->n_rot, c->cs, hp->rope_neox, &lc) ?:
-			    /* new K/V into the cache first: attention reads every position back from it */
-			    pf_cuda_kv_store(kl, vl, c->k, c->v, kvd, d_slot, nt, hp->n_head_kv, (int32_t)hd, bs,
-					     c->kv.kv_dtype, &lc) ?:
-			    (n_dec ? pf_cuda_attn_decode(&aa, d_dec, n_dec, max_ctx_dec, c->part, &lc) : 0) ?:
-			    (n_tiles ? pf_cuda_attn_prefill(&aa, d_tiles, n_tiles, &lc) : 0) ?:
-			    proj(c, &L->wo, nullptr, c->att, nt, c->hn, &lc) ?:
-			    pf_cuda_add(c->x, c->hn, (int64_t)nt * E, &lc) ?:
-			    pf_cuda_rmsnorm(c->hn, c->x, (const float *)L->ffn_norm.d, nt, E, hp->norm_eps, &lc) ?:
-			    proj(c, &L->gate, nullptr, c->hn, nt, c->gt, &lc) ?:
-			    proj(c, &L->up, nullptr, c->hn, nt, c->up, &lc) ?:
-			    pf_cuda_swiglu(c->gt, c->gt, c->up, (int64_t)nt * hp->n_ff, &lc) ?:
-			    proj(c, &L->down, nullptr, c->gt, nt, c->hn, &lc) ?:
-			    pf_cuda_add(c->x, c->hn, (int64_t)nt * E, &lc);
-		}
-		if (r)
-			goto out;
-		if (nl > 0) {
-			r = pf_cuda_gather_rows(c->xo, c->x, d_lr, nl, E, &lc) ?:
-			    pf_cuda_rmsnorm(c->xo, c->xo, (const float *)c->out_norm.d, nl, E, hp->norm_eps, &lc) ?:
-			    proj(c, &c->output, nullptr, c->xo, nl, c->logits, &lc);
-			if (!r && rows) {
-				/* only the chosen tokens (and logprobs) cross the bus */
-				const size_t rb = (size_t)nl * sizeof(struct pf_cuda_sample_params);
-				char *hs = (char *)c->hsamp, *ds = (char *)c->dsamp;
-				memcpy(hs, rows, rb);
-				r = pf_cuda_memcpy(ds, hs, rb, &lc) ?:
-				    pf_cuda_sample((int32_t *)(ds + rb), (float *)(ds + rb + (size_t)nl * 4), c->logits,
-						   (const struct pf_cuda_sample_params *)ds, nl, hp->n_vocab, &lc) ?:
-				    pf_cuda_memcpy(hs + rb, ds + rb, (size_t)nl * 8, &lc);
-			} else if (!r) {
-				r = pf_cuda_memcpy(logits, c->logits, (size_t)nl * (size_t)hp->n_vocab * sizeof(float), &lc);
-			}
-			if (r)
-				goto out;
-		}
-		r = pf_cuda_sync(&lc);
-		if (!r && rows && nl > 0) {
-			const char *hs = (const char *)c->hsamp + (size_t)nl * sizeof(struct pf_cuda_sample_params);
-			memcpy(ret_tokens, hs, (size_t)nl * 4);
-			memcpy(ret_logprobs, hs + (size_t)nl * 4, (size_t)nl * 4);
-		}
+		struct step_tabs st;
+		st.tok = c->dmeta + o_tok;
+		st.pos = c->dmeta + o_pos;
+		st.seq = c->dmeta + o_seq;
+		st.slot = c->dmeta + o_slot;
+		st.tab = c->dmeta + o_tab;
+		st.lr = c->dmeta + o_lr;
+		st.dec = c->dmeta + o_dec;
+		st.tiles = c->dmeta + o_tiles;
+		st.stride = stride;
+		st.n_dec = n_dec;
+		st.max_ctx_dec = max_ctx_dec;
+		st.n_tiles = n_tiles;
+		r = enqueue_layers(c, nt, &st, &lc) ?:
+		    finish_step(c, nl, st.lr, logits, rows, ret_tokens, ret_logprobs, &lc);
 	}
 out:
 	if (r) {
@@ -845,4 +1070,11 @@ static const char *cuda_describe(void *ctx)
 extern "C" const char *pf_cuda_backend_last_error(void *ctx)
 {
 	return ctx ? ((struct cuda_ctx *)ctx)->err : "";
+}
+
+extern "C" void pf_cuda_backend_graph_stats(void *ctx, int64_t *ret_replays, int64_t *ret_captures)
+{
+	const struct cuda_ctx *c = (const struct cuda_ctx *)ctx;
+	*ret_replays = c ? c->g_replays : 0;
+	*ret_captures = c ? c->g_captures : 0;
 }

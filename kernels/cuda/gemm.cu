@@ -7,7 +7,13 @@
 
 struct pf_cuda_blas {
 	cublasHandle_t h;
+	void *ws; /* the handle's workspace (see pf_cuda_blas_create) */
+	cudaStream_t stream; /* the stream last set, valid when stream_set */
+	bool stream_set;
 };
+
+/* cuBLAS's recommended workspace for Hopper (4 MiB suffice before it) */
+#define PF_CUDA_BLAS_WORKSPACE ((size_t)32 << 20)
 
 static int blas_check(cublasStatus_t s, const char *what, char *err, size_t errlen)
 {
@@ -36,6 +42,16 @@ extern "C" int pf_cuda_blas_create(struct pf_cuda_blas **ret, char *err, size_t 
 		free(b);
 		return r;
 	}
+	/* a workspace of our own, set once: cuBLAS then allocates nothing
+	 * while it runs, which a stream being captured into a CUDA graph
+	 * (the backend's decode steps) requires */
+	r = pf_cuda_malloc(&b->ws, PF_CUDA_BLAS_WORKSPACE, err, errlen);
+	if (!r)
+		r = blas_check(cublasSetWorkspace(b->h, b->ws, PF_CUDA_BLAS_WORKSPACE), "cublasSetWorkspace", err, errlen);
+	if (r) {
+		pf_cuda_blas_destroy(b);
+		return r;
+	}
 	*ret = b;
 	return 0;
 }
@@ -45,6 +61,7 @@ extern "C" void pf_cuda_blas_destroy(struct pf_cuda_blas *b)
 	if (!b)
 		return;
 	cublasDestroy(b->h);
+	pf_cuda_free(b->ws);
 	free(b);
 }
 
@@ -53,12 +70,24 @@ extern "C" int pf_cuda_gemm_f16(struct pf_cuda_blas *b, float *y, const void *w_
 {
 	if (!b || n_in <= 0 || n_out <= 0 || n_tok < 0 || n_in > INT_MAX || n_out > INT_MAX)
 		return pf_cuda_bad_args(lc, "gemm_f16");
+	int r;
+	if (!b->stream_set || b->stream != pf_cuda_stream(lc)) {
+		/* cublasSetStream puts the handle back on cuBLAS's default
+		 * workspace pool, which may allocate, so ours goes back with it;
+		 * only when the stream changes, so never while the backend
+		 * captures its stream (it binds the stream before) */
+		b->stream_set = false;
+		r = blas_check(cublasSetStream(b->h, pf_cuda_stream(lc)), "cublasSetStream", lc->err, lc->errlen) ?:
+		    blas_check(cublasSetWorkspace(b->h, b->ws, PF_CUDA_BLAS_WORKSPACE), "cublasSetWorkspace", lc->err,
+			       lc->errlen);
+		if (r)
+			return r;
+		b->stream = pf_cuda_stream(lc);
+		b->stream_set = true;
+	}
 	if (n_tok == 0)
 		return 0;
-	int r = pf_cuda_f32_to_f16(xh, x, (int64_t)n_tok * n_in, lc);
-	if (r)
-		return r;
-	r = blas_check(cublasSetStream(b->h, pf_cuda_stream(lc)), "cublasSetStream", lc->err, lc->errlen);
+	r = pf_cuda_f32_to_f16(xh, x, (int64_t)n_tok * n_in, lc);
 	if (r)
 		return r;
 	/*

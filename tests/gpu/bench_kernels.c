@@ -309,7 +309,6 @@ static void bench_model(struct bctx *b, uint32_t wtype, int32_t n_layer)
 		die(b, rc, "pf_cuda_backend_create");
 	printf("\nmodel: %s shapes, %d layers, %s weights (ffn_down and output %s), created in %.1f s\n  %s\n",
 	       b->tiny ? "tiny" : "Llama-3-8B", n_layer, pf_dtype_name(wtype), pf_dtype_name(pf_synth_down_type(wtype)), now_s() - t0, m.be.ops->describe(m.be.ctx));
-	pf_synth_model_free(&sm);
 
 	int32_t *tables = xmalloc(sizeof(int32_t) * (size_t)max_b * blocks_per_seq);
 	const int32_t **tab = xmalloc(sizeof(*tab) * max_b);
@@ -356,7 +355,24 @@ static void bench_model(struct bctx *b, uint32_t wtype, int32_t n_layer)
 		double t = time_it(b, run_forward, &m, "prefill step");
 		printf("%-8s %6d %10.2f %11.1f %12s %7s   prompts of %d tokens\n", "prefill", n, t * 1e3, n / t, "-", "-", ctx);
 	}
+	/* the decode steps above replay CUDA graphs (the default); the same
+	 * steps on a backend without them: the launch overhead graphs save */
 	m.be.ops->destroy(m.be.ctx);
+	cc.cuda_graphs = false;
+	rc = pf_cuda_backend_create(&w, &kv, &cc, &m.be, b->err, sizeof(b->err));
+	if (rc)
+		die(b, rc, "pf_cuda_backend_create (no graphs)");
+	for (int32_t B = 1; B <= max_b; B *= 16) {
+		for (int32_t s = 0; s < B; s++)
+			tokens[s] = (s * 7919) % hp.n_vocab, pos[s] = ctx - 1, seq[s] = s, lrows[s] = s;
+		m.batch = (struct pf_batch){ .n_tokens = B, .tokens = tokens, .pos = pos, .seq = seq, .n_seqs = B,
+					     .block_table = tab, .n_table = n_table, .n_logits = B, .logit_rows = lrows };
+		double t = time_it(b, run_forward, &m, "decode step (no graphs)");
+		printf("%-8s %6d %10.2f %11.1f %12s %7s   without CUDA graphs (the decode rows above use them)\n", "decode", B,
+		       t * 1e3, B / t, "-", "-");
+	}
+	m.be.ops->destroy(m.be.ctx);
+	pf_synth_model_free(&sm);
 	free(tables); free(tab); free(n_table); free(tokens); free(pos); free(seq); free(lrows); free(m.logits);
 }
 

@@ -1350,6 +1350,157 @@ static void test_backend_swap(struct tctx *t)
 	tiny_free(&m);
 }
 
+/* CUDA graphs: a backend replaying decode steps from graphs (captured per
+ * batch-size bucket) and one running every step plainly must give the same
+ * logits bit for bit, over buckets captured then replayed with other
+ * tokens, positions (some past one decode split) and block tables, with
+ * steps holding a prefill chunk (plain on both) in between. */
+static void test_graphs(struct tctx *t)
+{
+	enum { NS = 20, NT = 40, NB = 80 }; /* sequences, table entries, pool blocks */
+	const int32_t bs = 16;
+	static const int32_t sizes[] = { 1, 3, 8, 9, 20 };
+	for (int variant = 0; variant < 2; variant++) {
+		struct tiny_model m;
+		tiny_build(t, &m, variant);
+		const int32_t V = m.w.hp.n_vocab;
+		struct pf_kv_config kv = { .n_blocks = NB, .block_size = bs, .kv_dtype = PF_DT_F16 };
+		struct pf_backend be[2];
+		int rc = 0, made = 0;
+		for (int g = 0; g < 2 && !rc; g++) {
+			struct pf_cuda_backend_config cc = pf_cuda_backend_config_default();
+			cc.cuda_graphs = g == 1;
+			rc = pf_cuda_backend_create(&m.w, &kv, &cc, &be[g], t->err, sizeof(t->err));
+			made += !rc;
+		}
+		if (cuda_failed(t, rc, "pf_cuda_backend_create")) {
+			for (int g = 0; g < made; g++)
+				be[g].ops->destroy(be[g].ctx);
+			tiny_free(&m);
+			continue;
+		}
+		static int32_t tab[NS][NT];
+		const int32_t *tables[NS];
+		int32_t n_table[NS];
+		for (int32_t s = 0; s < NS; s++)
+			tables[s] = tab[s], n_table[s] = NT;
+		float *l0 = xmalloc(sizeof(float) * NS * V), *l1 = xmalloc(sizeof(float) * NS * V);
+		int32_t tok[NS], pos[NS], seq[NS], lr[NS];
+		int n_same = 0, n_steps = 0;
+		for (int round = 0; round < 3 && !rc; round++) {
+			/* every row of a step writes its own block: s + 20 j differ mod 80 */
+			for (int32_t s = 0; s < NS; s++)
+				for (int32_t j = 0; j < NT; j++)
+					tab[s][j] = (s + 20 * j + 20 * round) % NB;
+			for (int k = 0; k < (int)(sizeof(sizes) / sizeof(sizes[0])) && !rc; k++) {
+				const int32_t n = sizes[k];
+				for (int32_t i = 0; i < n; i++) {
+					seq[i] = (i + 7 * round) % NS;
+					/* short contexts (the emulator is slow), one row past a split of 512 */
+					pos[i] = i == n / 2 ? 515 + 40 * round + k : (round * 23 + i * 5 + k * 3) % 80;
+					tok[i] = (round * 101 + i * 13 + k * 7 + 1) % V;
+					lr[i] = n - 1 - i;
+				}
+				struct pf_batch b = { .n_tokens = n, .tokens = tok, .pos = pos, .seq = seq, .n_seqs = NS,
+						      .block_table = tables, .n_table = n_table, .n_logits = n, .logit_rows = lr };
+				for (int g = 0; g < 2 && !rc; g++) {
+					rc = be[g].ops->forward(be[g].ctx, &b, g ? l1 : l0);
+					if (rc)
+						snprintf(t->err, sizeof(t->err), "%s", pf_cuda_backend_last_error(be[g].ctx));
+				}
+				if (cuda_failed(t, rc, "forward"))
+					break;
+				const bool same = !memcmp(l0, l1, sizeof(float) * (size_t)n * V);
+				int32_t maxpos = 0;
+				for (int32_t i = 0; i < n; i++)
+					maxpos = pos[i] > maxpos ? pos[i] : maxpos;
+				n_same += same, n_steps++;
+				check(t, same, "graphs variant %d round %d: %d decode rows (max pos %d): logits %s", variant,
+				      round + 1, n, maxpos, same ? "equal (bitwise)" : "DIFFER from the plain path");
+			}
+			if (rc)
+				break;
+			/* a prefill chunk of 6 for sequence 1 between two decodes: plain on both */
+			int32_t n = 0;
+			tok[n] = 3, pos[n] = 30, seq[n++] = 0;
+			for (int32_t i = 0; i < 6; i++)
+				tok[n] = (i * 29 + round) % V, pos[n] = 40 + 6 * round + i, seq[n++] = 1;
+			tok[n] = 5, pos[n] = 520, seq[n++] = 2;
+			for (int32_t i = 0; i < n; i++)
+				lr[i] = i;
+			struct pf_batch b = { .n_tokens = n, .tokens = tok, .pos = pos, .seq = seq, .n_seqs = NS,
+					      .block_table = tables, .n_table = n_table, .n_logits = n, .logit_rows = lr };
+			for (int g = 0; g < 2 && !rc; g++)
+				rc = be[g].ops->forward(be[g].ctx, &b, g ? l1 : l0);
+			if (!cuda_failed(t, rc, "forward (mixed)"))
+				check(t, !memcmp(l0, l1, sizeof(float) * (size_t)n * V),
+				      "graphs variant %d round %d: decode + prefill chunk of 6 + decode (plain): logits %s", variant,
+				      round + 1, memcmp(l0, l1, sizeof(float) * (size_t)n * V) ? "DIFFER" : "equal (bitwise)");
+		}
+		if (!rc) {
+			/* forward_sample through a replayed graph: the same tokens */
+			struct pf_sample_row rows[3];
+			int32_t got[2][3];
+			float lp[2][3];
+			for (int32_t i = 0; i < 3; i++) {
+				rows[i] = (struct pf_sample_row){ .u = 0.25 + 0.2 * i, .temperature = i ? 0.9f : 0.0f,
+								  .top_k = 30, .top_p = 0.95f, .want_logprob = 1 };
+				tok[i] = 40 + i, pos[i] = 30 + 250 * i, seq[i] = 5 + i, lr[i] = i;
+			}
+			struct pf_batch b = { .n_tokens = 3, .tokens = tok, .pos = pos, .seq = seq, .n_seqs = NS,
+					      .block_table = tables, .n_table = n_table, .n_logits = 3, .logit_rows = lr };
+			for (int g = 0; g < 2 && !rc; g++)
+				rc = be[g].ops->forward_sample(be[g].ctx, &b, rows, got[g], lp[g]);
+			if (!cuda_failed(t, rc, "forward_sample"))
+				check(t, !memcmp(got[0], got[1], sizeof(got[0])) && !memcmp(lp[0], lp[1], sizeof(lp[0])),
+				      "graphs variant %d forward_sample of 3 rows (bucket 4 replayed): tokens %d %d %d / %d %d %d",
+				      variant, got[0][0], got[0][1], got[0][2], got[1][0], got[1][1], got[1][2]);
+		}
+		if (!rc && variant == 0) {
+			/* 257 decode rows: past the largest bucket, plain on both, and
+			 * the scratch regrows, which drops every graph; then bucket
+			 * 4 is captured again and must still agree */
+			static int32_t btok[257], bpos[257], bseq[257];
+			const int32_t last = 256;
+			for (int32_t i = 0; i < 257; i++)
+				btok[i] = (i * 11 + 2) % V, bseq[i] = i % NS, bpos[i] = i / NS; /* short: the emulator is slow */
+			struct pf_batch big = { .n_tokens = 257, .tokens = btok, .pos = bpos, .seq = bseq, .n_seqs = NS,
+						.block_table = tables, .n_table = n_table, .n_logits = 1, .logit_rows = &last };
+			for (int g = 0; g < 2 && !rc; g++)
+				rc = be[g].ops->forward(be[g].ctx, &big, g ? l1 : l0);
+			for (int32_t i = 0; i < 3; i++)
+				tok[i] = 60 + i, pos[i] = 130 + 200 * i, seq[i] = 3 * i, lr[i] = i;
+			struct pf_batch b = { .n_tokens = 3, .tokens = tok, .pos = pos, .seq = seq, .n_seqs = NS,
+					      .block_table = tables, .n_table = n_table, .n_logits = 3, .logit_rows = lr };
+			for (int g = 0; g < 2 && !rc; g++)
+				rc = be[g].ops->forward(be[g].ctx, &b, g ? l1 : l0);
+			if (!cuda_failed(t, rc, "forward (257 rows, then 3)"))
+				check(t, !memcmp(l0, l1, sizeof(float) * 3 * V),
+				      "graphs variant %d: 3 decode rows after a step of 257 regrew the scratch: logits %s", variant,
+				      memcmp(l0, l1, sizeof(float) * 3 * V) ? "DIFFER" : "equal (bitwise)");
+		}
+		printf("#    graphs variant %d: %d of %d decode steps bitwise equal\n", variant, n_same, n_steps);
+		if (!rc) {
+			/* the graph path did run: 15 decode steps, the sampled one
+			 * (and the last of variant 0) replayed; 5 buckets (1, 4, 8,
+			 * 16, 32) captured, and bucket 4 again after the regrow */
+			int64_t rp[2], cp[2];
+			for (int g = 0; g < 2; g++)
+				pf_cuda_backend_graph_stats(be[g].ctx, &rp[g], &cp[g]);
+			const int64_t want_rp = variant ? 16 : 17, want_cp = variant ? 5 : 6;
+			check(t, rp[1] == want_rp && cp[1] == want_cp && rp[0] == 0 && cp[0] == 0,
+			      "graphs variant %d: %lld steps replayed from %lld captured graphs (%lld from %lld), none without graphs (%lld, %lld)",
+			      variant, (long long)rp[1], (long long)cp[1], (long long)want_rp, (long long)want_cp, (long long)rp[0],
+			      (long long)cp[0]);
+		}
+		free(l0);
+		free(l1);
+		be[0].ops->destroy(be[0].ctx);
+		be[1].ops->destroy(be[1].ctx);
+		tiny_free(&m);
+	}
+}
+
 /* ---- main ---------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1385,6 +1536,7 @@ int main(int argc, char **argv)
 		{ "elementwise", test_elementwise }, { "kv", test_kv },       { "matvec", test_matvec },
 		{ "gemm", test_gemm },           { "attention", test_attention }, { "argmax", test_argmax },
 		{ "sample", test_sample },       { "backend", test_backend }, { "swap", test_backend_swap },
+		{ "graphs", test_graphs },
 	};
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
 		if (want(filter, tests[i].name))

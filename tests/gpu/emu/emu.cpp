@@ -13,6 +13,23 @@ emu_tls_t emu_tls;
 static cudaError_t g_last = cudaSuccess;
 static std::map<const void *, int> g_attr;
 
+/* stream capture: the work a capturing stream would run, in order */
+struct emu_graph {
+	std::vector<std::function<void()>> ops;
+};
+static std::map<cudaStream_t, emu_graph *> g_capture;
+
+/* Run f now, or record it when stream s captures. */
+static void emu_enqueue(void *s, std::function<void()> f)
+{
+	auto it = g_capture.find((cudaStream_t)s);
+	if (it != g_capture.end())
+		it->second->ops.push_back(std::move(f));
+	else
+		f();
+}
+static void emu_run(const void *fn, dim3 g, dim3 b, size_t smem, const std::function<void()> &body);
+
 #include <ucontext.h>
 struct Barrier {
 	int expected = 0, arrived = 0;
@@ -140,7 +157,6 @@ static void run_block(Launch *L)
 
 void emu_launch(const void *fn, dim3 g, dim3 b, size_t smem, void *stream, std::function<void()> body)
 {
-	(void)stream;
 	size_t nt = (size_t)b.x * b.y * b.z;
 	int limit = 48 * 1024;
 	auto it = g_attr.find(fn);
@@ -152,6 +168,12 @@ void emu_launch(const void *fn, dim3 g, dim3 b, size_t smem, void *stream, std::
 		g_last = cudaErrorInvalidConfiguration;
 		return;
 	}
+	emu_enqueue(stream, [=]() { emu_run(fn, g, b, smem, body); });
+}
+
+static void emu_run(const void *, dim3 g, dim3 b, size_t smem, const std::function<void()> &body)
+{
+	const size_t nt = (size_t)b.x * b.y * b.z;
 	Launch *L = new Launch();
 	L->g = g;
 	L->b = b;
@@ -225,20 +247,75 @@ cudaError_t cudaHostRegister(void *p, size_t n, unsigned) { return p && n ? cuda
 cudaError_t cudaHostUnregister(void *) { return cudaSuccess; }
 cudaError_t cudaHostGetDevicePointer(void **d, void *h, unsigned) { *d = h; return cudaSuccess; }
 cudaError_t cudaDeviceGetPCIBusId(char *bus, int len, int) { snprintf(bus, (size_t)len, "0000:00:00.0"); return cudaSuccess; }
-cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { memcpy(d, s, n); return cudaSuccess; }
-cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) { memset(d, v, n); return cudaSuccess; }
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t st)
+{
+	emu_enqueue(st, [=]() { memcpy(d, s, n); });
+	return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st)
+{
+	emu_enqueue(st, [=]() { memset(d, v, n); });
+	return cudaSuccess;
+}
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = (cudaStream_t)malloc(1); return cudaSuccess; }
 cudaError_t cudaStreamDestroy(cudaStream_t s) { free(s); return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+/* as on the device: a capturing stream cannot be waited for */
+cudaError_t cudaStreamSynchronize(cudaStream_t s) { return g_capture.count(s) ? cudaErrorStreamCaptureUnsupported : cudaSuccess; }
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode)
+{
+	if (!s || g_capture.count(s))
+		return cudaErrorInvalidValue;
+	g_capture[s] = new emu_graph();
+	return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g)
+{
+	auto it = g_capture.find(s);
+	if (it == g_capture.end())
+		return cudaErrorInvalidValue;
+	*g = it->second;
+	g_capture.erase(it);
+	return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long)
+{
+	*e = new emu_graph(*g);
+	return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s)
+{
+	if (!e)
+		return cudaErrorInvalidValue;
+	emu_enqueue(s, [e]() {
+		for (auto &f : e->ops)
+			f();
+	});
+	return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSuccess; }
+cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete g; return cudaSuccess; }
 cudaError_t cudaGetLastError() { cudaError_t e = g_last; g_last = cudaSuccess; return e; }
 const char *cudaGetErrorString(cudaError_t e) { return e == cudaErrorInvalidConfiguration ? "invalid configuration (emu)" : "emu error"; }
 
-cublasStatus_t cublasCreate(cublasHandle_t *h) { *h = (cublasHandle_t)malloc(1); return CUBLAS_STATUS_SUCCESS; }
-cublasStatus_t cublasDestroy(cublasHandle_t h) { free(h); return CUBLAS_STATUS_SUCCESS; }
-cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
+struct cublasContext {
+	cudaStream_t s;
+	void *ws;
+	size_t ws_bytes;
+};
+cublasStatus_t cublasCreate(cublasHandle_t *h) { *h = new cublasContext(); return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasDestroy(cublasHandle_t h) { delete h; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) { h->s = s; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *ws, size_t bytes)
+{
+	if (bytes && !ws)
+		return CUBLAS_STATUS_INVALID_VALUE;
+	h->ws = ws;
+	h->ws_bytes = bytes;
+	return CUBLAS_STATUS_SUCCESS;
+}
 const char *cublasGetStatusString(cublasStatus_t) { return "emu cublas error"; }
 extern "C" float pf_f16_to_f32(uint16_t h);
-cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
 	const void *alpha, const void *A, cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb,
 	const void *beta, void *C, cudaDataType ct, int ldc, cublasComputeType_t, cublasGemmAlgo_t)
 {
@@ -247,6 +324,8 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperatio
 	const uint16_t *a = (const uint16_t *)A, *b = (const uint16_t *)B;
 	float *c = (float *)C;
 	float al = *(const float *)alpha, be = *(const float *)beta;
+	/* queued on the handle's stream like the real one (recorded while it captures) */
+	emu_enqueue(h->s, [=]() {
 	for (int j = 0; j < n; j++)
 		for (int i = 0; i < m; i++) {
 			float s = 0.0f;
@@ -254,5 +333,6 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperatio
 				s += pf_f16_to_f32(a[p + (size_t)i * lda]) * pf_f16_to_f32(b[p + (size_t)j * ldb]);
 			c[i + (size_t)j * ldc] = al * s + (be != 0.0f ? be * c[i + (size_t)j * ldc] : 0.0f);
 		}
+	});
 	return CUBLAS_STATUS_SUCCESS;
 }
