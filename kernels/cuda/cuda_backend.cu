@@ -449,9 +449,22 @@ static int backend_create(const struct pf_model_weights *w, const struct pf_kv_c
 		c->kv.n_blocks = nb > (double)(1 << 24) ? (1 << 24) : (int32_t)nb;
 	}
 	if (c->kv.n_host_blocks > 0) {
-		r = swap_space(c, err, errlen);
-		if (r)
-			goto fail;
+		/* swap space is an optimisation: without it preempted
+		 * sequences are recomputed, so a host that cannot pin it still
+		 * serves from the GPU */
+		char serr[256] = "";
+		if (swap_space(c, serr, sizeof(serr))) {
+			fprintf(stderr, "pinfer: cuda:%d: no KV swap space (%s); preempted sequences will be recomputed\n",
+				c->dev, serr);
+			if (c->swap_registered)
+				pf_cuda_host_unregister(c->swap_h);
+			if (c->swap_h && c->swap_free)
+				c->swap_free(c->swap_h, c->swap_bytes);
+			c->swap_h = c->swap_d = nullptr;
+			c->swap_registered = false;
+			c->kv.n_host_blocks = 0;
+			(void)cudaGetLastError(); /* a failed registration must not fail the next call */
+		}
 	}
 	/* with graphs, one block past kv.n_blocks that the engine never names:
 	 * the padding rows of graph steps write their K/V there */
