@@ -441,7 +441,6 @@ static int lp_record(struct eseq *es, const struct pf_sampling_params *sp, const
 	return 0;
 }
 
-/* Sample, stream and maybe finish one (non-beam) sequence from its logits. */
 /* The chosen token `tok` (or < 0: the draw failed) of a sequence, with
  * its sample result: accept, stream, check for the end. */
 static void take_token(struct pf_engine *e, struct eseq *es, int tok, const struct pf_sample_result *resp)
@@ -480,6 +479,7 @@ static void take_token(struct pf_engine *e, struct eseq *es, int tok, const stru
 	}
 }
 
+/* Sample, stream and maybe finish one (non-beam) sequence from its logits. */
 static void sample_one(struct pf_engine *e, struct eseq *es, float *lg)
 {
 	struct pf_sample_result res;

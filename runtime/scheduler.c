@@ -432,6 +432,20 @@ static void emit(struct pf_sched *s, struct pf_seq *q, int32_t n_new)
 }
 
 /*
+ * Free blocks an admission must leave: the watermark plus one per running
+ * sequence, so the running ones can grow a while without preempting anyone
+ * (the static baseline reserves whole requests and keeps only the
+ * watermark).  With nothing running there is nobody to keep room for: a
+ * request that fits the pool at all must be admitted, or it waits forever.
+ */
+static int32_t admission_headroom(const struct pf_sched *s)
+{
+	if (s->running.n == 0)
+		return 0;
+	return s->cfg.watermark_blocks + (s->cfg.static_batching ? 0 : s->running.n + 1);
+}
+
+/*
  * Admit a swapped-out waiting sequence: device blocks for its swapped K/V
  * and this step's new tokens, under the same headroom rule as any
  * admission.  Returns the tokens emitted (> 0), 0 when it does not fit
@@ -443,8 +457,7 @@ static int admit_swapped(struct pf_sched *s, struct pf_seq *q, int32_t budget)
 	int32_t left = q->n_tokens - q->n_computed;
 	int32_t n_new = left < budget ? left : budget;
 	int32_t need = (q->n_computed + n_new + s->bs - 1) / s->bs;
-	int32_t headroom = s->running.n == 0 ? 0 : s->cfg.watermark_blocks + s->running.n + 1;
-	if (pf_kv_num_available(s->kv) - need < headroom)
+	if (pf_kv_num_available(s->kv) - need < admission_headroom(s))
 		return 0;
 	int r = pairs_room(&b->swap_in, &s->cap_swap_in, b->n_swap_in, q->kv.n_blocks);
 	if (!r)
@@ -539,14 +552,7 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		/* the baseline reserves the whole prompt + max_tokens up front */
 		int32_t reserve = s->cfg.static_batching ? q->n_prompt + q->req->max_tokens : q->n_computed + n_new;
 		int32_t need = (reserve + s->bs - 1) / s->bs - q->kv.n_blocks;
-		/* keep the watermark plus one block per running sequence free, so
-		 * the running ones can grow a while without preempting anyone */
-		int32_t headroom = s->cfg.watermark_blocks + (s->cfg.static_batching ? 0 : s->running.n + 1);
-		/* with nothing running there is nobody to keep room for: a request
-		 * that fits the pool at all must be admitted, or it waits forever */
-		if (s->running.n == 0)
-			headroom = 0;
-		if (need > 0 && pf_kv_num_available(s->kv) - need < headroom) {
+		if (need > 0 && pf_kv_num_available(s->kv) - need < admission_headroom(s)) {
 			/* give matched prefix blocks back while it waits */
 			pf_kv_seq_release(s->kv, &q->kv);
 			q->n_computed = 0;
@@ -620,6 +626,7 @@ void pf_sched_get_stats(const struct pf_sched *s, struct pf_sched_stats *ret)
 	bool preempted = false;
 	for (const struct pf_seq *q = s->waiting.head; q; q = q->next) {
 		ret->n_preempted_waiting += q->n_preemptions > 0;
+		ret->n_swapped += q->kv.swapped;
 		group++;
 		preempted |= q->n_preemptions > 0;
 		if (q->next && q->next->req == q->req)
@@ -635,8 +642,6 @@ void pf_sched_get_stats(const struct pf_sched *s, struct pf_sched_stats *ret)
 	ret->preemptions_total = s->preemptions;
 	ret->swap_outs_total = s->swap_outs;
 	ret->swap_ins_total = s->swap_ins;
-	for (const struct pf_seq *q = s->waiting.head; q; q = q->next)
-		ret->n_swapped += q->kv.swapped;
 	ret->steps = s->steps;
 	ret->requests_added = s->requests_added;
 	ret->requests_done = s->requests_done;

@@ -823,19 +823,11 @@ static int graph_step(struct cuda_ctx *c, const struct pf_batch *b, int32_t k, f
 		/* capture the plain path's launches for B rows, every one
 		 * reading the tables above at their fixed addresses; the table
 		 * copy is a node of the graph, so each replay reads hmeta anew */
-		struct step_tabs st;
-		st.tok = c->dmeta + o_tok;
-		st.pos = c->dmeta + o_pos;
-		st.seq = c->dmeta + o_seq;
-		st.slot = c->dmeta + o_slot;
-		st.tab = c->dmeta + o_tab;
-		st.lr = c->dmeta + o_lr;
-		st.dec = c->dmeta + o_dec;
-		st.tiles = nullptr;
-		st.stride = S;
-		st.n_dec = B;
-		st.max_ctx_dec = c->g_ctx; /* blocks past a row's context exit at once */
-		st.n_tiles = 0;
+		const int32_t *d = c->dmeta;
+		/* in step_tabs' order; the grid of the longest context: blocks
+		 * past a row's own context exit at once */
+		const struct step_tabs st = { d + o_tok, d + o_pos, d + o_seq, d + o_slot, d + o_tab, d + o_lr,
+					      d + o_dec, nullptr, S, B, c->g_ctx, 0 };
 		cudaGraph_t g = nullptr;
 		/* cuBLAS on our stream and workspace before the capture: no
 		 * handle settings change under it */
@@ -965,19 +957,10 @@ static int forward_impl(struct cuda_ctx *c, const struct pf_batch *b, float *log
 		    pf_cuda_memcpy(c->dmeta, c->hmeta, n_meta * sizeof(int32_t), &lc);
 		if (r)
 			goto out;
-		struct step_tabs st;
-		st.tok = c->dmeta + o_tok;
-		st.pos = c->dmeta + o_pos;
-		st.seq = c->dmeta + o_seq;
-		st.slot = c->dmeta + o_slot;
-		st.tab = c->dmeta + o_tab;
-		st.lr = c->dmeta + o_lr;
-		st.dec = c->dmeta + o_dec;
-		st.tiles = c->dmeta + o_tiles;
-		st.stride = stride;
-		st.n_dec = n_dec;
-		st.max_ctx_dec = max_ctx_dec;
-		st.n_tiles = n_tiles;
+		const int32_t *d = c->dmeta;
+		/* in step_tabs' order */
+		const struct step_tabs st = { d + o_tok, d + o_pos, d + o_seq, d + o_slot, d + o_tab, d + o_lr,
+					      d + o_dec, d + o_tiles, stride, n_dec, max_ctx_dec, n_tiles };
 		r = enqueue_layers(c, nt, &st, &lc) ?:
 		    finish_step(c, nl, st.lr, logits, rows, ret_tokens, ret_logprobs, &lc);
 	}

@@ -148,30 +148,28 @@ static __device__ double sp_block_sum_d(sp_shared &sh, double v)
 	return t;
 }
 
-static __device__ uint32_t sp_block_sum_u(sp_shared &sh, uint32_t v)
+/* Block sum (max = false) or max of unsigned values. */
+static __device__ uint32_t sp_block_u(sp_shared &sh, uint32_t v, bool max)
 {
-	v = sp_warp_sum_u(v);
+	v = max ? sp_warp_max_u(v) : sp_warp_sum_u(v);
 	if ((threadIdx.x & 31) == 0)
 		sh.wtot[threadIdx.x >> 5] = v;
 	__syncthreads();
 	uint32_t t = 0;
 	for (int w = 0; w < SP_WARPS; w++)
-		t += sh.wtot[w];
+		t = max ? (sh.wtot[w] > t ? sh.wtot[w] : t) : t + sh.wtot[w];
 	__syncthreads();
 	return t;
 }
 
-static __device__ uint32_t sp_block_max_u(sp_shared &sh, uint32_t v)
+static __device__ __forceinline__ uint32_t sp_block_sum_u(sp_shared &sh, uint32_t v)
 {
-	v = sp_warp_max_u(v);
-	if ((threadIdx.x & 31) == 0)
-		sh.wtot[threadIdx.x >> 5] = v;
-	__syncthreads();
-	uint32_t t = 0;
-	for (int w = 0; w < SP_WARPS; w++)
-		t = sh.wtot[w] > t ? sh.wtot[w] : t;
-	__syncthreads();
-	return t;
+	return sp_block_u(sh, v, false);
+}
+
+static __device__ __forceinline__ uint32_t sp_block_max_u(sp_shared &sh, uint32_t v)
+{
+	return sp_block_u(sh, v, true);
 }
 
 /* Exclusive prefix of v over the block's threads in thread order. */
