@@ -10,8 +10,8 @@
 #   make install PREFIX=/usr/local DESTDIR=
 #   make clean
 #
-# Sources are found by wildcard: a new .c file under runtime/, kernels/cpu/, shm/
-# or client/ joins its library; tests/unit/test_X.c becomes one test binary;
+# Sources are found by wildcard: a new .c file under runtime/<layer>/, kernels/cpu/,
+# shm/ or client/ joins its library; tests/unit/test_X.c becomes one test binary;
 # tools/X.c becomes the program X.
 
 .DEFAULT_GOAL := all
@@ -41,7 +41,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wno-unused-parameter -Wvla
 OPT     ?= -O2
 CFLAGS_BASE := -std=gnu11 $(OPT) -g -fPIC -fvisibility=hidden -pthread -D_GNU_SOURCE $(WARN) \
-           -Iinclude -I. -Ishm -Iruntime -Ikernels -Iclient
+           -I.
 LDLIBS_BASE := -lpthread -lm
 
 ifneq ($(DEPS_MISSING),)
@@ -71,7 +71,7 @@ CUDA_ARCHS ?= 80 90
 NVCCFLAGS := -O2 -std=c++17 -Xcompiler -fPIC -Werror all-warnings \
              $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
              -gencode arch=compute_$(lastword $(CUDA_ARCHS)),code=compute_$(lastword $(CUDA_ARCHS)) \
-             -I. -Ikernels
+             -I.
 CUDA_LINK := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 CU_SRCS := $(wildcard kernels/cuda/*.cu)
 ifeq ($(PF_CUDA),1)
@@ -90,8 +90,8 @@ TOOL_LIBS_pinfer-top      = $(shell pkg-config --libs ncursesw 2>/dev/null)
 TOOL_LIBS_pinfer-exporter = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 
 # ---- sources ----------------------------------------------------------------
-CORE_SRCS   := $(wildcard runtime/*.c) $(wildcard kernels/cpu/*.c) $(wildcard kernels/*.c) $(wildcard shm/*.c)
-CORE_SRCS   := $(filter-out runtime/pinferd.c,$(CORE_SRCS))
+CORE_SRCS   := $(wildcard runtime/*/*.c) $(wildcard kernels/cpu/*.c) $(wildcard kernels/*.c) $(wildcard shm/*.c)
+CORE_SRCS   := $(filter-out runtime/daemon/pinferd.c,$(CORE_SRCS))
 CLIENT_SRCS := $(wildcard client/*.c) $(wildcard shm/*.c)
 TOOL_SRCS   := $(wildcard tools/*.c)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
@@ -105,7 +105,7 @@ UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # helper programs of the integration scripts (tests/integration/*.sh)
 IT_SRCS     := $(wildcard tests/integration/*.c)
 IT_BINS     := $(IT_SRCS:tests/integration/%.c=$(BUILD)/it/%)
-DAEMON      := $(if $(wildcard runtime/pinferd.c),$(BUILD)/bin/pinferd)
+DAEMON      := $(if $(wildcard runtime/daemon/pinferd.c),$(BUILD)/bin/pinferd)
 
 CORE_LIB    := $(BUILD)/libpfcore.a
 CLIENT_LIB  := $(BUILD)/libpinfer.a
@@ -175,7 +175,7 @@ $(BUILD)/bin/%: $(OBJ)/tools/%.o $(CORE_LIB) $(CLIENT_LIB)
 	@$(if $(Q),echo "  LD    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS) $(TOOL_LIBS_$*)
 
-$(BUILD)/bin/pinferd: $(OBJ)/runtime/pinferd.o $(CORE_LIB)
+$(BUILD)/bin/pinferd: $(OBJ)/runtime/daemon/pinferd.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(LDLIBS)
@@ -225,17 +225,17 @@ bench: deps model
 # tests/integration/gpu.sh, which skips before compiling on a machine
 # without an NVIDIA driver.  GPU_ARGS: a test-name filter / benchmark options.
 # bench-gpu then runs bench_serve (SERVE_ARGS): serving throughput through
-# runtime/scheduler.c and runtime/kv.c — no engine (its tokenizer needs
+# runtime/engine/scheduler.c and runtime/engine/kv.c — no engine (its tokenizer needs
 # PCRE2); kv.c's xxHash comes from tests/gpu/shim (see the header there).
 GPU_BUILD   := build-gpu
-GPU_CFLAGS  := -std=gnu11 -O2 -g -pthread -D_GNU_SOURCE $(WARN) -I. -Ikernels -DPF_HAVE_CUDA=1
+GPU_CFLAGS  := -std=gnu11 -O2 -g -pthread -D_GNU_SOURCE $(WARN) -I. -DPF_HAVE_CUDA=1
 GPU_C_SRCS  := $(wildcard kernels/cpu/*.c) $(wildcard kernels/*.c)
 GPU_CU_SRCS := $(wildcard kernels/cuda/*.cu)
 GPU_OBJS    := $(GPU_C_SRCS:%.c=$(GPU_BUILD)/obj/%.o) $(GPU_CU_SRCS:%.cu=$(GPU_BUILD)/obj/%.cu.o)
 GPU_BINS    := $(GPU_BUILD)/test_kernels $(GPU_BUILD)/bench_kernels
 GPU_ARGS    ?=
 GPU_SERVE   := $(GPU_BUILD)/bench_serve
-GPU_SERVE_OBJS := $(GPU_BUILD)/obj/runtime/scheduler.o $(GPU_BUILD)/obj/runtime/kv.o
+GPU_SERVE_OBJS := $(GPU_BUILD)/obj/runtime/engine/scheduler.o $(GPU_BUILD)/obj/runtime/engine/kv.o
 # a time limit per mode that keeps bench-gpu (both drivers) within ~8 minutes
 SERVE_ARGS  ?= --time-limit 150
 

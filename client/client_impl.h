@@ -28,8 +28,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "pinfer.h"
-#include "proto.h"
+#include "client/pinfer.h"
+#include "shm/proto.h"
 
 #define PF_CLIENT_TEXT_MAX (1u << 20)   /* bytes of text per event */
 #define PF_CLIENT_MAX_PARTIALS 1024     /* open chains; more is a protocol error */

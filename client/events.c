@@ -25,11 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client_impl.h"
-#include "proto.h"
-#include "ring.h"
-#include "uring.h"
-#include "wait.h"
+#include "client/client_impl.h"
+#include "shm/proto.h"
+#include "shm/ring.h"
+#include "shm/uring.h"
+#include "shm/wait.h"
 
 /* take_one converts kinds and reasons by value */
 #define SAME(a, b) static_assert((int)(a) == (int)(b), #a " mirrors " #b)

@@ -18,10 +18,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "client_impl.h"
-#include "path.h"
-#include "proto.h"
-#include "stats.h"
+#include "client/client_impl.h"
+#include "shm/path.h"
+#include "shm/proto.h"
+#include "shm/stats.h"
 
 #define MAX_FDS 8 /* room to see (and close) more fds than the two we expect */
 

@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client_impl.h"
-#include "proto.h"
-#include "ring.h"
-#include "wait.h"
+#include "client/client_impl.h"
+#include "shm/proto.h"
+#include "shm/ring.h"
+#include "shm/wait.h"
 
 void pinfer_params_init(struct pinfer_params *p)
 {

@@ -1,5 +1,5 @@
 /* dtype.c — the table behind dtype.h. */
-#include "dtype.h"
+#include "kernels/dtype.h"
 
 static const struct pf_dtype_info pf_dtypes[PF_DT_COUNT] = {
 	[PF_DT_F32] = { "F32", 1, 4 },

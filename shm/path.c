@@ -1,5 +1,5 @@
 /* path.c — socket path resolution; see path.h. */
-#include "path.h"
+#include "shm/path.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* uring.c — io_uring probing and hand-filled futex SQEs; see uring.h. */
-#include "uring.h"
+#include "shm/uring.h"
 
 #include <assert.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /* wait.c — futex helpers; see wait.h. */
-#include "wait.h"
+#include "shm/wait.h"
 
 #include <errno.h>
 #include <linux/futex.h>

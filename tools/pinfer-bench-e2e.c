@@ -70,10 +70,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench_common.h"
-#include "pinfer.h"
-#include "stats.h"
-#include "stats_fmt.h"
+#include "tools/bench_common.h"
+#include "client/pinfer.h"
+#include "shm/stats.h"
+#include "tools/stats_fmt.h"
 
 #define PROG "pinfer-bench-e2e"
 #define MAX_CLIENTS 256

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "pinfer.h"
+#include "client/pinfer.h"
 
 static double now_s(void)
 {

@@ -66,9 +66,9 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "bench_common.h"
-#include "engine.h"
-#include "model.h"
+#include "tools/bench_common.h"
+#include "runtime/engine/engine.h"
+#include "runtime/model/model.h"
 
 #define PROG "pinfer-bench-serve"
 

@@ -17,8 +17,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "gguf.h"
-#include "tok.h"
+#include "runtime/model/gguf.h"
+#include "runtime/text/tok.h"
 
 static const char *const fragments[] = {
 	/* prose */

@@ -16,11 +16,11 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "bench_common.h"
-#include "cpu/cpu_backend.h"
-#include "dtype.h"
-#include "model.h"
-#include "runner.h"
+#include "tools/bench_common.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/dtype.h"
+#include "runtime/model/model.h"
+#include "runtime/engine/runner.h"
 
 #define PROG "pinfer-bench"
 

@@ -39,9 +39,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pinfer.h"
-#include "stats.h"
-#include "stats_fmt.h"
+#include "client/pinfer.h"
+#include "shm/stats.h"
+#include "tools/stats_fmt.h"
 
 #define EXIT_LISTEN 1
 #define EXIT_USAGE 2

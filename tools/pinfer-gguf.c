@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dtype.h"
-#include "gguf.h"
+#include "kernels/dtype.h"
+#include "runtime/model/gguf.h"
 
 static void usage(FILE *f)
 {

@@ -10,11 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_common.h"
-#include "chat.h"
-#include "dtype.h"
-#include "engine.h"
-#include "tok.h"
+#include "tools/bench_common.h"
+#include "runtime/text/chat.h"
+#include "kernels/dtype.h"
+#include "runtime/engine/engine.h"
+#include "runtime/text/tok.h"
 
 #define PROG "pinfer-run"
 

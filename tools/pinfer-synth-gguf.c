@@ -5,7 +5,7 @@
  * Throughput depends on the shapes and types of the weights, not on their
  * values, so a file with the tensors of Llama-3-8B (names, shapes, types,
  * byte layout) measures what the real one would without downloading it.
- * The output is a GGUF v3 file that runtime/gguf.c, runtime/model.c and the
+ * The output is a GGUF v3 file that runtime/model/gguf.c, runtime/model/model.c and the
  * tokenizer load like any llama.cpp conversion: the same metadata keys and
  * tensor names, dims in ggml order (ne0 = row length), every tensor's data
  * at a multiple of general.alignment (32).  It generates nonsense text.
@@ -42,7 +42,7 @@
  * It needs nothing but libc and libm, so it builds where the rest of
  * pinfer's dependencies are missing (a bare GPU machine):
  *
- *     cc -std=gnu11 -O2 -Ikernels tools/pinfer-synth-gguf.c kernels/dtype.c -lm -o pinfer-synth-gguf
+ *     cc -std=gnu11 -O2 -I. tools/pinfer-synth-gguf.c kernels/dtype.c -lm -o pinfer-synth-gguf
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1 /* fallocate(2) */
@@ -61,7 +61,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dtype.h"
+#include "kernels/dtype.h"
 
 #define PROG "pinfer-synth-gguf"
 #define GGUF_ALIGN 32

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat.h"
-#include "gguf.h"
-#include "tok.h"
+#include "runtime/text/chat.h"
+#include "runtime/model/gguf.h"
+#include "runtime/text/tok.h"
 
 static void usage(FILE *f)
 {

@@ -38,10 +38,10 @@
 #include <unistd.h>
 #include <wchar.h>
 
-#include "path.h"
-#include "pinfer.h"
-#include "stats.h"
-#include "stats_fmt.h"
+#include "shm/path.h"
+#include "client/pinfer.h"
+#include "shm/stats.h"
+#include "tools/stats_fmt.h"
 
 #define EXIT_UNREACHABLE 1
 #define EXIT_USAGE 2

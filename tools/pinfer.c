@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pinfer.h"
+#include "client/pinfer.h"
 
 #define MAX_SEQS 16
 

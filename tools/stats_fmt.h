@@ -32,8 +32,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pinfer.h"
-#include "stats.h"
+#include "client/pinfer.h"
+#include "shm/stats.h"
 
 /* ---- the segment ------------------------------------------------------------- */
 

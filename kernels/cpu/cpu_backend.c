@@ -5,7 +5,7 @@
  * and the activation scratch are ours.  One forward() call is one engine
  * step over a flattened varlen batch (see backend.h).
  */
-#include "cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_backend.h"
 
 #include <errno.h>
 #include <math.h>
@@ -14,9 +14,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "cpu/matmul.h"
-#include "cpu/ops.h"
-#include "dtype.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/dtype.h"
 
 struct layer_ops {
 	const struct pf_qtype_ops *wq, *wk, *wv, *wo, *gate, *up, *down;

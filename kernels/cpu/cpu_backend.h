@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "backend.h"
+#include "kernels/backend.h"
 
 /*
  * Create a CPU backend for `w` (which must outlive it) with a KV pool shaped

@@ -1,5 +1,5 @@
 /* matmul.c — see matmul.h. */
-#include "cpu/matmul.h"
+#include "kernels/cpu/matmul.h"
 
 /* Output rows per dynamically claimed chunk: small enough to balance two to
  * a few dozen threads on the narrow (192-row) projections, large enough that

@@ -19,9 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend.h"
-#include "cpu/quant.h"
-#include "cpu/threadpool.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/quant.h"
+#include "kernels/cpu/threadpool.h"
 
 /* Quantize x (n_tok, n_in) into act (n_tok rows of act_row_bytes) in the
  * activation format of `ops`.  Cannot fail. */

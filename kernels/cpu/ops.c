@@ -1,11 +1,11 @@
 /* ops.c — element-wise and attention kernels; see ops.h. */
-#include "ops.h"
+#include "kernels/cpu/ops.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "dtype.h"
-#include "quant.h"
+#include "kernels/dtype.h"
+#include "kernels/cpu/quant.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant.h"
-#include "quant_impl.h"
+#include "kernels/cpu/quant.h"
+#include "kernels/cpu/quant_impl.h"
 
 #if PF_QUANT_X86
 #include <cpuid.h>

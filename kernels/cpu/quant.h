@@ -29,7 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dtype.h"
+#include "kernels/dtype.h"
 
 /* ---- block layouts (exactly the on-disk GGUF layouts) -------------------- */
 

@@ -14,8 +14,8 @@
  * formats of SmolLM2's golden model) use one accumulator in block order, as
  * llama.cpp's AVX2 kernels do, so their float sums round identically.
  */
-#include "quant.h"
-#include "quant_impl.h"
+#include "kernels/cpu/quant.h"
+#include "kernels/cpu/quant_impl.h"
 
 #if PF_QUANT_X86
 

@@ -10,8 +10,8 @@
  * signed x signed (Q8_0) moves x's sign onto the activation with a masked
  * subtract.  Activation quantizers are the AVX2 ones (bit-identical output).
  */
-#include "quant.h"
-#include "quant_impl.h"
+#include "kernels/cpu/quant.h"
+#include "kernels/cpu/quant_impl.h"
 
 #if PF_QUANT_X86
 

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "quant.h"
+#include "kernels/cpu/quant.h"
 
 /* The x86-64 SIMD kernels are built unless PF_NO_X86_SIMD is defined (a
  * portable build; also how the scalar-only path is tested on x86). */

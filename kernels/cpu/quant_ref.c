@@ -10,8 +10,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "quant.h"
-#include "quant_impl.h"
+#include "kernels/cpu/quant.h"
+#include "kernels/cpu/quant_impl.h"
 
 #define F16(h) pf_f16_to_f32(h)
 

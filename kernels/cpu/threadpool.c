@@ -1,5 +1,5 @@
 /* threadpool.c — persistent pinned workers; see threadpool.h. */
-#include "threadpool.h"
+#include "kernels/cpu/threadpool.h"
 
 #include <errno.h>
 #include <limits.h>

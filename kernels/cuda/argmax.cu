@@ -1,5 +1,5 @@
 /* argmax.cu — greedy sampling on the device; see cuda.h. */
-#include "cuda/common.cuh"
+#include "kernels/cuda/common.cuh"
 
 #define AM_THREADS 256
 

@@ -1,6 +1,6 @@
 /* attention.cu — paged attention over the KV pool: split-K decode with a
  * merge of partial softmaxes, and tiled causal prefill; see cuda.h. */
-#include "cuda/common.cuh"
+#include "kernels/cuda/common.cuh"
 
 #include <cmath>
 

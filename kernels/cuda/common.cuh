@@ -19,9 +19,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include "cuda/cuda.h"
+#include "kernels/cuda/cuda.h"
 extern "C" {
-#include "dtype.h" /* a C header without extern "C" of its own */
+#include "kernels/dtype.h" /* a C header without extern "C" of its own */
 }
 
 /* ---- errors ---------------------------------------------------------------- */

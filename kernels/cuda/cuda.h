@@ -84,7 +84,7 @@ extern "C" {
 #endif
 
 /* backend.h declares C functions without its own extern "C" */
-#include "backend.h"
+#include "kernels/backend.h"
 
 /* ---- device, memory, streams (device.cu) --------------------------------- */
 
@@ -341,7 +341,7 @@ int pf_cuda_argmax(int32_t *out, const float *logits, int32_t n_rows, int64_t n,
 
 /* ---- sampling (sample.cu) ------------------------------------------------- */
 
-/* Below this temperature a row is greedy (runtime/sampler.h's
+/* Below this temperature a row is greedy (runtime/engine/sampler.h's
  * PF_SAMPLER_GREEDY_TEMP; kernels depend on nothing in runtime/). */
 #define PF_CUDA_SAMPLE_GREEDY_TEMP 1e-5f
 
@@ -361,7 +361,7 @@ struct pf_cuda_sample_params {
 
 /*
  * out_tokens (n_rows): one token per row of logits (n_rows, n), steps 4-8
- * of runtime/sampler.h without penalties, min_tokens or logit bias (the
+ * of runtime/engine/sampler.h without penalties, min_tokens or logit bias (the
  * caller sends only rows that need none):
  *   - greedy (temperature below PF_CUDA_SAMPLE_GREEDY_TEMP): argmax, ties to
  *     the lowest id — the same token as pf_cuda_argmax();
@@ -395,7 +395,7 @@ int pf_cuda_sample(int32_t *out_tokens, float *out_logprobs, const float *logits
 
 /* ---- the backend (cuda_backend.cu) --------------------------------------- */
 
-/* The backend below exists (runtime/device.c takes the CUDA path only then). */
+/* The backend below exists (runtime/engine/device.c takes the CUDA path only then). */
 #define PF_CUDA_HAVE_BACKEND 1
 
 struct pf_cuda_backend_config {

@@ -9,7 +9,7 @@
  * one stream and copies back only the wanted logits.  State across calls:
  * the KV pool and the scratch buffers, grown on demand and never shrunk.
  */
-#include "cuda/common.cuh"
+#include "kernels/cuda/common.cuh"
 
 #include <cmath>
 #include <cstdarg>

@@ -1,7 +1,7 @@
 /* dequant.cu — whole-row dequantization: embedding lookup (rows picked by
  * token id, to F32) and the load-time FP16 copy of weights for cuBLAS; see
  * cuda.h. */
-#include "cuda/common.cuh"
+#include "kernels/cuda/common.cuh"
 
 #define DQ_THREADS 256
 

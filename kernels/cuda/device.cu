@@ -1,5 +1,5 @@
 /* device.cu — device discovery, memory, copies and streams; see cuda.h. */
-#include "cuda/common.cuh"
+#include "kernels/cuda/common.cuh"
 
 #include <cctype>
 #include <cstdio>

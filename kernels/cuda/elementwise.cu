@@ -1,6 +1,6 @@
 /* elementwise.cu — SwiGLU, residual and bias adds, row gathers, FP16
  * conversion; see cuda.h.  Grid-stride loops over flat indices. */
-#include "cuda/common.cuh"
+#include "kernels/cuda/common.cuh"
 
 #define EW_THREADS 256
 #define EW_MAX_BLOCKS 65535u

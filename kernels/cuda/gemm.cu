@@ -1,5 +1,5 @@
 /* gemm.cu — cuBLAS GEMMs on FP16 weights for large batches; see cuda.h. */
-#include "cuda/common.cuh"
+#include "kernels/cuda/common.cuh"
 
 #include <climits>
 #include <cstdlib>

@@ -1,6 +1,6 @@
 /* kv.cu — writing new K/V into the paged pool, and block copies
  * (copy-on-write); see cuda.h. */
-#include "cuda/common.cuh"
+#include "kernels/cuda/common.cuh"
 
 #define KV_THREADS 128
 

@@ -1,6 +1,6 @@
 /* matvec.cu — dequantizing matrix × few-vectors products for small batches;
  * see cuda.h. */
-#include "cuda/common.cuh"
+#include "kernels/cuda/common.cuh"
 
 #define MV_WARPS 4 /* output rows per block */
 #define MV_NT PF_CUDA_MATVEC_MAX_TOKENS

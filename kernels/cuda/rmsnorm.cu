@@ -1,5 +1,5 @@
 /* rmsnorm.cu — RMSNorm; see cuda.h. */
-#include "cuda/common.cuh"
+#include "kernels/cuda/common.cuh"
 
 #define RMS_THREADS 256 /* a power of two: the tree reduction halves it */
 

@@ -1,6 +1,6 @@
 /* rope.cu — rotary position embedding: the cos/sin cache and the rotation;
  * see cuda.h. */
-#include "cuda/common.cuh"
+#include "kernels/cuda/common.cuh"
 
 #include <cmath>
 

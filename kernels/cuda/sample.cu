@@ -28,7 +28,7 @@
  */
 #include <cstring>
 
-#include "cuda/common.cuh"
+#include "kernels/cuda/common.cuh"
 
 #define SP_THREADS 512
 #define SP_WARPS (SP_THREADS / 32)

@@ -1,5 +1,5 @@
 /*
- * fuzz_gguf.c — libFuzzer harness for the GGUF reader (runtime/gguf.c).
+ * fuzz_gguf.c — libFuzzer harness for the GGUF reader (runtime/model/gguf.c).
  *
  * Each input is copied into a heap block of exactly its size (the object
  * points into it, and ASan guards its end) and parsed.  A refusal must be
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gguf.h"
+#include "runtime/model/gguf.h"
 #include "tests/fuzz/gguf_check.h"
 
 #define FUZZ_NAME "fuzz.gguf"

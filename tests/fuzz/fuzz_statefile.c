@@ -17,7 +17,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "statefile.h"
+#include "runtime/daemon/statefile.h"
 
 #define FP 0x5eed5eed5eed5eedULL
 

@@ -25,8 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dtype.h"
-#include "gguf.h"
+#include "kernels/dtype.h"
+#include "runtime/model/gguf.h"
 
 /* Read the ends of [p, p + n) so ASan sees a range outside the buffer. */
 static void gguf_check_touch(const void *p, uint64_t n)

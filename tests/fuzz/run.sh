@@ -30,12 +30,12 @@ cc=${FUZZ_CC:-clang}
 model=${PF_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 
 declare -A srcs=(
-	[gguf]="runtime/gguf.c kernels/dtype.c"
-	[sqe]="runtime/daemon_sqe.c runtime/engine_params.c runtime/sampler.c runtime/philox.c"
-	[statefile]="runtime/statefile.c runtime/engine_params.c runtime/sampler.c runtime/philox.c -lxxhash"
+	[gguf]="runtime/model/gguf.c kernels/dtype.c"
+	[sqe]="runtime/daemon/daemon_sqe.c runtime/engine/engine_params.c runtime/engine/sampler.c runtime/engine/philox.c"
+	[statefile]="runtime/daemon/statefile.c runtime/engine/engine_params.c runtime/engine/sampler.c runtime/engine/philox.c -lxxhash"
 )
 
-flags=(-std=gnu11 -g -O1 -D_GNU_SOURCE -I. -Iruntime -Ikernels -Ishm
+flags=(-std=gnu11 -g -O1 -D_GNU_SOURCE -I.
        -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-unused-parameter
        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
 

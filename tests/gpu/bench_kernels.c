@@ -25,9 +25,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "cpu/quant.h"
-#include "cuda/cuda.h"
-#include "dtype.h"
+#include "kernels/cpu/quant.h"
+#include "kernels/cuda/cuda.h"
+#include "kernels/dtype.h"
 #include "tests/gpu/synth.h"
 
 struct bctx {

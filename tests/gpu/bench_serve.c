@@ -5,8 +5,8 @@
  *
  * A plain C driver built by `make build-gpu/bench_serve` (and run by `make
  * bench-gpu`) with nothing but nvcc, a C compiler and libc: the GPU machine
- * has no Debian packages, so it drives runtime/scheduler.c and
- * runtime/kv.c directly instead of runtime/engine.c (which needs the
+ * has no Debian packages, so it drives runtime/engine/scheduler.c and
+ * runtime/engine/kv.c directly instead of runtime/engine/engine.c (which needs the
  * tokenizer's PCRE2), and kv.c gets the xxHash shim of tests/gpu/shim.
  * Weights are noise of the real shapes and types (synth.h): a decode step
  * reads as many bytes as with the real model.
@@ -60,10 +60,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "cpu/cpu_backend.h"
-#include "cuda/cuda.h"
-#include "dtype.h"
-#include "runtime/scheduler.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cuda/cuda.h"
+#include "kernels/dtype.h"
+#include "runtime/engine/scheduler.h"
 #include "tests/gpu/synth.h"
 #include "tools/bench_common.h"
 

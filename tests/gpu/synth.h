@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "dtype.h"
+#include "kernels/backend.h"
+#include "kernels/dtype.h"
 
 /* malloc that exits with a message: the drivers cannot go on without it. */
 static inline void *pf_synth_xmalloc(size_t n)

@@ -23,11 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/cpu_backend.h"
-#include "cpu/ops.h"
-#include "cpu/quant.h"
-#include "cuda/cuda.h"
-#include "dtype.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/quant.h"
+#include "kernels/cuda/cuda.h"
+#include "kernels/dtype.h"
 
 struct tctx {
 	struct pf_cuda_launch lc;

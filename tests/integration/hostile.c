@@ -42,8 +42,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "proto.h"
-#include "wait.h"
+#include "shm/proto.h"
+#include "shm/wait.h"
 
 static uint64_t rng;
 

@@ -22,8 +22,8 @@
 
 #include <cmocka.h>
 
-#include "chat.h"
-#include "gguf.h"
+#include "runtime/text/chat.h"
+#include "runtime/model/gguf.h"
 
 #define MAX_SHOW 10
 #define MAX_MSGS 32

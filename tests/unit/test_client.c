@@ -58,10 +58,10 @@
 
 #include <cmocka.h>
 
-#include "pinfer.h"
-#include "proto.h"
-#include "ring.h"
-#include "wait.h"
+#include "client/pinfer.h"
+#include "shm/proto.h"
+#include "shm/ring.h"
+#include "shm/wait.h"
 
 #define TIMEOUT_MS 10000 /* generous: sanitizer builds are slow */
 

@@ -16,13 +16,13 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "cpu/cpu_backend.h"
-#include "dtype.h"
-#include "engine.h"
-#include "model.h"
-#include "statefile.h"
-#include "tok.h"
-#include "testutil.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/dtype.h"
+#include "runtime/engine/engine.h"
+#include "runtime/model/model.h"
+#include "runtime/daemon/statefile.h"
+#include "runtime/text/tok.h"
+#include "tests/unit/testutil.h"
 
 #define MAXSEQ 16
 #define MAXTOK 256

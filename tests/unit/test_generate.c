@@ -25,11 +25,11 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "cpu/cpu_backend.h"
-#include "dtype.h"
-#include "model.h"
-#include "runner.h"
-#include "testutil.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/dtype.h"
+#include "runtime/model/model.h"
+#include "runtime/engine/runner.h"
+#include "tests/unit/testutil.h"
 
 #define NEAR_TIE 0.05f
 #define BS 16

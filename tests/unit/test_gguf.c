@@ -54,8 +54,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "dtype.h"
-#include "gguf.h"
+#include "kernels/dtype.h"
+#include "runtime/model/gguf.h"
 #include "tests/fuzz/gguf_check.h"
 
 #define NAME "t.gguf"

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kv.h"
+#include "runtime/engine/kv.h"
 
 static void check(struct pf_kv *kv, const struct pf_kv_seq *const *seqs, int n)
 {

@@ -20,10 +20,10 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "cpu/cpu_backend.h"
-#include "dtype.h"
-#include "model.h"
-#include "testutil.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/dtype.h"
+#include "runtime/model/model.h"
+#include "tests/unit/testutil.h"
 
 struct golden {
 	int32_t n_ctx, first, n_chunks;

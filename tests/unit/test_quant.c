@@ -28,9 +28,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "dtype.h"
-#include "cpu/quant.h"
-#include "cpu/quant_impl.h"
+#include "kernels/dtype.h"
+#include "kernels/cpu/quant.h"
+#include "kernels/cpu/quant_impl.h"
 
 #if PF_QUANT_X86
 #include <immintrin.h>

@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "philox.h"
-#include "sampler.h"
+#include "runtime/engine/philox.h"
+#include "runtime/engine/sampler.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 

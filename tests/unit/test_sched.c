@@ -15,8 +15,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kv.h"
-#include "scheduler.h"
+#include "runtime/engine/kv.h"
+#include "runtime/engine/scheduler.h"
 
 static uint64_t rng_next(uint64_t *s)
 {

@@ -26,7 +26,7 @@
 #include <cmocka.h>
 #include <xxhash.h>
 
-#include "statefile.h"
+#include "runtime/daemon/statefile.h"
 
 #define FP 0x0123456789abcdefULL
 

@@ -27,8 +27,8 @@
 
 #include <cmocka.h>
 
-#include "gguf.h"
-#include "tok.h"
+#include "runtime/model/gguf.h"
+#include "runtime/text/tok.h"
 
 #define MAX_SHOW 10
 

@@ -16,8 +16,8 @@ case $what in test) drv=test_kernels ;; bench) drv=bench_kernels ;; *) echo "usa
 out=${EMU_BUILD:-$root/build-gpu/emu}
 san=${EMU_SAN:--fsanitize=undefined -fno-sanitize-recover=undefined}
 mkdir -p "$out/gen" "$out/obj"
-cxx=(g++ -std=c++17 -O1 -g $san -ffp-contract=off -I"$here/include" -include emu.h -I"$root" -I"$root/kernels")
-cc=(gcc -std=gnu11 -O1 -g $san -pthread -D_GNU_SOURCE -I"$root" -I"$root/kernels" -DPF_HAVE_CUDA=1)
+cxx=(g++ -std=c++17 -O1 -g $san -ffp-contract=off -I"$here/include" -include emu.h -I"$root")
+cc=(gcc -std=gnu11 -O1 -g $san -pthread -D_GNU_SOURCE -I"$root" -DPF_HAVE_CUDA=1)
 objs=()
 pids=()
 for f in "$root"/kernels/cuda/*.cu; do

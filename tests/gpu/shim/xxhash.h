@@ -1,5 +1,5 @@
 /*
- * xxhash.h (shim) — the two XXH3 entry points runtime/kv.c calls, for the
+ * xxhash.h (shim) — the two XXH3 entry points runtime/engine/kv.c calls, for the
  * standalone GPU build only (Makefile: bench_serve's runtime objects get
  * -Itests/gpu/shim).  The GPU machine has the CUDA toolkit and a C
  * compiler but no Debian packages, so no libxxhash.
