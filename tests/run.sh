@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test suite of one build and print each suite's time.
 # Usage: tests/run.sh BUILD_DIR [FILTER]
-#   Suites: BUILD_DIR/tests/test_* (CMocka unit binaries, one per module) and
+#   Suites: tests/check/*.sh (static checks of the tree: the layering rule),
+#   BUILD_DIR/tests/test_* (CMocka unit binaries, one per module) and
 #   tests/integration/*.sh (start a real pinferd).  FILTER keeps suites whose
 #   name contains it.  Exit status 77 from a suite means "skipped" (GPU tests
 #   without a GPU) and is reported as such, not as a pass.
@@ -17,6 +18,7 @@ pass=0 fail=0 skip=0
 failed=()
 total_start=$(date +%s%N)
 suites=()
+for t in tests/check/*.sh; do [ -f "$t" ] && suites+=("$t"); done
 for t in "$build"/tests/test_*; do [ -x "$t" ] && suites+=("$t"); done
 for t in tests/integration/*.sh; do [ -f "$t" ] && suites+=("$t"); done
 for t in "${suites[@]}"; do
