@@ -144,6 +144,10 @@ ifeq ($(V),0)
 Q = @
 endif
 
+# The CPU kernels sum in one canonical order on every ISA (kernels/cpu/quant.h):
+# no fused multiply-add the source does not write as one.
+$(OBJ)/kernels/cpu/%.o: CFLAGS += -ffp-contract=off
+
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $<")
@@ -238,6 +242,8 @@ GPU_SERVE   := $(GPU_BUILD)/bench_serve
 GPU_SERVE_OBJS := $(GPU_BUILD)/obj/runtime/engine/scheduler.o $(GPU_BUILD)/obj/runtime/engine/kv.o
 # a time limit per mode that keeps bench-gpu (both drivers) within ~8 minutes
 SERVE_ARGS  ?= --time-limit 150
+
+$(GPU_BUILD)/obj/kernels/cpu/%.o: GPU_CFLAGS += -ffp-contract=off
 
 $(GPU_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -152,6 +152,10 @@ struct pf_backend_ops {
 	 * where asked.  Returns 0 or a negative errno, as forward. */
 	int (*forward_sample)(void *ctx, const struct pf_batch *batch, const struct pf_sample_row *rows,
 			      int32_t *ret_tokens, float *ret_logprobs);
+	/* Optional: the verdict of the backend's load-time self-check (the CPU:
+	 * its SIMD kernels against the scalar reference on the model's own
+	 * weights, kernels/cpu/selfcheck.h), for the log at every start. */
+	const char *(*self_check)(void *ctx);
 };
 
 struct pf_backend {

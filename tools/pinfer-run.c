@@ -119,6 +119,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	fprintf(stderr, "pinfer-run: %s\n", pf_engine_describe(e));
+	if (pf_engine_self_check(e))
+		fprintf(stderr, "pinfer-run: kernel self-check: %s\n", pf_engine_self_check(e));
 	const struct pf_tok *tok = pf_engine_tok(e);
 	char *text = NULL;
 	size_t tlen = 0;

@@ -5,6 +5,7 @@
  * and the activation scratch are ours.  One forward() call is one engine
  * step over a flattened varlen batch (see backend.h).
  */
+#include "kernels/cpu/selfcheck.h"
 #include "kernels/cpu/cpu_backend.h"
 
 #include <errno.h>
@@ -47,6 +48,7 @@ struct cpu_ctx {
 	float *attn_scratch;
 	size_t attn_scratch_per_thread;
 	char desc[128];
+	char verdict[768]; /* the self-check's, selfcheck.h */
 };
 
 size_t pf_kv_block_bytes(const struct pf_hparams *hp, int32_t block_size, uint32_t kv_dtype)
@@ -326,6 +328,11 @@ static const char *cpu_describe(void *ctx)
 	return ((struct cpu_ctx *)ctx)->desc;
 }
 
+static const char *cpu_self_check(void *ctx)
+{
+	return ((struct cpu_ctx *)ctx)->verdict;
+}
+
 static void cpu_destroy(void *ctx)
 {
 	struct cpu_ctx *c = ctx;
@@ -347,6 +354,7 @@ static const struct pf_backend_ops cpu_ops = {
 	.forward = cpu_forward,
 	.copy_block = cpu_copy_block,
 	.describe = cpu_describe,
+	.self_check = cpu_self_check,
 	.destroy = cpu_destroy,
 	.swap_out = cpu_swap_out,
 	.swap_in = cpu_swap_in,
@@ -391,7 +399,9 @@ int pf_cpu_backend_create(const struct pf_model_weights *w, const struct pf_kv_c
 		return -ENOMEM;
 	c->w = w;
 	c->kv = *kv;
-	c->isa = pf_cpu_isa_detect();
+	/* the detected ISA serves only if its kernels prove themselves on this
+	 * model's weights; otherwise the next one down that does */
+	c->isa = pf_cpu_selfcheck(w, pf_cpu_isa_detect(), c->verdict, sizeof(c->verdict));
 	c->lops = calloc((size_t)hp->n_layer, sizeof(*c->lops));
 	if (!c->lops) {
 		r = -ENOMEM;

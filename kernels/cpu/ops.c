@@ -54,6 +54,65 @@ void pf_cpu_rope_apply(float *x, int32_t n_heads, int32_t head_dim, int32_t n_ro
 	}
 }
 
+/* ---- the canonical order in scalar C ---------------------------------------
+ * The AVX2 code below is the definition of these ops' arithmetic (it equals
+ * llama.cpp's AVX2 build); these scalar versions do the same float
+ * operations lane by lane, so the scalar path gives the same bits on any
+ * CPU.  The file is built with -ffp-contract=off: every fusion is written. */
+
+static inline uint32_t f2u(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+static inline float u2f(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* one lane of expf8_avx2 (see there) */
+static float expf_canon(float x)
+{
+	const float shift = 0x1.8p23f;
+	const float z = fmaf(x, 0x1.715476p+0f, shift);
+	const float n = z - shift;
+	const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+	const uint32_t e = f2u(z) << 23;
+	const float k = u2f(e + f2u(1.0f));
+	const float an = fabsf(n);
+	const float u = b * b;
+	const float p = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+			     u, 0x1.ffffecp-1f * b);
+	if (!(an > 126.0f))
+		return fmaf(p, k, k);
+	const uint32_t g = n <= 0.0f ? 0x82000000u : 0u;
+	const float s1 = u2f(g + 0x7f000000u), s2 = u2f(e - g);
+	if (an > 192.0f)
+		return s1 * s1;
+	return fmaf(s2, p, s2) * s1;
+}
+
+/* lanes summed as (0+4 + 2+6) + (1+5 + 3+7) */
+static inline float hsum8_canon(const float v[8])
+{
+	return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+}
+
+/* lanes summed as (0+4 + 1+5) + (2+6 + 3+7) */
+static inline float hsum8_fold_canon(const float v[8])
+{
+	return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+static inline float round_half(float x)
+{
+	return pf_f16_to_f32(pf_f32_to_f16(x));
+}
+
 #ifdef PF_X86
 /* ---- AVX2 helpers: llama.cpp's AVX2 build does these in this order ------- */
 
@@ -149,6 +208,12 @@ void pf_cpu_swiglu(float *out, const float *gate, const float *up, int64_t n, in
 #else
 	(void)isa;
 #endif
+	/* the scalar path in the same order: the polynomial for whole groups
+	 * of 8 from the start of the row */
+	for (const int64_t n8 = n & ~(int64_t)7; i < n8; i++) {
+		const float g = gate[i];
+		out[i] = g / (1.0f + expf_canon(0.0f - g)) * up[i];
+	}
 	for (; i < n; i++) {
 		float g = gate[i];
 		out[i] = g / (1.0f + expf(-g)) * up[i];
@@ -185,7 +250,9 @@ void pf_cpu_store_kv(void *dst, const float *src, int32_t n, uint32_t kv_dtype)
  * bit-identical to llama.cpp's AVX2 build.  Activation quantization
  * downstream turns any last-bit difference into a visible one (this model:
  * ~0.1-0.4 mean |dlogit| from one flipped Q8 rounding), so the order matters.
- * The scalar path (no AVX2, or head_dim % 8) is the plain formula.
+ * attention_canon does the same arithmetic in scalar C, so every ISA gives
+ * the same bits; only head_dim % 8 != 0 (no such model) takes the plain
+ * formula, on every ISA.
  */
 size_t pf_cpu_attention_scratch(int32_t n_q, int32_t n_ctx, int32_t head_dim)
 {
@@ -318,14 +385,108 @@ static float kv_at(const void *row, uint32_t dt, int32_t i)
 	return dt == PF_DT_F32 ? ((const float *)row)[i] : pf_f16_to_f32(((const uint16_t *)row)[i]);
 }
 
+/* attention_avx2's arithmetic, lane by lane (head_dim % 8 == 0); the
+ * comments there say why each order is what it is */
+static float dot32_canon(const void *x, uint32_t dt, const float *y, int32_t n)
+{
+	float s[4][8] = { { 0 } }, v[8];
+	for (int32_t i = 0; i < n; i += 32)
+		for (int c = 0; c < 4; c++)
+			for (int l = 0; l < 8; l++)
+				s[c][l] = fmaf(kv_at(x, dt, i + 8 * c + l), y[i + 8 * c + l], s[c][l]);
+	for (int l = 0; l < 8; l++)
+		v[l] = (s[0][l] + s[2][l]) + (s[1][l] + s[3][l]);
+	return hsum8_fold_canon(v);
+}
+
+static void attention_canon(const struct pf_attn_args *a)
+{
+	const int32_t hd = a->head_dim, bs = a->block_size, nq = a->n_q, n = a->n_ctx;
+	const int32_t n8 = (n + 7) & ~7;
+	const bool f16 = a->kv_dtype == PF_DT_F16;
+	const bool single = a->single && hd % 32 == 0;
+	const int32_t nlanes = single ? 32 : 8;
+	float *scores = a->scratch;                   /* (n_q, n8) */
+	float *qh = scores + (int64_t)nq * n8;        /* (n_q, head_dim) */
+	float *acc = qh + (int64_t)nq * hd;           /* (n_q, nlanes, head_dim) */
+
+	for (int32_t i = 0; i < nq * hd; i++)
+		qh[i] = f16 ? round_half(a->q[i]) : a->q[i];
+	const bool kq32 = (single || !f16) && hd % 32 == 0;
+	for (int32_t j = 0; j < n; j++) {
+		int64_t row = ((int64_t)a->table[j / bs] * a->n_head_kv + a->kvh) * bs + j % bs;
+		const void *k = kv_row(a->k_base, a->kv_dtype, row, hd);
+		for (int32_t h = 0; h < nq; h++) {
+			const float *qr = qh + h * hd;
+			float s;
+			if (kq32) {
+				s = dot32_canon(k, a->kv_dtype, qr, hd);
+			} else {
+				float acc8[8] = { 0 };
+				for (int32_t i = 0; i < hd; i += 8)
+					for (int l = 0; l < 8; l++)
+						acc8[l] = fmaf(kv_at(k, a->kv_dtype, i + l), qr[i + l], acc8[l]);
+				s = hsum8_canon(acc8);
+			}
+			scores[(int64_t)h * n8 + j] = s * a->scale;
+		}
+	}
+	for (int32_t h = 0; h < nq; h++) {
+		float *sc = scores + (int64_t)h * n8;
+		float mx = -INFINITY;
+		for (int32_t j = 0; j < n; j++)
+			mx = sc[j] > mx ? sc[j] : mx;
+		for (int32_t j = n; j < n8; j++)
+			sc[j] = -INFINITY;
+		double sum = 0.0;
+		for (int32_t j = 0; j < n8; j += 8) {
+			for (int l = 0; l < 8; l++)
+				sc[j + l] = expf_canon(sc[j + l] - mx);
+			sum += (double)hsum8_canon(sc + j);
+		}
+		const float inv = (float)(1.0 / sum);
+		for (int32_t j = 0; j < n8; j++)
+			sc[j] = f16 ? round_half(sc[j] * inv) : sc[j] * inv;
+	}
+	memset(acc, 0, (size_t)nq * (size_t)nlanes * (size_t)hd * sizeof(float));
+	for (int32_t j = 0; j < n; j++) {
+		int64_t row = ((int64_t)a->table[j / bs] * a->n_head_kv + a->kvh) * bs + j % bs;
+		const void *v = kv_row(a->v_base, a->kv_dtype, row, hd);
+		for (int32_t h = 0; h < nq; h++) {
+			const float pj = scores[(int64_t)h * n8 + j];
+			float *al = acc + ((int64_t)h * nlanes + j % nlanes) * hd;
+			for (int32_t i = 0; i < hd; i++)
+				al[i] = fmaf(kv_at(v, a->kv_dtype, i), pj, al[i]);
+		}
+	}
+	for (int32_t h = 0; h < nq; h++) {
+		const float *ah = acc + (int64_t)h * nlanes * hd;
+		float *o = a->out + (int64_t)h * hd;
+		for (int32_t i = 0; i < hd; i++) {
+#define L(x) ah[(x) * hd + i]
+			float l[8];
+			for (int32_t m = 0; m < 8; m++)
+				l[m] = single ? (L(m) + L(16 + m)) + (L(8 + m) + L(24 + m)) : L(m);
+#undef L
+			const float t0 = l[0] + l[4], t1 = l[1] + l[5], t2 = l[2] + l[6], t3 = l[3] + l[7];
+			o[i] = single ? (t0 + t1) + (t2 + t3) : (t0 + t2) + (t1 + t3);
+		}
+	}
+}
+
 void pf_cpu_attention(const struct pf_attn_args *a)
 {
+	if (a->head_dim % 8 == 0) {
 #ifdef PF_X86
-	if (a->isa >= PF_ISA_AVX2 && a->head_dim % 8 == 0) { /* the AVX2 level implies FMA and F16C */
-		attention_avx2(a);
+		if (a->isa >= PF_ISA_AVX2) { /* the AVX2 level implies FMA and F16C */
+			attention_avx2(a);
+			return;
+		}
+#endif
+		attention_canon(a);
 		return;
 	}
-#endif
+	/* head_dim % 8 != 0: the plain formula on every ISA */
 	const int32_t hd = a->head_dim, bs = a->block_size, nq = a->n_q, n = a->n_ctx;
 	float *scores = a->scratch;                 /* (n_q, n_ctx) */
 	float *qh = a->scratch + (int64_t)nq * n;   /* (n_q, head_dim) queries, rounded to half for a half cache */

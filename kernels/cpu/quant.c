@@ -74,6 +74,8 @@ enum pf_isa pf_cpu_isa_detect(void)
 			c = PF_ISA_AVX2;
 		else if (!strcmp(cap, "avx512") || !strcmp(cap, "avx512vnni"))
 			c = PF_ISA_AVX512VNNI;
+		else if (!strcmp(cap, "avx512emu"))
+			return isa >= PF_ISA_AVX2 ? PF_ISA_AVX512EMU : isa;
 		if (c < isa)
 			isa = c;
 	}
@@ -86,6 +88,7 @@ const char *pf_isa_name(enum pf_isa isa)
 	case PF_ISA_SCALAR: return "scalar";
 	case PF_ISA_AVX2: return "avx2";
 	case PF_ISA_AVX512VNNI: return "avx512vnni";
+	case PF_ISA_AVX512EMU: return "avx512emu";
 	}
 	return "unknown";
 }
@@ -95,21 +98,40 @@ const char *pf_isa_name(enum pf_isa isa)
 const struct pf_qtype_ops *pf_qtype_ops(uint32_t wtype, enum pf_isa isa)
 {
 	const struct pf_qtype_ops *ops = NULL;
+	const enum pf_isa asked = isa;
 
 	/* Never hand out kernels this CPU cannot run, whatever the caller asks. */
-	if (isa > PF_ISA_SCALAR) {
+	if (isa == PF_ISA_AVX512EMU) {
+#if PF_QUANT_X86
+		if (pf_cpu_isa_hw() >= PF_ISA_AVX2)
+			ops = pf_quant_ops_avx512_emu(wtype);
+#endif
+		isa = PF_ISA_AVX2; /* the emulation lacks a type, or AVX2 is missing */
+	}
+	if (!ops && isa > PF_ISA_SCALAR) {
 		enum pf_isa hw = pf_cpu_isa_hw();
 		if (isa > hw)
 			isa = hw;
 	}
 #if PF_QUANT_X86
-	if (isa >= PF_ISA_AVX512VNNI)
+	if (!ops && isa == PF_ISA_AVX512VNNI)
 		ops = pf_quant_ops_avx512(wtype);
 	if (!ops && isa >= PF_ISA_AVX2)
 		ops = pf_quant_ops_avx2(wtype);
 #endif
 	if (!ops)
 		ops = pf_quant_ops_ref(wtype);
+	return pf_qtype_ops_fault(ops, wtype, asked);
+}
+
+/* The seam through which a test build swaps in a faulty kernel (tests/unit/
+ * test_selfcheck.c defines a strong pf_qtype_ops_fault); weak, so every
+ * other program gets this identity and the kernels as they are. */
+__attribute__((weak)) const struct pf_qtype_ops *pf_qtype_ops_fault(const struct pf_qtype_ops *ops, uint32_t wtype,
+								   enum pf_isa isa)
+{
+	(void)wtype;
+	(void)isa;
 	return ops;
 }
 

@@ -20,8 +20,38 @@
  * Every kernel exists as a portable scalar reference (PF_ISA_SCALAR) and, for
  * the hot formats, AVX2 and AVX-512 VNNI versions chosen at run time by cpuid
  * (pf_cpu_isa_detect).  A row's result never depends on what else is in the
- * batch: kernels take one weight row and one activation row, with a fixed
- * reduction order per ISA.
+ * batch: kernels take one weight row and one activation row.
+ *
+ * The canonical order.  Every ISA gives the same bits: the scalar reference
+ * (quant_ref.c) defines them and the SIMD kernels must match it exactly — the
+ * activation is re-quantized to 8 bits before each matmul, so a 1-ulp change
+ * can move an int8 value a whole step and, 30 layers on, a token.  It is
+ * llama.cpp's AVX2 order (so we equal its goldens):
+ *   - Integer products are summed exactly.  Lane l of a 32-element block holds
+ *     elements 4l..4l+3 (an AVX2 register's 8 int32 lanes); in the K formats
+ *     lane l of a super-block gathers elements 4l..4l+3 of each 32-run
+ *     (Q4_K: of both nibble halves of each 64, times their sub-block scales;
+ *     Q6_K: of its four 32-runs per 128, plus the -32·Σscale·bsum offset).
+ *   - Each lane is accumulated in float across blocks by one fused
+ *     multiply-add per block, acc[l] = fma(d, (float)lane[l], acc[l]), where d
+ *     is the product of the two scales rounded to float: Q4_1, Q8_0, Q4_K and
+ *     Q6_K in one accumulator, Q4_0 in two (block i into acc[i % 2], added
+ *     lane-wise at the end).
+ *   - Q4_1's m·s terms are fused into one scalar block by block
+ *     (summ = fma(m, s, summ)); Q4_K's mins into 4 lanes by fma(dmin, ·).
+ *   - The 8 lanes fold as ((0+4)+(2+6)) + ((1+5)+(3+7)); then + summ (Q4_1),
+ *     - the folded mins ((0+2)+(1+3)) (Q4_K).
+ *   - F16/BF16/F32: four 8-lane accumulators over runs of 32 elements, runs
+ *     of 8 into the first, lanes combined (0+1)+(2+3) then folded as above,
+ *     plus the rest of the row fused into a scalar.
+ * Wider vectors may compute more at once (AVX-512 does two blocks' integers
+ * per instruction) but combine the float partial sums in this order.  The
+ * kernel files are built with -ffp-contract=off: every fusion is written as
+ * fmaf or an FMA intrinsic, none is left to the compiler.  ops.c follows the
+ * same rule for SwiGLU and attention.  test_quant and test_ops check it bit
+ * for bit on every ISA the host has plus the emulated AVX-512
+ * (PF_ISA_AVX512EMU), test_generate on the model's logits, and
+ * selfcheck.h at every load.
  */
 #ifndef PF_CPU_QUANT_H
 #define PF_CPU_QUANT_H
@@ -85,14 +115,20 @@ enum pf_isa {
 	PF_ISA_SCALAR = 0,
 	PF_ISA_AVX2 = 1,       /* AVX2 + FMA + F16C */
 	PF_ISA_AVX512VNNI = 2, /* AVX-512 F/BW/VL + VNNI */
+	/* The AVX-512 kernels over a plain-C emulation of their intrinsics
+	 * (quant_avx512_emu.c): slow, needs AVX2, chosen only by name
+	 * (PF_ISA=avx512emu) — how the AVX-512 code is checked bit for bit on
+	 * CPUs without AVX-512.  Elsewhere it ranks as AVX2 (the ops of ops.h). */
+	PF_ISA_AVX512EMU = 3,
 };
 
 /* The best ISA this CPU supports (cpuid + OS XSAVE state).  The environment
- * variable PF_ISA=scalar|avx2|avx512 caps it, for tests and comparisons.
+ * variable PF_ISA=scalar|avx2|avx512 caps it, for tests and comparisons;
+ * PF_ISA=avx512emu selects the emulated AVX-512 kernels where AVX2 exists.
  * Cannot fail. */
 enum pf_isa pf_cpu_isa_detect(void);
 
-/* "scalar", "avx2", "avx512vnni".  Cannot fail. */
+/* "scalar", "avx2", "avx512vnni", "avx512emu".  Cannot fail. */
 const char *pf_isa_name(enum pf_isa isa);
 
 /* ---- kernels ------------------------------------------------------------- */

@@ -225,7 +225,7 @@ PF_AVX2 static void pf_vec_dot_q4_1_avx2(int64_t n, float *s, const void *w, con
 		const __m256i q0 = pf_nibbles32(x[i].qs);
 		const __m256i a0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
 		const __m256 d0 = _mm256_set1_ps(F16(x[i].d) * F16(y[i].d));
-		summ += F16(x[i].m) * F16(y[i].s);
+		summ = fmaf(F16(x[i].m), F16(y[i].s), summ);
 		acc = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), ones)), acc);
 	}
 	*s = pf_hsum_ps(acc) + summ;
@@ -371,7 +371,7 @@ PF_AVX2 static void pf_vec_dot_f16_avx2(int64_t n, float *s, const void *w, cons
 		acc0 = _mm256_fmadd_ps(PF_LD(x + j), PF_LD(y + j), acc0);
 #undef PF_LD
 	for (; j < n; j++)
-		tail += F16(x[j]) * F16(y[j]);
+		tail = fmaf(F16(x[j]), F16(y[j]), tail);
 	*s = pf_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3))) + tail;
 }
 
@@ -395,7 +395,7 @@ PF_AVX2 static void pf_vec_dot_bf16_avx2(int64_t n, float *s, const void *w, con
 		acc0 = _mm256_fmadd_ps(PF_LD(x + j), _mm256_loadu_ps(y + j), acc0);
 #undef PF_LD
 	for (; j < n; j++)
-		tail += pf_bf16_to_f32(x[j]) * y[j];
+		tail = fmaf(pf_bf16_to_f32(x[j]), y[j], tail);
 	*s = pf_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3))) + tail;
 }
 
@@ -416,7 +416,7 @@ PF_AVX2 static void pf_vec_dot_f32_avx2(int64_t n, float *s, const void *w, cons
 	for (; j + 8 <= n; j += 8)
 		acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + j), _mm256_loadu_ps(y + j), acc0);
 	for (; j < n; j++)
-		tail += x[j] * y[j];
+		tail = fmaf(x[j], y[j], tail);
 	*s = pf_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3))) + tail;
 }
 
@@ -493,7 +493,7 @@ PF_AVX2 static void pf_vec_dot_4x_q4_1_avx2(int64_t n, float *s, const void *w, 
 	/* the one-row kernel's order (one accumulator, m·s block by block) */
 #define PF_STEP(x, acc, sm)                                                                             \
 	do {                                                                                            \
-		sm += F16((x)[i].m) * s0;                                                               \
+		sm = fmaf(F16((x)[i].m), s0, sm);                                                           \
 		acc = _mm256_fmadd_ps(_mm256_set1_ps(F16((x)[i].d) * da0),                              \
 				      _mm256_cvtepi32_ps(_mm256_madd_epi16(                             \
 					      _mm256_maddubs_epi16(pf_nibbles32((x)[i].qs), av0), ones)), acc); \

@@ -1,14 +1,19 @@
 /*
  * quant_avx512.c — AVX-512 (F, BW, VL) + VNNI kernels.
  *
- * Same contract as quant_avx2.c.  The 32-element formats put two blocks in
- * one 512-bit register and use vpdpbusd (u8 x s8 -> int32, four products a
- * lane) in place of maddubs + madd; each block's 8 int32 lanes are scaled by
- * that block's d in one FMA.  The K formats keep maddubs (the scale groups
- * are 16 or 32 elements) and fold the int16 -> int32 widening and the
- * sub-block scale into one vpdpwssd.  There is no vpsignb at 512 bits, so
- * signed x signed (Q8_0) moves x's sign onto the activation with a masked
- * subtract.  Activation quantizers are the AVX2 ones (bit-identical output).
+ * Same contract as quant_avx2.c, and the same bits: every kernel sums in the
+ * canonical order of quant.h.  The integer work is wider — the 32-element
+ * formats put two blocks in one 512-bit register and use vpdpbusd (u8 x s8
+ * -> int32, four products a lane) in place of maddubs + madd; the K formats
+ * fold the int16 -> int32 widening and the sub-block scale into one
+ * vpdpwssd — but integer sums are exact, so only the float steps are pinned:
+ * each block's eight int32 lanes (elements 4l..4l+3, as in an AVX2
+ * register) meet the block's scale in one 256-bit FMA on the accumulator
+ * AVX2 would use, block after block.  In the K formats the 16 int32 lanes of
+ * a super-block are first added in pairs (lane l + lane l+8: exactly AVX2's
+ * lane l).  There is no vpsignb at 512 bits, so signed x signed (Q8_0) moves
+ * x's sign onto the activation with a masked subtract.  The float formats
+ * and the activation quantizers are the AVX2 ones.
  */
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/quant_impl.h"
@@ -16,19 +21,24 @@
 #if PF_QUANT_X86
 
 #include <immintrin.h>
+#include <math.h>
 
-/* test_quant.c compiles this file a second time over an emulation of the
- * AVX-512 intrinsics, with its own PF_AVX512, to run it on CPUs without them */
+/* quant_avx512_emu.c compiles this file a second time over an emulation of
+ * the AVX-512 intrinsics, with its own PF_AVX512, to run it on CPUs without
+ * them */
 #ifndef PF_AVX512
 #define PF_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #endif
 
 #define F16(h) _cvtsh_ss(h)
 
-/* zmm float [d0 x8 | d1 x8] */
-PF_AVX512 static inline __m512 pf_scale2(float d0, float d1)
+/* The canonical lane fold ((0+4)+(2+6)) + ((1+5)+(3+7)), as quant_avx2.c. */
+PF_AVX512 static inline float pf_hsum8_512(__m256 v)
 {
-	return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
 }
 
 /* Two blocks' 16 nibble bytes -> [b0 lo | b0 hi | b1 lo | b1 hi], 0..15 each. */
@@ -55,52 +65,50 @@ PF_AVX512 static inline __m256i pf_nibbles32_512(const uint8_t *p)
 	return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f));
 }
 
+/* The int32 lanes of the first and the second block of a pair, as floats. */
+PF_AVX512 static inline __m256 pf_lo_ps(__m512i v)
+{
+	return _mm256_cvtepi32_ps(_mm512_castsi512_si256(v));
+}
+PF_AVX512 static inline __m256 pf_hi_ps(__m512i v)
+{
+	return _mm256_cvtepi32_ps(_mm512_extracti64x4_epi64(v, 1));
+}
+
 /* ---- 32-element formats -------------------------------------------------- */
+
+/* Σ(q-8)·a = Σq·a - Σ8·a, each with one vpdpbusd (exact in int32) */
+PF_AVX512 static inline __m512i pf_q4_0_pair(const struct pf_block_q4_0 *x, const struct pf_block_q8_0 *y)
+{
+	const __m512i q = pf_nibbles64(x[0].qs, x[1].qs);
+	const __m512i a = pf_load2x32(y[0].qs, y[1].qs);
+	const __m512i z = _mm512_setzero_si512();
+	return _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, a), _mm512_dpbusd_epi32(z, _mm512_set1_epi8(8), a));
+}
 
 PF_AVX512 static void pf_vec_dot_q4_0_avx512(int64_t n, float *s, const void *w, const void *a)
 {
 	const struct pf_block_q4_0 *x = w;
 	const struct pf_block_q8_0 *y = a;
 	const int64_t nb = n / PF_QK;
-	const __m512i eights = _mm512_set1_epi8(8);
-	__m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
 	int64_t i = 0;
 
-	/* Σ(q-8)·a = Σq·a - Σ8·a, each with one vpdpbusd */
-	for (; i + 4 <= nb; i += 4) {
-		const __m512i q0 = pf_nibbles64(x[i].qs, x[i + 1].qs);
-		const __m512i q1 = pf_nibbles64(x[i + 2].qs, x[i + 3].qs);
-		const __m512i a0 = pf_load2x32(y[i].qs, y[i + 1].qs);
-		const __m512i a1 = pf_load2x32(y[i + 2].qs, y[i + 3].qs);
-		const __m512i z = _mm512_setzero_si512();
-		const __m512i s0 = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q0, a0), _mm512_dpbusd_epi32(z, eights, a0));
-		const __m512i s1 = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q1, a1), _mm512_dpbusd_epi32(z, eights, a1));
-		const __m512 d0 = pf_scale2(F16(x[i].d) * F16(y[i].d), F16(x[i + 1].d) * F16(y[i + 1].d));
-		const __m512 d1 = pf_scale2(F16(x[i + 2].d) * F16(y[i + 2].d), F16(x[i + 3].d) * F16(y[i + 3].d));
-		acc0 = _mm512_fmadd_ps(d0, _mm512_cvtepi32_ps(s0), acc0);
-		acc1 = _mm512_fmadd_ps(d1, _mm512_cvtepi32_ps(s1), acc1);
+	/* the canonical order: block i into acc[i % 2] */
+	for (; i + 2 <= nb; i += 2) {
+		const __m512i p = pf_q4_0_pair(x + i, y + i);
+		acc0 = _mm256_fmadd_ps(_mm256_set1_ps(F16(x[i].d) * F16(y[i].d)), pf_lo_ps(p), acc0);
+		acc1 = _mm256_fmadd_ps(_mm256_set1_ps(F16(x[i + 1].d) * F16(y[i + 1].d)), pf_hi_ps(p), acc1);
 	}
-	if (i + 2 <= nb) {
-		const __m512i q0 = pf_nibbles64(x[i].qs, x[i + 1].qs);
-		const __m512i a0 = pf_load2x32(y[i].qs, y[i + 1].qs);
-		const __m512i z = _mm512_setzero_si512();
-		const __m512i s0 = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q0, a0), _mm512_dpbusd_epi32(z, eights, a0));
-		const __m512 d0 = pf_scale2(F16(x[i].d) * F16(y[i].d), F16(x[i + 1].d) * F16(y[i + 1].d));
-		acc0 = _mm512_fmadd_ps(d0, _mm512_cvtepi32_ps(s0), acc0);
-		i += 2;
-	}
-	acc0 = _mm512_add_ps(acc0, acc1);
 	if (i < nb) {
 		const __m256i q0 = pf_nibbles32_512(x[i].qs);
 		const __m256i a0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
 		const __m256i z = _mm256_setzero_si256();
 		const __m256i s0 = _mm256_sub_epi32(_mm256_dpbusd_epi32(z, q0, a0),
 						    _mm256_dpbusd_epi32(z, _mm256_set1_epi8(8), a0));
-		const __m256 d0 = _mm256_set1_ps(F16(x[i].d) * F16(y[i].d));
-		const __m256 t = _mm256_mul_ps(d0, _mm256_cvtepi32_ps(s0));
-		acc0 = _mm512_add_ps(acc0, _mm512_castpd_ps(_mm512_insertf64x4(_mm512_setzero_pd(), _mm256_castps_pd(t), 0)));
+		acc0 = _mm256_fmadd_ps(_mm256_set1_ps(F16(x[i].d) * F16(y[i].d)), _mm256_cvtepi32_ps(s0), acc0);
 	}
-	*s = _mm512_reduce_add_ps(acc0);
+	*s = pf_hsum8_512(_mm256_add_ps(acc0, acc1));
 }
 
 PF_AVX512 static void pf_vec_dot_q4_1_avx512(int64_t n, float *s, const void *w, const void *a)
@@ -108,43 +116,27 @@ PF_AVX512 static void pf_vec_dot_q4_1_avx512(int64_t n, float *s, const void *w,
 	const struct pf_block_q4_1 *x = w;
 	const struct pf_block_q8_1 *y = a;
 	const int64_t nb = n / PF_QK;
-	__m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+	__m256 acc = _mm256_setzero_ps();
 	float summ = 0.0f;
 	int64_t i = 0;
 
-	for (; i + 4 <= nb; i += 4) {
-		const __m512i q0 = pf_nibbles64(x[i].qs, x[i + 1].qs);
-		const __m512i q1 = pf_nibbles64(x[i + 2].qs, x[i + 3].qs);
-		const __m512i a0 = pf_load2x32(y[i].qs, y[i + 1].qs);
-		const __m512i a1 = pf_load2x32(y[i + 2].qs, y[i + 3].qs);
-		const __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q0, a0);
-		const __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q1, a1);
-		const __m512 d0 = pf_scale2(F16(x[i].d) * F16(y[i].d), F16(x[i + 1].d) * F16(y[i + 1].d));
-		const __m512 d1 = pf_scale2(F16(x[i + 2].d) * F16(y[i + 2].d), F16(x[i + 3].d) * F16(y[i + 3].d));
-		summ += F16(x[i].m) * F16(y[i].s) + F16(x[i + 1].m) * F16(y[i + 1].s);
-		summ += F16(x[i + 2].m) * F16(y[i + 2].s) + F16(x[i + 3].m) * F16(y[i + 3].s);
-		acc0 = _mm512_fmadd_ps(d0, _mm512_cvtepi32_ps(s0), acc0);
-		acc1 = _mm512_fmadd_ps(d1, _mm512_cvtepi32_ps(s1), acc1);
+	/* the canonical order: one accumulator, m·s fused block by block */
+	for (; i + 2 <= nb; i += 2) {
+		const __m512i q = pf_nibbles64(x[i].qs, x[i + 1].qs);
+		const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, pf_load2x32(y[i].qs, y[i + 1].qs));
+		summ = fmaf(F16(x[i].m), F16(y[i].s), summ);
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(F16(x[i].d) * F16(y[i].d)), pf_lo_ps(p), acc);
+		summ = fmaf(F16(x[i + 1].m), F16(y[i + 1].s), summ);
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(F16(x[i + 1].d) * F16(y[i + 1].d)), pf_hi_ps(p), acc);
 	}
-	if (i + 2 <= nb) {
-		const __m512i q0 = pf_nibbles64(x[i].qs, x[i + 1].qs);
-		const __m512i a0 = pf_load2x32(y[i].qs, y[i + 1].qs);
-		const __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q0, a0);
-		const __m512 d0 = pf_scale2(F16(x[i].d) * F16(y[i].d), F16(x[i + 1].d) * F16(y[i + 1].d));
-		summ += F16(x[i].m) * F16(y[i].s) + F16(x[i + 1].m) * F16(y[i + 1].s);
-		acc0 = _mm512_fmadd_ps(d0, _mm512_cvtepi32_ps(s0), acc0);
-		i += 2;
-	}
-	acc0 = _mm512_add_ps(acc0, acc1);
 	if (i < nb) {
 		const __m256i q0 = pf_nibbles32_512(x[i].qs);
 		const __m256i a0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
 		const __m256i s0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q0, a0);
-		const __m256 t = _mm256_mul_ps(_mm256_set1_ps(F16(x[i].d) * F16(y[i].d)), _mm256_cvtepi32_ps(s0));
-		summ += F16(x[i].m) * F16(y[i].s);
-		acc0 = _mm512_add_ps(acc0, _mm512_castpd_ps(_mm512_insertf64x4(_mm512_setzero_pd(), _mm256_castps_pd(t), 0)));
+		summ = fmaf(F16(x[i].m), F16(y[i].s), summ);
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(F16(x[i].d) * F16(y[i].d)), _mm256_cvtepi32_ps(s0), acc);
 	}
-	*s = _mm512_reduce_add_ps(acc0) + summ;
+	*s = pf_hsum8_512(acc) + summ;
 }
 
 /* Σ x·y of signed bytes per 4-byte group: vpdpbusd wants x unsigned, so use
@@ -161,36 +153,29 @@ PF_AVX512 static void pf_vec_dot_q8_0_avx512(int64_t n, float *s, const void *w,
 	const struct pf_block_q8_0 *x = w;
 	const struct pf_block_q8_0 *y = a;
 	const int64_t nb = n / PF_QK;
-	__m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+	__m256 acc = _mm256_setzero_ps();
 	int64_t i = 0;
 
-	for (; i + 4 <= nb; i += 4) {
-		const __m512i x0 = pf_load2x32(x[i].qs, x[i + 1].qs);
-		const __m512i x1 = pf_load2x32(x[i + 2].qs, x[i + 3].qs);
-		const __m512i a0 = pf_load2x32(y[i].qs, y[i + 1].qs);
-		const __m512i a1 = pf_load2x32(y[i + 2].qs, y[i + 3].qs);
-		const __m512 d0 = pf_scale2(F16(x[i].d) * F16(y[i].d), F16(x[i + 1].d) * F16(y[i + 1].d));
-		const __m512 d1 = pf_scale2(F16(x[i + 2].d) * F16(y[i + 2].d), F16(x[i + 3].d) * F16(y[i + 3].d));
-		acc0 = _mm512_fmadd_ps(d0, _mm512_cvtepi32_ps(pf_dot_i8_512(x0, a0)), acc0);
-		acc1 = _mm512_fmadd_ps(d1, _mm512_cvtepi32_ps(pf_dot_i8_512(x1, a1)), acc1);
+	/* the canonical order: one accumulator, block by block */
+	for (; i + 2 <= nb; i += 2) {
+		const __m512i p = pf_dot_i8_512(pf_load2x32(x[i].qs, x[i + 1].qs), pf_load2x32(y[i].qs, y[i + 1].qs));
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(F16(x[i].d) * F16(y[i].d)), pf_lo_ps(p), acc);
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(F16(x[i + 1].d) * F16(y[i + 1].d)), pf_hi_ps(p), acc);
 	}
-	if (i + 2 <= nb) {
-		const __m512i x0 = pf_load2x32(x[i].qs, x[i + 1].qs);
-		const __m512i a0 = pf_load2x32(y[i].qs, y[i + 1].qs);
-		const __m512 d0 = pf_scale2(F16(x[i].d) * F16(y[i].d), F16(x[i + 1].d) * F16(y[i + 1].d));
-		acc0 = _mm512_fmadd_ps(d0, _mm512_cvtepi32_ps(pf_dot_i8_512(x0, a0)), acc0);
-		i += 2;
-	}
-	acc0 = _mm512_add_ps(acc0, acc1);
 	if (i < nb) {
 		const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
 		const __m256i a0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
 		const __m256i s0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x0, x0),
 						       _mm256_sign_epi8(a0, x0));
-		const __m256 t = _mm256_mul_ps(_mm256_set1_ps(F16(x[i].d) * F16(y[i].d)), _mm256_cvtepi32_ps(s0));
-		acc0 = _mm512_add_ps(acc0, _mm512_castpd_ps(_mm512_insertf64x4(_mm512_setzero_pd(), _mm256_castps_pd(t), 0)));
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(F16(x[i].d) * F16(y[i].d)), _mm256_cvtepi32_ps(s0), acc);
 	}
-	*s = _mm512_reduce_add_ps(acc0);
+	*s = pf_hsum8_512(acc);
+}
+
+/* 16 int32 lanes -> AVX2's 8: lane l + lane l+8 (exact), as floats */
+PF_AVX512 static inline __m256 pf_fold16_ps(__m512i v)
+{
+	return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)));
 }
 
 /* ---- K formats ----------------------------------------------------------- */
@@ -208,7 +193,7 @@ PF_AVX512 static void pf_vec_dot_q4_K_avx512(int64_t n, float *s, const void *w,
 	const __m512i sh0 = PF_MASK(0), sh1 = PF_MASK(1), sh2 = PF_MASK(2), sh3 = PF_MASK(3);
 #undef PF_MASK
 #undef PF_W
-	__m512 acc = _mm512_setzero_ps();
+	__m256 acc = _mm256_setzero_ps();
 	__m128 acc_m = _mm_setzero_ps();
 
 	for (int64_t i = 0; i < nb; i++) {
@@ -243,11 +228,11 @@ PF_AVX512 static void pf_vec_dot_q4_K_avx512(int64_t n, float *s, const void *w,
 		PF_Q4K_STEP(2, sh2);
 		PF_Q4K_STEP(3, sh3);
 #undef PF_Q4K_STEP
-		acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), pf_fold16_ps(sumi), acc);
 	}
 	acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
 	acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
-	*s = _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(acc_m);
+	*s = pf_hsum8_512(acc) - _mm_cvtss_f32(acc_m);
 }
 
 PF_AVX512 static void pf_vec_dot_q6_K_avx512(int64_t n, float *s, const void *w, const void *a)
@@ -264,7 +249,7 @@ PF_AVX512 static void pf_vec_dot_q6_K_avx512(int64_t n, float *s, const void *w,
 				    0x0101010101010101LL * (b), 0x0101010101010101LL * (b))
 	const __m512i sh0 = PF_MASK(0), sh4 = PF_MASK(4), sh8 = PF_MASK(8), sh12 = PF_MASK(12);
 #undef PF_MASK
-	__m512 acc = _mm512_setzero_ps();
+	__m256 acc = _mm256_setzero_ps();
 
 	for (int64_t i = 0; i < nb; i++) {
 		const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
@@ -296,80 +281,9 @@ PF_AVX512 static void pf_vec_dot_q6_K_avx512(int64_t n, float *s, const void *w,
 			sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(qb, ab), PF_SC(h ? sh12 : sh4));
 		}
 #undef PF_SC
-		acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), pf_fold16_ps(sumi), acc);
 	}
-	*s = _mm512_reduce_add_ps(acc);
-}
-
-/* ---- float formats ------------------------------------------------------- */
-
-PF_AVX512 static void pf_vec_dot_f32_avx512(int64_t n, float *s, const void *w, const void *a)
-{
-	const float *x = w, *y = a;
-	__m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-	__m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
-	int64_t j = 0;
-
-	for (; j + 64 <= n; j += 64) {
-		acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + j), _mm512_loadu_ps(y + j), acc0);
-		acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + j + 16), _mm512_loadu_ps(y + j + 16), acc1);
-		acc2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + j + 32), _mm512_loadu_ps(y + j + 32), acc2);
-		acc3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + j + 48), _mm512_loadu_ps(y + j + 48), acc3);
-	}
-	for (; j + 16 <= n; j += 16)
-		acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + j), _mm512_loadu_ps(y + j), acc0);
-	if (j < n) {
-		const __mmask16 k = (__mmask16)((1u << (n - j)) - 1);
-		acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + j), _mm512_maskz_loadu_ps(k, y + j), acc1);
-	}
-	*s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
-}
-
-PF_AVX512 static void pf_vec_dot_f16_avx512(int64_t n, float *s, const void *w, const void *a)
-{
-	const uint16_t *x = w, *y = a;
-	__m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-	__m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
-	int64_t j = 0;
-
-#define PF_LD(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-	for (; j + 64 <= n; j += 64) {
-		acc0 = _mm512_fmadd_ps(PF_LD(x + j), PF_LD(y + j), acc0);
-		acc1 = _mm512_fmadd_ps(PF_LD(x + j + 16), PF_LD(y + j + 16), acc1);
-		acc2 = _mm512_fmadd_ps(PF_LD(x + j + 32), PF_LD(y + j + 32), acc2);
-		acc3 = _mm512_fmadd_ps(PF_LD(x + j + 48), PF_LD(y + j + 48), acc3);
-	}
-	for (; j + 16 <= n; j += 16)
-		acc0 = _mm512_fmadd_ps(PF_LD(x + j), PF_LD(y + j), acc0);
-#undef PF_LD
-	if (j < n) {
-		const __mmask16 k = (__mmask16)((1u << (n - j)) - 1);
-		const __m512 xt = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, x + j));
-		const __m512 yt = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, y + j));
-		acc1 = _mm512_fmadd_ps(xt, yt, acc1);
-	}
-	*s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
-}
-
-PF_AVX512 static void pf_vec_dot_bf16_avx512(int64_t n, float *s, const void *w, const void *a)
-{
-	const uint16_t *x = w;
-	const float *y = a;
-	__m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-	int64_t j = 0;
-
-#define PF_CV(v) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16))
-	for (; j + 32 <= n; j += 32) {
-		acc0 = _mm512_fmadd_ps(PF_CV(_mm256_loadu_si256((const __m256i *)(x + j))), _mm512_loadu_ps(y + j), acc0);
-		acc1 = _mm512_fmadd_ps(PF_CV(_mm256_loadu_si256((const __m256i *)(x + j + 16))), _mm512_loadu_ps(y + j + 16), acc1);
-	}
-	for (; j < n; j += 16) {
-		const int64_t r = n - j < 16 ? n - j : 16;
-		const __mmask16 k = (__mmask16)((1u << r) - 1);
-		acc0 = _mm512_fmadd_ps(PF_CV(_mm256_maskz_loadu_epi16(k, x + j)), _mm512_maskz_loadu_ps(k, y + j), acc0);
-	}
-#undef PF_CV
-	*s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+	*s = pf_hsum8_512(acc);
 }
 
 /* ---- table --------------------------------------------------------------- */
@@ -379,20 +293,15 @@ PF_DEFINE_DOT4(pf_vec_dot_4x_q4_1_avx512, pf_vec_dot_q4_1_avx512)
 PF_DEFINE_DOT4(pf_vec_dot_4x_q8_0_avx512, pf_vec_dot_q8_0_avx512)
 PF_DEFINE_DOT4(pf_vec_dot_4x_q4_K_avx512, pf_vec_dot_q4_K_avx512)
 PF_DEFINE_DOT4(pf_vec_dot_4x_q6_K_avx512, pf_vec_dot_q6_K_avx512)
-PF_DEFINE_DOT4(pf_vec_dot_4x_f16_avx512, pf_vec_dot_f16_avx512)
-PF_DEFINE_DOT4(pf_vec_dot_4x_bf16_avx512, pf_vec_dot_bf16_avx512)
-PF_DEFINE_DOT4(pf_vec_dot_4x_f32_avx512, pf_vec_dot_f32_avx512)
 
-
+/* no float formats: the dispatcher falls back to AVX2's (memory-bound, and
+ * wider registers would change their canonical order) */
 static const struct pf_qtype_ops pf_ops_avx512[] = {
 	{ PF_DT_Q4_0, PF_DT_Q8_0, pf_quantize_row_q8_0_avx2, pf_vec_dot_q4_0_avx512, pf_dequant_row_q4_0_ref, pf_vec_dot_4x_q4_0_avx512 },
 	{ PF_DT_Q4_1, PF_DT_Q8_1, pf_quantize_row_q8_1_avx2, pf_vec_dot_q4_1_avx512, pf_dequant_row_q4_1_ref, pf_vec_dot_4x_q4_1_avx512 },
 	{ PF_DT_Q8_0, PF_DT_Q8_0, pf_quantize_row_q8_0_avx2, pf_vec_dot_q8_0_avx512, pf_dequant_row_q8_0_ref, pf_vec_dot_4x_q8_0_avx512 },
 	{ PF_DT_Q4_K, PF_DT_Q8_K, pf_quantize_row_q8_K_avx2, pf_vec_dot_q4_K_avx512, pf_dequant_row_q4_K_ref, pf_vec_dot_4x_q4_K_avx512 },
 	{ PF_DT_Q6_K, PF_DT_Q8_K, pf_quantize_row_q8_K_avx2, pf_vec_dot_q6_K_avx512, pf_dequant_row_q6_K_ref, pf_vec_dot_4x_q6_K_avx512 },
-	{ PF_DT_F16, PF_DT_F16, pf_quantize_row_f16_avx2, pf_vec_dot_f16_avx512, pf_dequant_row_f16_ref, pf_vec_dot_4x_f16_avx512 },
-	{ PF_DT_BF16, PF_DT_F32, pf_quantize_row_f32_ref, pf_vec_dot_bf16_avx512, pf_dequant_row_bf16_ref, pf_vec_dot_4x_bf16_avx512 },
-	{ PF_DT_F32, PF_DT_F32, pf_quantize_row_f32_ref, pf_vec_dot_f32_avx512, pf_dequant_row_f32_ref, pf_vec_dot_4x_f32_avx512 },
 };
 
 const struct pf_qtype_ops *pf_quant_ops_avx512(uint32_t wtype)

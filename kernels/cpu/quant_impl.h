@@ -6,9 +6,9 @@
  * table for the weight types it accelerates (NULL for the others, so the
  * dispatcher falls back to the next lower ISA).  Kernels of every ISA read
  * and write the same block layouts; the activation quantizers of every ISA
- * produce bit-identical blocks (same float operations, round-to-nearest-even)
- * so that a weight row dotted with "the same" activation row differs between
- * ISAs only by the float summation order.
+ * produce bit-identical blocks (same float operations, round-to-nearest-even),
+ * and every dot product sums in the canonical order of quant.h, so a row's
+ * result is the same bits on every ISA.
  */
 #ifndef PF_CPU_QUANT_IMPL_H
 #define PF_CPU_QUANT_IMPL_H
@@ -71,6 +71,10 @@ void pf_dequant_row_f32_ref(const void *w, float *y, int64_t n);
 
 const struct pf_qtype_ops *pf_quant_ops_ref(uint32_t wtype);
 
+/* Test seam (quant.c): what pf_qtype_ops() returns passes through this last;
+ * the library's weak definition returns `ops` unchanged. */
+const struct pf_qtype_ops *pf_qtype_ops_fault(const struct pf_qtype_ops *ops, uint32_t wtype, enum pf_isa isa);
+
 /* ---- x86 SIMD (quant_avx2.c, quant_avx512.c) ------------------------------- */
 
 #if PF_QUANT_X86
@@ -83,6 +87,7 @@ void pf_quantize_row_f16_avx2(const float *x, void *dst, int64_t n);
 
 const struct pf_qtype_ops *pf_quant_ops_avx2(uint32_t wtype);
 const struct pf_qtype_ops *pf_quant_ops_avx512(uint32_t wtype);
+const struct pf_qtype_ops *pf_quant_ops_avx512_emu(uint32_t wtype);
 #endif
 
 #endif

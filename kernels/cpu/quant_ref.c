@@ -2,10 +2,9 @@
  * quant_ref.c — portable scalar kernels: the reference every SIMD kernel is
  * tested against, and the path of non-x86 builds.
  *
- * Quantized dot products sum integers exactly within a block and accumulate
- * the per-block products d_w·d_a·Σq_w·q_a in float, in block order (as the
- * SIMD kernels do, up to their lane order).  The float formats accumulate in
- * double.
+ * The dot products here define the canonical reduction order (quant.h):
+ * every SIMD kernel must give exactly their bits.  Built with
+ * -ffp-contract=off (Makefile), so the compiler fuses nothing on its own.
  */
 #include <math.h>
 #include <string.h>
@@ -115,148 +114,184 @@ void pf_quantize_row_f32_ref(const float *x, void *dst, int64_t n)
 	memmove(dst, x, (size_t)n * sizeof(float));
 }
 
-/* ---- dot products -------------------------------------------------------- */
+/* ---- dot products: the canonical order ------------------------------------ */
+/*
+ * These are the definition of every ISA's result (quant.h, "the canonical
+ * order"): integer products summed exactly into the 8 int32 lanes an AVX2
+ * register holds (lane l of a 32-element block = elements 4l..4l+3), each
+ * lane then accumulated in float across blocks with one fused multiply-add
+ * per block, and the 8 lanes folded as ((0+4)+(2+6)) + ((1+5)+(3+7)).  This
+ * file is built with -ffp-contract=off: every fusion is an explicit fmaf.
+ */
+
+/* ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)): what _mm256 lo+hi, movehl, movehdup
+ * do, and what pf_hsum_ps in the SIMD files does */
+static float pf_hsum8(const float l[8])
+{
+	return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
+/* lane l of acc += d · p[l], fused */
+static void pf_fma8(float acc[8], float d, const int32_t p[8])
+{
+	for (int l = 0; l < 8; l++)
+		acc[l] = fmaf(d, (float)p[l], acc[l]);
+}
+
+/* Q4_0 weight nibble e of a 32-element block, 0..15 (e < 16: low nibble of
+ * qs[e], else the high nibble of qs[e-16]) */
+static inline int pf_nib(const uint8_t *qs, int e)
+{
+	return e < 16 ? qs[e] & 0xf : qs[e - 16] >> 4;
+}
 
 static void pf_vec_dot_q4_0_ref(int64_t n, float *s, const void *w, const void *a)
 {
 	const struct pf_block_q4_0 *x = w;
 	const struct pf_block_q8_0 *y = a;
-	float sumf = 0.0f;
+	float acc[2][8] = { { 0 } };
+	float v[8];
 
+	/* two accumulators: block i into acc[i % 2] */
 	for (int64_t i = 0; i < n / PF_QK; i++) {
-		int sumi = 0;
-		for (int j = 0; j < PF_QK / 2; j++) {
-			sumi += ((x[i].qs[j] & 0xf) - 8) * y[i].qs[j];
-			sumi += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + PF_QK / 2];
-		}
-		sumf += F16(x[i].d) * F16(y[i].d) * (float)sumi;
+		int32_t p[8] = { 0 };
+		for (int e = 0; e < PF_QK; e++)
+			p[e / 4] += (pf_nib(x[i].qs, e) - 8) * y[i].qs[e];
+		pf_fma8(acc[i & 1], F16(x[i].d) * F16(y[i].d), p);
 	}
-	*s = sumf;
+	for (int l = 0; l < 8; l++)
+		v[l] = acc[0][l] + acc[1][l];
+	*s = pf_hsum8(v);
 }
 
 static void pf_vec_dot_q4_1_ref(int64_t n, float *s, const void *w, const void *a)
 {
 	const struct pf_block_q4_1 *x = w;
 	const struct pf_block_q8_1 *y = a;
-	float sumf = 0.0f;
+	float acc[8] = { 0 };
+	float summ = 0.0f;
 
+	/* Σ(d_w q + m)(d_a q_a) = d_w d_a Σq q_a + m s: one accumulator, the
+	 * m·s terms fused into a scalar block by block (llama.cpp's AVX2 order) */
 	for (int64_t i = 0; i < n / PF_QK; i++) {
-		int sumi = 0;
-		for (int j = 0; j < PF_QK / 2; j++) {
-			sumi += (x[i].qs[j] & 0xf) * y[i].qs[j];
-			sumi += (x[i].qs[j] >> 4) * y[i].qs[j + PF_QK / 2];
-		}
-		/* Σ(d_w q + m)(d_a q_a) = d_w d_a Σq q_a + m s */
-		sumf += F16(x[i].d) * F16(y[i].d) * (float)sumi + F16(x[i].m) * F16(y[i].s);
+		int32_t p[8] = { 0 };
+		for (int e = 0; e < PF_QK; e++)
+			p[e / 4] += pf_nib(x[i].qs, e) * y[i].qs[e];
+		summ = fmaf(F16(x[i].m), F16(y[i].s), summ);
+		pf_fma8(acc, F16(x[i].d) * F16(y[i].d), p);
 	}
-	*s = sumf;
+	*s = pf_hsum8(acc) + summ;
 }
 
 static void pf_vec_dot_q8_0_ref(int64_t n, float *s, const void *w, const void *a)
 {
 	const struct pf_block_q8_0 *x = w;
 	const struct pf_block_q8_0 *y = a;
-	float sumf = 0.0f;
+	float acc[8] = { 0 };
 
 	for (int64_t i = 0; i < n / PF_QK; i++) {
-		int sumi = 0;
-		for (int j = 0; j < PF_QK; j++)
-			sumi += x[i].qs[j] * y[i].qs[j];
-		sumf += F16(x[i].d) * F16(y[i].d) * (float)sumi;
+		int32_t p[8] = { 0 };
+		for (int e = 0; e < PF_QK; e++)
+			p[e / 4] += x[i].qs[e] * y[i].qs[e];
+		pf_fma8(acc, F16(x[i].d) * F16(y[i].d), p);
 	}
-	*s = sumf;
+	*s = pf_hsum8(acc);
 }
 
 static void pf_vec_dot_q4_K_ref(int64_t n, float *s, const void *w, const void *a)
 {
 	const struct pf_block_q4_K *x = w;
 	const struct pf_block_q8_K *y = a;
-	float sumf = 0.0f;
+	float acc[8] = { 0 }, acc_m[4] = { 0 };
 
 	for (int64_t i = 0; i < n / PF_QK_K; i++) {
 		uint8_t sc[8], m[8];
-		int sumi = 0, summ = 0;
+		int32_t p[8] = { 0 };
 
 		pf_q4k_unpack_scales(x[i].scales, sc, m);
+		/* 64 elements per step k: sub-block 2k from the low nibbles of
+		 * qs[32k..32k+31], 2k+1 from the high ones; lane l gets elements
+		 * 4l..4l+3 of both, each times its sub-block scale */
 		for (int k = 0; k < 4; k++) {
 			const uint8_t *q = x[i].qs + 32 * k;
 			const int8_t *q8 = y[i].qs + 64 * k;
-			int lo = 0, hi = 0;
-			for (int l = 0; l < 32; l++) {
-				lo += (q[l] & 0xf) * q8[l];
-				hi += (q[l] >> 4) * q8[l + 32];
-			}
-			sumi += sc[2 * k] * lo + sc[2 * k + 1] * hi;
+			for (int e = 0; e < 32; e++)
+				p[e / 4] += sc[2 * k] * ((q[e] & 0xf) * q8[e]) + sc[2 * k + 1] * ((q[e] >> 4) * q8[e + 32]);
 		}
-		for (int j = 0; j < 8; j++)
-			summ += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-		sumf += y[i].d * F16(x[i].d) * (float)sumi - y[i].d * F16(x[i].dmin) * (float)summ;
+		/* the mins: 4 lanes, lane j = sub-blocks 2j and 2j+1 */
+		for (int j = 0; j < 4; j++) {
+			const int32_t pm = m[2 * j] * (y[i].bsums[4 * j] + y[i].bsums[4 * j + 1]) +
+					   m[2 * j + 1] * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
+			acc_m[j] = fmaf(y[i].d * F16(x[i].dmin), (float)pm, acc_m[j]);
+		}
+		pf_fma8(acc, y[i].d * F16(x[i].d), p);
 	}
-	*s = sumf;
+	*s = pf_hsum8(acc) - ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]));
 }
 
 static void pf_vec_dot_q6_K_ref(int64_t n, float *s, const void *w, const void *a)
 {
 	const struct pf_block_q6_K *x = w;
 	const struct pf_block_q8_K *y = a;
-	float sumf = 0.0f;
+	float acc[8] = { 0 };
 
 	for (int64_t i = 0; i < n / PF_QK_K; i++) {
-		int sumi = 0;
+		int32_t p[8];
 
+		/* the -32 offset first: lane l = -32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1]) */
+		for (int l = 0; l < 8; l++)
+			p[l] = -32 * (x[i].scales[2 * l] * y[i].bsums[2 * l] + x[i].scales[2 * l + 1] * y[i].bsums[2 * l + 1]);
+		/* per half h, four runs of 32 elements (q1..q4 at activation
+		 * offsets 0, 32, 64, 96); lane l = elements 4l..4l+3 of each run,
+		 * times the scale of its group of 16 */
 		for (int h = 0; h < 2; h++) {
 			const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
 			const int8_t *q8 = y[i].qs + 128 * h;
 			const int8_t *sc = x[i].scales + 8 * h;
-			int g[8] = { 0 };
-			for (int l = 0; l < 32; l++) {
-				int q1 = ((ql[l] & 0xf) | (((qh[l] >> 0) & 3) << 4)) - 32;
-				int q2 = ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32;
-				int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-				int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-				g[l / 16 + 0] += q1 * q8[l];
-				g[l / 16 + 2] += q2 * q8[l + 32];
-				g[l / 16 + 4] += q3 * q8[l + 64];
-				g[l / 16 + 6] += q4 * q8[l + 96];
+			for (int e = 0; e < 32; e++) {
+				const int g = e / 16;
+				const int q1 = (ql[e] & 0xf) | ((qh[e] & 3) << 4);
+				const int q2 = (ql[e + 32] & 0xf) | (((qh[e] >> 2) & 3) << 4);
+				const int q3 = (ql[e] >> 4) | (((qh[e] >> 4) & 3) << 4);
+				const int q4 = (ql[e + 32] >> 4) | (((qh[e] >> 6) & 3) << 4);
+				p[e / 4] += sc[g] * (q1 * q8[e]) + sc[2 + g] * (q2 * q8[e + 32]) +
+					    sc[4 + g] * (q3 * q8[e + 64]) + sc[6 + g] * (q4 * q8[e + 96]);
 			}
-			for (int j = 0; j < 8; j++)
-				sumi += sc[j] * g[j];
 		}
-		sumf += y[i].d * F16(x[i].d) * (float)sumi;
+		pf_fma8(acc, y[i].d * F16(x[i].d), p);
 	}
-	*s = sumf;
+	*s = pf_hsum8(acc);
 }
 
-static void pf_vec_dot_f16_ref(int64_t n, float *s, const void *w, const void *a)
-{
-	const uint16_t *x = w, *y = a;
-	double sum = 0.0;
-
-	for (int64_t j = 0; j < n; j++)
-		sum += (double)(F16(x[j]) * F16(y[j]));
-	*s = (float)sum;
-}
-
-static void pf_vec_dot_bf16_ref(int64_t n, float *s, const void *w, const void *a)
-{
-	const uint16_t *x = w;
-	const float *y = a;
-	double sum = 0.0;
-
-	for (int64_t j = 0; j < n; j++)
-		sum += (double)(pf_bf16_to_f32(x[j]) * y[j]);
-	*s = (float)sum;
-}
-
-static void pf_vec_dot_f32_ref(int64_t n, float *s, const void *w, const void *a)
-{
-	const float *x = w, *y = a;
-	double sum = 0.0;
-
-	for (int64_t j = 0; j < n; j++)
-		sum += (double)(x[j] * y[j]);
-	*s = (float)sum;
-}
+/* The float formats: four 8-lane accumulators over runs of 32 elements,
+ * then runs of 8 into the first, the lanes folded (0+1)+(2+3) and summed as
+ * above, plus the rest of the row fused into a scalar (ggml's AVX2 order). */
+#define PF_DEFINE_FLOAT_DOT(name, WT, AT, CVW, CVA)                                             \
+	static void name(int64_t n, float *s, const void *w, const void *a)                     \
+	{                                                                                       \
+		const WT *x = w;                                                                \
+		const AT *y = a;                                                                \
+		float acc[4][8] = { { 0 } }, v[8], tail = 0.0f;                                 \
+		int64_t j = 0;                                                                  \
+		for (; j + 32 <= n; j += 32)                                                    \
+			for (int c = 0; c < 4; c++)                                             \
+				for (int l = 0; l < 8; l++)                                     \
+					acc[c][l] = fmaf(CVW(x[j + 8 * c + l]), CVA(y[j + 8 * c + l]), acc[c][l]); \
+		for (; j + 8 <= n; j += 8)                                                      \
+			for (int l = 0; l < 8; l++)                                             \
+				acc[0][l] = fmaf(CVW(x[j + l]), CVA(y[j + l]), acc[0][l]);      \
+		for (; j < n; j++)                                                              \
+			tail = fmaf(CVW(x[j]), CVA(y[j]), tail);                                \
+		for (int l = 0; l < 8; l++)                                                     \
+			v[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);               \
+		*s = pf_hsum8(v) + tail;                                                        \
+	}
+#define PF_ID(v) (v)
+PF_DEFINE_FLOAT_DOT(pf_vec_dot_f16_ref, uint16_t, uint16_t, F16, F16)
+PF_DEFINE_FLOAT_DOT(pf_vec_dot_bf16_ref, uint16_t, float, pf_bf16_to_f32, PF_ID)
+PF_DEFINE_FLOAT_DOT(pf_vec_dot_f32_ref, float, float, PF_ID, PF_ID)
+#undef PF_ID
+#undef PF_DEFINE_FLOAT_DOT
 
 /* ---- dequantization ------------------------------------------------------ */
 

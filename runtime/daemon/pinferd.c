@@ -95,6 +95,11 @@ int main(int argc, char **argv)
 		}
 		pf_daemon_log(d, PF_LOG_INFO, "%s", pf_engine_device_note(d->engine));
 		pf_daemon_log(d, PF_LOG_INFO, "model: %s", pf_engine_describe(d->engine));
+		if (pf_engine_self_check(d->engine)) {
+			const char *v = pf_engine_self_check(d->engine);
+			/* a SIMD level that failed is a warning: this CPU serves slower than it could */
+			pf_daemon_log(d, strstr(v, "FAILED") ? PF_LOG_WARN : PF_LOG_INFO, "kernel self-check: %s", v);
+		}
 		if (d->cfg.static_batching)
 			pf_daemon_log(d, PF_LOG_INFO, "batching: static (the baseline), %d requests per batch",
 				      d->cfg.static_batch);

@@ -899,6 +899,11 @@ const struct pf_tok *pf_engine_tok(const struct pf_engine *e) { return e->tok; }
 const struct pf_chat *pf_engine_chat(const struct pf_engine *e) { return e->chat; }
 const struct pf_model *pf_engine_model(const struct pf_engine *e) { return e->model; }
 const char *pf_engine_describe(const struct pf_engine *e) { return e->desc; }
+
+const char *pf_engine_self_check(const struct pf_engine *e)
+{
+	return e->be.ops->self_check ? e->be.ops->self_check(e->be.ctx) : NULL;
+}
 const char *pf_engine_device_note(const struct pf_engine *e) { return e->device_note; }
 int32_t pf_engine_max_model_len(const struct pf_engine *e) { return e->max_model_len; }
 

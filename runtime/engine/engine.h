@@ -157,6 +157,10 @@ const struct pf_tok *pf_engine_tok(const struct pf_engine *e);
 const struct pf_chat *pf_engine_chat(const struct pf_engine *e); /* NULL when the model has no known template */
 const struct pf_model *pf_engine_model(const struct pf_engine *e);
 const char *pf_engine_describe(const struct pf_engine *e);
+/* The backend's load-time self-check verdict ("avx2 kernels bit-identical to
+ * the scalar reference on …", or what failed and what it fell back to), or
+ * NULL when the backend has none.  Cannot fail. */
+const char *pf_engine_self_check(const struct pf_engine *e);
 /* Which device the engine runs on and why ("device: cpu (auto: no usable
  * CUDA device)"), for the log.  Cannot fail. */
 const char *pf_engine_device_note(const struct pf_engine *e);

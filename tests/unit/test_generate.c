@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/quant.h"
 #include "kernels/dtype.h"
 #include "runtime/model/model.h"
 #include "runtime/engine/runner.h"
@@ -251,11 +252,104 @@ static void test_batch_invariance(void **state)
 	free(lb);
 }
 
+/* A CPU backend with its kernels picked as PF_ISA=`isa` picks them. */
+static int backend_for_isa(struct fixture *f, const char *isa, struct pf_backend *be)
+{
+	const char *old = getenv("PF_ISA");
+	char *saved = old ? strdup(old) : NULL, err[512];
+	struct pf_kv_config kv = { .n_blocks = 2048, .block_size = BS, .kv_dtype = PF_DT_F16 };
+
+	setenv("PF_ISA", isa, 1);
+	int r = pf_cpu_backend_create(&f->m->w, &kv, 0, be, err, sizeof(err));
+	if (saved)
+		setenv("PF_ISA", saved, 1);
+	else
+		unsetenv("PF_ISA");
+	free(saved);
+	if (r)
+		fprintf(stderr, "backend (%s): %s\n", isa, err);
+	return r;
+}
+
+/*
+ * The same logits on every CPU: the first-token logits of the short golden
+ * prompts (up to 64 tokens, all 29 of them) are bit-identical whichever ISA
+ * computes them — the scalar reference, AVX2, the emulated AVX-512 kernels
+ * (PF_ISA=avx512emu: the AVX-512 code's arithmetic on any AVX2 CPU) and real
+ * AVX-512 where the CPU has it.  The kernels sum in one canonical order
+ * (kernels/cpu/quant.h), so this holds exactly, not within a tolerance.
+ */
+static void test_logits_identical_across_isas(void **state)
+{
+	struct fixture *f = *state;
+	const enum pf_isa hw = pf_cpu_isa_detect();
+	const char *isas[4];
+	int n_isa = 0;
+	isas[n_isa++] = "scalar";
+	if (hw >= PF_ISA_AVX2) {
+		isas[n_isa++] = "avx2";
+		isas[n_isa++] = "avx512emu";
+	}
+	if (hw >= PF_ISA_AVX512VNNI)
+		isas[n_isa++] = "avx512";
+	int idx[64], n = 0;
+	for (int i = 0; i < f->n_cases && n < 64; i++)
+		if (f->cases[i].n_prompt <= 64)
+			idx[n++] = i;
+	if (tu_asan() && n > 3)
+		n = 3;
+	assert_true(n > 0);
+	const size_t nv = (size_t)f->m->w.hp.n_vocab;
+	float *first = malloc(sizeof(float) * nv * (size_t)n), *other = malloc(sizeof(float) * nv * (size_t)n);
+	assert_non_null(first);
+	assert_non_null(other);
+	for (int k = 0; k < n_isa; k++) {
+		struct pf_backend be;
+		struct pf_run_seq seqs[64];
+		memset(seqs, 0, sizeof(seqs));
+		int32_t out[64];
+		assert_int_equal(backend_for_isa(f, isas[k], &be), 0);
+		for (int i = 0; i < n; i++) {
+			seqs[i].prompt = f->cases[idx[i]].prompt;
+			seqs[i].n_prompt = f->cases[idx[i]].n_prompt;
+			seqs[i].n_gen = 1;
+			seqs[i].out = out + i;
+			seqs[i].logits_first = (k ? other : first) + (size_t)i * nv;
+		}
+		int32_t *ids = alloc_blocks(seqs, n, 0);
+		assert_int_equal(pf_run_greedy(&be, &f->m->w.hp, seqs, n, 512, NULL), 0);
+		free(ids);
+		be.ops->destroy(be.ctx);
+		if (k == 0)
+			continue;
+		int differ = 0;
+		for (int i = 0; i < n; i++) {
+			const float *a = first + (size_t)i * nv, *b = other + (size_t)i * nv;
+			if (memcmp(a, b, sizeof(float) * nv)) {
+				size_t j = 0;
+				while (j < nv && !memcmp(a + j, b + j, sizeof(float)))
+					j++;
+				printf("# %s: %s logits differ from scalar (first at token %zu: %.9g vs %.9g)\n",
+				       f->cases[idx[i]].name, isas[k], j, (double)b[j], (double)a[j]);
+				differ++;
+			}
+		}
+		printf("# %-9s first-token logits of %d prompts x %zu: %s scalar\n", isas[k], n, nv,
+		       differ ? "DIFFERENT from" : "bit-identical to");
+		assert_int_equal(differ, 0);
+	}
+	if (hw < PF_ISA_AVX512VNNI)
+		printf("# avx512vnni: not on this CPU (its kernels checked through avx512emu above)\n");
+	free(first);
+	free(other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_greedy_matches_llamacpp),
 		cmocka_unit_test(test_batch_invariance),
+		cmocka_unit_test(test_logits_identical_across_isas),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

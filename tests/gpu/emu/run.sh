@@ -17,7 +17,7 @@ out=${EMU_BUILD:-$root/build-gpu/emu}
 san=${EMU_SAN:--fsanitize=undefined -fno-sanitize-recover=undefined}
 mkdir -p "$out/gen" "$out/obj"
 cxx=(g++ -std=c++17 -O1 -g $san -ffp-contract=off -I"$here/include" -include emu.h -I"$root")
-cc=(gcc -std=gnu11 -O1 -g $san -pthread -D_GNU_SOURCE -I"$root" -DPF_HAVE_CUDA=1)
+cc=(gcc -std=gnu11 -O1 -g $san -ffp-contract=off -pthread -D_GNU_SOURCE -I"$root" -DPF_HAVE_CUDA=1)
 objs=()
 pids=()
 for f in "$root"/kernels/cuda/*.cu; do
