@@ -164,7 +164,44 @@ struct pf_backend {
 	struct pf_kv_config kv;
 };
 
-/* Bytes of KV cache one block takes for this model (all layers, K and V). */
+/* ---- the backend-neutral checks (backend.c) ------------------------------- */
+
+/* Bytes of KV cache one block takes for this model (all layers, K and V).
+ * Cannot fail. */
 size_t pf_kv_block_bytes(const struct pf_hparams *hp, int32_t block_size, uint32_t kv_dtype);
+
+/* A KV configuration every backend accepts: block size 8/16/32, F16 or F32,
+ * n_blocks >= 0 (what 0 means is the backend's), 0..2^24 host swap blocks.
+ * Returns 0 or -EINVAL with the reason in err. */
+int pf_backend_check_kv(const struct pf_kv_config *kv, char *err, size_t errlen);
+
+/* What a valid batch spans: the longest context any row attends (largest
+ * position + 1) and the longest block table. */
+struct pf_batch_extent {
+	int32_t max_ctx;
+	int32_t max_table;
+};
+
+/* Check a batch against the vocabulary and the pool: counts, token ids,
+ * sequence indices, positions inside their block tables, block ids inside
+ * the pool, logit rows inside the batch.  Returns 0 (the extent in *ret
+ * when non-NULL) or -EINVAL with the first problem in err. */
+int pf_backend_check_batch(const struct pf_batch *b, int32_t n_vocab, const struct pf_kv_config *kv,
+			   struct pf_batch_extent *ret, char *err, size_t errlen);
+
+/* Check a swap list before moving anything (out: pool block -> host slot,
+ * else host slot -> pool block).  Returns 0 or -EINVAL with the reason. */
+int pf_backend_check_swap(const struct pf_block_pair *pairs, int32_t n, bool out, const struct pf_kv_config *kv,
+			  char *err, size_t errlen);
+
+/* Backends do not print: what they have to say (a fallback taken, a step
+ * that failed) goes to the owner's log through this, when set.  level: 0
+ * error, 1 warning, 2 info, 3 debug (the daemon's levels). */
+struct pf_backend_log {
+	void (*fn)(void *arg, int level, const char *msg);
+	void *arg;
+};
+void pf_backend_logf(const struct pf_backend_log *log, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

@@ -49,13 +49,8 @@ struct cpu_ctx {
 	size_t attn_scratch_per_thread;
 	char desc[128];
 	char verdict[768]; /* the self-check's, selfcheck.h */
+	char err[256];     /* why the last call failed (a bad batch or swap list) */
 };
-
-size_t pf_kv_block_bytes(const struct pf_hparams *hp, int32_t block_size, uint32_t kv_dtype)
-{
-	size_t es = kv_dtype == PF_DT_F32 ? 4 : 2;
-	return (size_t)hp->n_layer * 2 * (size_t)hp->n_head_kv * (size_t)block_size * (size_t)hp->head_dim * es;
-}
 
 static size_t kv_es(uint32_t dt)
 {
@@ -176,29 +171,13 @@ static void attn_task(void *p, int ith, int nth)
 	}
 }
 
-static int check_batch(const struct cpu_ctx *c, const struct pf_batch *b, int32_t *ret_max_ctx)
+static int check_batch(struct cpu_ctx *c, const struct pf_batch *b, int32_t *ret_max_ctx)
 {
-	const struct pf_hparams *hp = &c->w->hp;
-	int32_t max_ctx = 1;
-	if (b->n_tokens <= 0 || b->n_seqs <= 0 || b->n_logits < 0 || b->n_logits > b->n_tokens)
-		return -EINVAL;
-	for (int32_t t = 0; t < b->n_tokens; t++) {
-		int32_t s = b->seq[t], p = b->pos[t];
-		if (b->tokens[t] < 0 || b->tokens[t] >= hp->n_vocab || s < 0 || s >= b->n_seqs || p < 0)
-			return -EINVAL;
-		if (p / c->kv.block_size >= b->n_table[s])
-			return -EINVAL;
-		max_ctx = p + 1 > max_ctx ? p + 1 : max_ctx;
-	}
-	for (int32_t s = 0; s < b->n_seqs; s++)
-		for (int32_t i = 0; i < b->n_table[s]; i++)
-			if (b->block_table[s][i] < 0 || b->block_table[s][i] >= c->kv.n_blocks)
-				return -EINVAL;
-	for (int32_t i = 0; i < b->n_logits; i++)
-		if (b->logit_rows[i] < 0 || b->logit_rows[i] >= b->n_tokens)
-			return -EINVAL;
-	*ret_max_ctx = max_ctx;
-	return 0;
+	struct pf_batch_extent x;
+	int r = pf_backend_check_batch(b, c->w->hp.n_vocab, &c->kv, &x, c->err, sizeof(c->err));
+	if (!r)
+		*ret_max_ctx = x.max_ctx;
+	return r;
 }
 
 static int cpu_forward(void *ctx, const struct pf_batch *b, float *logits)
@@ -303,11 +282,9 @@ static void swap_one(struct cpu_ctx *c, int32_t block, int32_t slot, bool out)
 static int cpu_swap(struct cpu_ctx *c, const struct pf_block_pair *pairs, int32_t n, bool out)
 {
 	/* check all first: a bad list moves nothing */
-	for (int32_t i = 0; i < n; i++) {
-		int32_t block = out ? pairs[i].src : pairs[i].dst, slot = out ? pairs[i].dst : pairs[i].src;
-		if (block < 0 || block >= c->kv.n_blocks || slot < 0 || slot >= c->kv.n_host_blocks)
-			return -EINVAL;
-	}
+	int r = pf_backend_check_swap(pairs, n, out, &c->kv, c->err, sizeof(c->err));
+	if (r)
+		return r;
 	for (int32_t i = 0; i < n; i++)
 		swap_one(c, out ? pairs[i].src : pairs[i].dst, out ? pairs[i].dst : pairs[i].src, out);
 	return 0;
@@ -378,20 +355,11 @@ int pf_cpu_backend_create(const struct pf_model_weights *w, const struct pf_kv_c
 	struct cpu_ctx *c;
 	int r;
 
-	if (kv->block_size != 8 && kv->block_size != 16 && kv->block_size != 32) {
-		snprintf(err, errlen, "KV block size %d is not supported (8, 16 or 32)", kv->block_size);
-		return -EINVAL;
-	}
-	if (kv->kv_dtype != PF_DT_F16 && kv->kv_dtype != PF_DT_F32) {
-		snprintf(err, errlen, "KV cache type %s is not supported (F16 or F32)", pf_dtype_name(kv->kv_dtype));
-		return -EINVAL;
-	}
-	if (kv->n_blocks <= 0) {
+	r = pf_backend_check_kv(kv, err, errlen);
+	if (r)
+		return r;
+	if (kv->n_blocks == 0) { /* no device memory to size a pool from */
 		snprintf(err, errlen, "KV pool needs at least one block");
-		return -EINVAL;
-	}
-	if (kv->n_host_blocks < 0 || kv->n_host_blocks > (1 << 24)) {
-		snprintf(err, errlen, "%d host swap blocks: need 0..%d", kv->n_host_blocks, 1 << 24);
 		return -EINVAL;
 	}
 	c = calloc(1, sizeof(*c));

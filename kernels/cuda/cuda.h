@@ -400,6 +400,9 @@ int pf_cuda_sample(int32_t *out_tokens, float *out_logprobs, const float *logits
 
 struct pf_cuda_backend_config {
 	int device;                /* CUDA device index */
+	/* Where the backend's warnings and step failures go (a fallback taken,
+	 * a failed forward); unset: nowhere — the backend never prints. */
+	struct pf_backend_log log;
 	/* KV pool when kv->n_blocks is 0: this share of the device's memory
 	 * (weights included) minus activation_reserve. */
 	double memory_utilization;

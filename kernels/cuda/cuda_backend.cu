@@ -333,18 +333,9 @@ static int backend_create(const struct pf_model_weights *w, const struct pf_kv_c
 	struct cuda_ctx *c;
 	int r;
 
-	if (kv->block_size != 8 && kv->block_size != 16 && kv->block_size != 32) {
-		snprintf(err, errlen, "KV block size %d is not supported (8, 16 or 32)", kv->block_size);
-		return -EINVAL;
-	}
-	if (kv->kv_dtype != PF_DT_F16 && kv->kv_dtype != PF_DT_F32) {
-		snprintf(err, errlen, "KV cache type %s is not supported (F16 or F32)", pf_dtype_name(kv->kv_dtype));
-		return -EINVAL;
-	}
-	if (kv->n_blocks < 0 || kv->n_host_blocks < 0) {
-		snprintf(err, errlen, "KV pool of %d blocks, %d host swap blocks", kv->n_blocks, kv->n_host_blocks);
-		return -EINVAL;
-	}
+	r = pf_backend_check_kv(kv, err, errlen);
+	if (r)
+		return r;
 	if (hp->n_layer <= 0 || hp->n_embd <= 0 || hp->n_vocab <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 ||
 	    hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv || hp->head_dim <= 0 || hp->n_rot <= 0 ||
 	    hp->n_rot % 2 || hp->n_rot > hp->head_dim) {
@@ -454,7 +445,7 @@ static int backend_create(const struct pf_model_weights *w, const struct pf_kv_c
 		 * serves from the GPU */
 		char serr[256] = "";
 		if (swap_space(c, serr, sizeof(serr))) {
-			fprintf(stderr, "pinfer: cuda:%d: no KV swap space (%s); preempted sequences will be recomputed\n",
+			pf_backend_logf(&c->cfg.log, 1, "cuda:%d: no KV swap space (%s); preempted sequences will be recomputed",
 				c->dev, serr);
 			if (c->swap_registered)
 				pf_cuda_host_unregister(c->swap_h);
@@ -528,30 +519,11 @@ static int fail_msg(struct cuda_ctx *c, int r, const char *fmt, ...)
 
 static int check_batch(struct cuda_ctx *c, const struct pf_batch *b, int32_t *ret_stride)
 {
-	const struct pf_hparams *hp = &c->hp;
-	int32_t stride = 1;
-	if (b->n_tokens <= 0 || b->n_seqs <= 0 || b->n_logits < 0 || b->n_logits > b->n_tokens)
-		return fail_msg(c, -EINVAL, "batch of %d tokens, %d sequences, %d logit rows", b->n_tokens, b->n_seqs,
-				b->n_logits);
-	for (int32_t t = 0; t < b->n_tokens; t++) {
-		int32_t s = b->seq[t], p = b->pos[t];
-		if (b->tokens[t] < 0 || b->tokens[t] >= hp->n_vocab || s < 0 || s >= b->n_seqs || p < 0)
-			return fail_msg(c, -EINVAL, "batch row %d: token %d, sequence %d, position %d out of range", t,
-					b->tokens[t], s, p);
-		if (p / c->kv.block_size >= b->n_table[s])
-			return fail_msg(c, -EINVAL, "batch row %d: position %d past the block table of sequence %d", t, p, s);
-	}
-	for (int32_t s = 0; s < b->n_seqs; s++) {
-		stride = b->n_table[s] > stride ? b->n_table[s] : stride;
-		for (int32_t i = 0; i < b->n_table[s]; i++)
-			if (b->block_table[s][i] < 0 || b->block_table[s][i] >= c->kv.n_blocks)
-				return fail_msg(c, -EINVAL, "sequence %d: block %d out of the pool", s, b->block_table[s][i]);
-	}
-	for (int32_t i = 0; i < b->n_logits; i++)
-		if (b->logit_rows[i] < 0 || b->logit_rows[i] >= b->n_tokens)
-			return fail_msg(c, -EINVAL, "logit row %d out of the batch", b->logit_rows[i]);
-	*ret_stride = stride;
-	return 0;
+	struct pf_batch_extent x;
+	int r = pf_backend_check_batch(b, c->hp.n_vocab, &c->kv, &x, c->err, sizeof(c->err));
+	if (!r)
+		*ret_stride = x.max_table;
+	return r;
 }
 
 /* Free-and-allocate: nothing in a scratch buffer outlives a step. */
@@ -785,8 +757,8 @@ static int graph_step(struct cuda_ctx *c, const struct pf_batch *b, int32_t k, f
 		r = ensure_scratch(c, G_MAX_BATCH, 1, part, graph_meta(c, G_MAX_BATCH));
 		if (r) {
 			/* the plain path sizes its scratch per step as before */
-			fprintf(stderr, "pinfer: cuda:%d no room for CUDA graphs' scratch (%d), plain decode steps from now "
-				"on: %s\n", c->dev, r, c->err);
+			pf_backend_logf(&c->cfg.log, 1, "cuda:%d no room for CUDA graphs' scratch (%d), plain decode steps from now "
+				"on: %s", c->dev, r, c->err);
 			c->cfg.cuda_graphs = false;
 			c->err[0] = '\0';
 			return 0;
@@ -854,8 +826,8 @@ static int graph_step(struct cuda_ctx *c, const struct pf_batch *b, int32_t k, f
 			c->g_exec[k] = nullptr;
 			c->g_failed[k] = true;
 			(void)cudaGetLastError(); /* a launch error of the capture is not the next call's */
-			fprintf(stderr, "pinfer: cuda:%d graph capture of decode steps of %d rows failed (%d), plain path for "
-				"them from now on: %s\n", c->dev, B, r, c->err);
+			pf_backend_logf(&c->cfg.log, 1, "cuda:%d graph capture of decode steps of %d rows failed (%d), plain path for "
+				"them from now on: %s", c->dev, B, r, c->err);
 			c->err[0] = '\0';
 			return 0;
 		}
@@ -970,7 +942,7 @@ out:
 		 * the pinned tables a pending copy may still read */
 		struct pf_cuda_launch drain = { c->stream, nullptr, 0 };
 		pf_cuda_sync(&drain);
-		fprintf(stderr, "pinfer: cuda:%d forward failed (%d): %s\n", c->dev, r, c->err);
+		pf_backend_logf(&c->cfg.log, 0, "cuda:%d forward failed (%d): %s", c->dev, r, c->err);
 	}
 	return r;
 }
@@ -997,7 +969,7 @@ static int cuda_copy_block(void *ctx, int32_t src, int32_t dst)
 	int r = pf_cuda_set_device(c->dev, c->err, sizeof(c->err)) ?:
 		pf_cuda_copy_block(c->pool, c->layer_bytes, 2 * c->hp.n_layer, c->block_bytes, src, dst, &lc);
 	if (r)
-		fprintf(stderr, "pinfer: cuda:%d copy_block failed (%d): %s\n", c->dev, r, c->err);
+		pf_backend_logf(&c->cfg.log, 0, "cuda:%d copy_block failed (%d): %s", c->dev, r, c->err);
 	return r;
 }
 
@@ -1006,12 +978,9 @@ static int cuda_swap(struct cuda_ctx *c, const struct pf_block_pair *pairs, int3
 	struct pf_cuda_launch lc = { c->stream, c->err, sizeof(c->err) };
 	if (n < 0 || (n > 0 && !c->swap_d))
 		return fail_msg(c, -EINVAL, "swap of %d blocks without swap space", n);
-	for (int32_t i = 0; i < n; i++) {
-		int32_t block = out ? pairs[i].src : pairs[i].dst, slot = out ? pairs[i].dst : pairs[i].src;
-		if (block < 0 || block >= c->kv.n_blocks || slot < 0 || slot >= c->kv.n_host_blocks)
-			return fail_msg(c, -EINVAL, "swap pair %d: block %d / host slot %d outside %d / %d", i, block, slot,
-					c->kv.n_blocks, c->kv.n_host_blocks);
-	}
+	int r0 = pf_backend_check_swap(pairs, n, out, &c->kv, c->err, sizeof(c->err));
+	if (r0)
+		return r0;
 	if (n == 0)
 		return 0;
 	int r = pf_cuda_set_device(c->dev, c->err, sizeof(c->err));
@@ -1042,7 +1011,7 @@ static int cuda_swap(struct cuda_ctx *c, const struct pf_block_pair *pairs, int3
 	if (r) {
 		struct pf_cuda_launch drain = { c->stream, nullptr, 0 };
 		pf_cuda_sync(&drain);
-		fprintf(stderr, "pinfer: cuda:%d swap %s of %d blocks failed (%d): %s\n", c->dev, out ? "out" : "in", n, r,
+		pf_backend_logf(&c->cfg.log, 0, "cuda:%d swap %s of %d blocks failed (%d): %s", c->dev, out ? "out" : "in", n, r,
 			c->err);
 	}
 	return r;

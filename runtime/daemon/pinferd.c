@@ -15,6 +15,12 @@
 
 #include "runtime/daemon/daemon.h"
 
+/* The backend's warnings and failed steps, into the daemon's log. */
+static void backend_log(void *arg, int level, const char *msg)
+{
+	pf_daemon_log(arg, level, "backend: %s", msg);
+}
+
 int main(int argc, char **argv)
 {
 	struct pf_daemon *d = calloc(1, sizeof(*d));
@@ -66,6 +72,7 @@ int main(int argc, char **argv)
 	}
 
 	struct pf_engine_config ec = pf_engine_config_default();
+	ec.backend_log = (struct pf_backend_log){ .fn = backend_log, .arg = d };
 	ec.model_path = d->cfg.model;
 	ec.n_threads = d->cfg.threads;
 	ec.kv_memory = d->cfg.kv_memory;

@@ -89,6 +89,7 @@ static int cuda_backend(const struct pf_model_weights *w, const struct pf_device
 {
 	struct pf_cuda_backend_config cc = pf_cuda_backend_config_default();
 	cc.device = dev;
+	cc.log = req->log;
 	if (req->gpu_memory_utilization > 0)
 		cc.memory_utilization = req->gpu_memory_utilization;
 	struct pf_kv_config kvc = { .n_blocks = 0, .block_size = req->block_size, .kv_dtype = req->kv_dtype };

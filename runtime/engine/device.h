@@ -45,6 +45,7 @@ struct pf_device_request {
 	int32_t block_size;
 	uint32_t kv_dtype;
 	int64_t swap_space;             /* bytes of host swap slots; < 0: the device's default */
+	struct pf_backend_log log;      /* the backend's warnings and failures (GPU); may be unset */
 };
 
 /*

@@ -173,6 +173,7 @@ int pf_engine_create(const struct pf_engine_config *cfg, const struct pf_engine_
 		.block_size = cfg->block_size,
 		.kv_dtype = cfg->kv_dtype,
 		.swap_space = cfg->swap_space,
+		.log = cfg->backend_log,
 	};
 	r = pf_device_backend_create(&e->model->w, &dreq, &e->be, e->device_note, sizeof(e->device_note), err, errlen);
 	if (r)

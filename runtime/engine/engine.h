@@ -67,6 +67,9 @@ struct pf_engine_config {
 	 * the CPU — as the GPU's arithmetic may anyway. */
 	bool device_sampling;
 	struct pf_sched_config sched;
+	/* Where the backend's warnings and failed steps are reported (the
+	 * daemon's log); unset: dropped (backends never print). */
+	struct pf_backend_log backend_log;
 };
 
 struct pf_request_params {

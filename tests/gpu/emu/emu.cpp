@@ -1,8 +1,8 @@
 /* emu.cpp — the emulator's launches, barriers, and host versions of the CUDA
  * runtime and cuBLAS calls; see include/emu.h. */
-#include "tests/gpu/emu/include/emu.h"
-#include "tests/gpu/emu/include/cuda_runtime.h"
-#include "tests/gpu/emu/include/cublas_v2.h"
+#include "emu.h"
+#include "cuda_runtime.h"
+#include "cublas_v2.h"
 #include <map>
 #include <vector>
 #include <ctime>

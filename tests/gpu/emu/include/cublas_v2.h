@@ -1,6 +1,6 @@
 /* cublas_v2.h — the part of the real header the kernels use, on the host (see emu.h). */
 #pragma once
-#include "tests/gpu/emu/include/cuda_runtime.h"
+#include "cuda_runtime.h"
 typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_NOT_INITIALIZED = 1, CUBLAS_STATUS_ALLOC_FAILED = 3,
 	CUBLAS_STATUS_INVALID_VALUE = 7, CUBLAS_STATUS_ARCH_MISMATCH = 8, CUBLAS_STATUS_NOT_SUPPORTED = 15 } cublasStatus_t;
 typedef struct cublasContext *cublasHandle_t;

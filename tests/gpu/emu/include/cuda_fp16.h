@@ -1,6 +1,6 @@
 /* cuda_fp16.h — the part of the real header the kernels use, on the host (see emu.h). */
 #pragma once
-#include "tests/gpu/emu/include/emu.h"
+#include "emu.h"
 extern "C" float pf_f16_to_f32(uint16_t h);
 extern "C" uint16_t pf_f32_to_f16(float f);
 struct __half { unsigned short x; };

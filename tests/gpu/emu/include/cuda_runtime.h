@@ -1,6 +1,6 @@
 /* cuda_runtime.h — the part of the real header the kernels use, on the host (see emu.h). */
 #pragma once
-#include "tests/gpu/emu/include/emu.h"
+#include "emu.h"
 typedef enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInvalidConfiguration = 9,
 	cudaErrorInsufficientDriver = 35, cudaErrorNoDevice = 100, cudaErrorInvalidDevice = 101, cudaErrorLaunchFailure = 719,
 	cudaErrorStreamCaptureUnsupported = 900, cudaErrorStreamCaptureInvalidated = 901 } cudaError_t;
