@@ -20,10 +20,13 @@ mkdir -p "$build"
 echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs, threads $threads"
 lbin=$(bash bench/build-llamacpp.sh) || { echo "bench: cannot build llama.cpp's llama-batched-bench" >&2; lbin=""; }
 : > "$out"
-run_ours() { # npp ntg npl
-  "$build/bin/pinfer-bench" --model "$model" -t "$threads" --npp "$1" --ntg "$2" --npl "$3" 2>/dev/null \
-    | awk -F'\t' '$1=="pinfer"{print "pinfer\t"$2"\t"$3"\t"$4"\t"$6"\t"$8"\t"$9}' >> "$out"
+run_ours() { # npp ntg npl [label PF_ISA]
+  PF_ISA=${5:-${PF_ISA:-}} "$build/bin/pinfer-bench" --model "$model" -t "$threads" --npp "$1" --ntg "$2" --npl "$3" 2>/dev/null \
+    | awk -F'\t' -v l="${4:-pinfer}" '$1=="pinfer"{print l"\t"$2"\t"$3"\t"$4"\t"$6"\t"$8"\t"$9}' >> "$out"
 }
+# On an AVX-512 host the AVX2 kernels run too (PF_ISA=avx2), to show that
+# AVX-512 is at least as fast while giving the same bits.
+avx512=$(grep -qw avx512_vnni /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo && echo 1)
 run_theirs() { # npp ntg npl
   [ -n "$lbin" ] || return 0
   local ctx=$(( ( $1 + $2 ) * 64 + 512 ))
@@ -35,6 +38,7 @@ for r in $(seq 1 "$reps"); do
   echo "== round $r of $reps"
   run_ours 128 128 "$npl"; run_theirs 128 128 "$npl"
   run_ours 512 1 1; run_theirs 512 1 1
+  if [ -n "$avx512" ]; then run_ours 128 128 "$npl" pinfer-avx2 avx2; run_ours 512 1 1 pinfer-avx2 avx2; fi
 done
 python3 - "$out" <<'PY'
 import sys, statistics as st
@@ -57,6 +61,17 @@ for key in sorted(data):
     r2 = f"{st.median(otg)/st.median(ttg):6.2f}" if otg and ttg and key[1] > 1 else "     -"
     rss = o[-1][2] if o else "-"
     print(f"{key[0]:>4} {key[1]:>4} {key[2]:>3} | {fmt(opp):>16} {fmt(tpp):>17} {r1} | {fmt(otg) if key[1]>1 else '':>16} {fmt(ttg) if key[1]>1 else '':>16} {r2} | {rss}")
+if any("pinfer-avx2" in d for d in data.values()):
+    print()
+    print("pinfer's AVX-512 kernels vs its AVX2 kernels (PF_ISA=avx2), same run, same bits (tokens/s)")
+    print(f"{'PP':>4} {'TG':>4} {'B':>3} | {'prefill avx512':>16} {'prefill avx2':>16} {'ratio':>6} | {'decode avx512':>16} {'decode avx2':>16} {'ratio':>6}")
+    for key in sorted(data):
+        d = data[key]; o = d.get("pinfer", []); a = d.get("pinfer-avx2", [])
+        if not o or not a: continue
+        r1 = st.median([x[0] for x in o]) / st.median([x[0] for x in a])
+        r2 = st.median([x[1] for x in o]) / st.median([x[1] for x in a]) if key[1] > 1 else None
+        print(f"{key[0]:>4} {key[1]:>4} {key[2]:>3} | {fmt([x[0] for x in o]):>16} {fmt([x[0] for x in a]):>16} {r1:6.2f} | "
+              f"{fmt([x[1] for x in o]) if key[1]>1 else '':>16} {fmt([x[1] for x in a]) if key[1]>1 else '':>16} {(f'{r2:6.2f}' if r2 else '     -')}")
 PY
 echo
 if [ -x "$build/bin/pinfer-bench-tok" ]; then
