@@ -7,7 +7,7 @@
 #   make bench      benchmarks, with llama.cpp's figures beside ours
 #   make deps       install the distribution packages we need (apt-get, as root)
 #   make model      fetch the SmolLM2-135M-Instruct Q4_1 GGUF into models/
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR= [SYSCONFDIR= LIBDIR= ...]  (see "installing" below)
 #   make clean
 #
 # Sources are found by wildcard: a new .c file under runtime/<layer>/, kernels/cpu/,
@@ -280,33 +280,60 @@ clean-gpu:
 
 -include $(shell find $(GPU_BUILD)/obj -name '*.d' 2>/dev/null)
 
-LIBDIR ?= $(PREFIX)/lib
-UNITDIR ?= $(PREFIX)/lib/systemd/system
+# ---- installing ----------------------------------------------------------------
+# Every path below follows PREFIX; DESTDIR is prepended to each (staged
+# installs for packages).  SYSCONFDIR holds pinfer/pinferd.conf.example: /etc
+# for the system prefixes /usr and /usr/local (where pinferd looks for
+# /etc/pinfer/pinferd.conf by default), $(PREFIX)/etc for any other prefix,
+# so that `make install PREFIX=$$HOME/pinfer` writes nothing outside it.
+# The unit files and the tmpfiles snippet are rewritten to name the real
+# BINDIR, SYSCONFDIR and DOCDIR.  shm/stats.h goes to INCLUDEDIR/pinfer/stats.h:
+# pinfer_stats_open() users read struct pf_stats from <pinfer/stats.h>.  Installing to a system prefix as root
+# without DESTDIR runs ldconfig, so that programs find libpinfer.so.1 at once.
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DOCDIR     ?= $(PREFIX)/share/doc/pinfer
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+ifneq ($(filter /usr /usr/ /usr/local /usr/local/,$(PREFIX)),)
+SYSCONFDIR ?= /etc
+else
+SYSCONFDIR ?= $(PREFIX)/etc
+endif
+SYSTEM_PREFIX := $(if $(filter /usr /usr/ /usr/local /usr/local/,$(PREFIX)),1,0)
+# what the unit files name in the tree (the defaults of PREFIX=/usr/local)
+UNIT_SED := -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/doc/pinfer|$(DOCDIR)|g' \
+            -e 's|/etc/pinfer\([/ ]\)|$(SYSCONFDIR)/pinfer\1|g' -e 's|PREFIX=/usr/local|PREFIX=$(PREFIX)|g'
 
 install: build
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include \
-	  $(DESTDIR)$(PREFIX)/share/doc/pinfer
-	install -m 0755 $(TOOLS) $(DAEMON) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/pinfer $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(TOOLS) $(DAEMON) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(CLIENT_LIB) $(DESTDIR)$(LIBDIR)/
 	install -m 0755 $(CLIENT_SO) $(DESTDIR)$(LIBDIR)/
 	ln -sf libpinfer.so.1 $(DESTDIR)$(LIBDIR)/libpinfer.so
-	$(if $(wildcard client/pinfer.h),install -m 0644 client/pinfer.h $(DESTDIR)$(PREFIX)/include/)
-	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|' client/pinfer.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/pinfer.pc
-	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d $(DESTDIR)/etc/pinfer
-	for u in systemd/*.service; do sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
+	install -m 0644 client/pinfer.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 0644 shm/stats.h $(DESTDIR)$(INCLUDEDIR)/pinfer/stats.h
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' client/pinfer.pc.in \
+	  > $(DESTDIR)$(LIBDIR)/pkgconfig/pinfer.pc
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d \
+	  $(DESTDIR)$(SYSCONFDIR)/pinfer
+	for u in systemd/*.service; do sed $(UNIT_SED) $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
 	install -m 0644 systemd/pinfer.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/pinfer.conf
-	install -m 0644 systemd/pinfer.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/pinfer.conf
-	install -m 0644 systemd/pinferd.conf.example $(DESTDIR)/etc/pinfer/pinferd.conf.example
-	install -m 0644 systemd/pinferd.conf.example README.md ARCHITECTURE.md $(DESTDIR)$(PREFIX)/share/doc/pinfer/
+	sed $(UNIT_SED) systemd/pinfer.tmpfiles > $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/pinfer.conf
+	install -m 0644 systemd/pinferd.conf.example $(DESTDIR)$(SYSCONFDIR)/pinfer/pinferd.conf.example
+	install -m 0644 systemd/pinferd.conf.example README.md ARCHITECTURE.md $(DESTDIR)$(DOCDIR)/
+	@if [ -z "$(DESTDIR)" ] && [ $(SYSTEM_PREFIX) = 1 ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  echo "ldconfig"; ldconfig; fi
 
 uninstall:
-	rm -f $(foreach t,$(TOOLS) $(DAEMON),$(DESTDIR)$(PREFIX)/bin/$(notdir $(t)))
+	rm -f $(foreach t,$(TOOLS) $(DAEMON),$(DESTDIR)$(BINDIR)/$(notdir $(t)))
 	rm -f $(DESTDIR)$(LIBDIR)/libpinfer.a $(DESTDIR)$(LIBDIR)/libpinfer.so $(DESTDIR)$(LIBDIR)/libpinfer.so.1
-	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/pinfer.pc $(DESTDIR)$(PREFIX)/include/pinfer.h
+	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/pinfer.pc $(DESTDIR)$(INCLUDEDIR)/pinfer.h $(DESTDIR)$(INCLUDEDIR)/pinfer/stats.h
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/pinfer 2>/dev/null
 	rm -f $(foreach u,$(wildcard systemd/*.service),$(DESTDIR)$(UNITDIR)/$(notdir $(u)))
 	rm -f $(DESTDIR)$(PREFIX)/lib/sysusers.d/pinfer.conf $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/pinfer.conf
-	rm -f $(DESTDIR)/etc/pinfer/pinferd.conf.example
-	rm -rf $(DESTDIR)$(PREFIX)/share/doc/pinfer
+	rm -f $(DESTDIR)$(SYSCONFDIR)/pinfer/pinferd.conf.example
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -341,7 +341,8 @@ int pinfer_fd(const struct pinfer *c);
 /*
  * Register as a statistics reader (what pinfer-top and pinfer-exporter do):
  * returns a read-only descriptor of the daemon's stats segment — layout
- * struct pf_stats in shm/stats.h, read consistently with pf_stats_read() —
+ * struct pf_stats in <pinfer/stats.h> (installed beside this header;
+ * shm/stats.h in the source tree), read consistently with pf_stats_read() —
  * or a negative errno with a message in opts->err.  Anyone allowed to
  * connect may read the stats.  The descriptor stays valid while pinferd
  * runs; map it with PROT_READ.
