@@ -8,14 +8,17 @@
 #   3. exporter: the vLLM-style names, each series with model_name, HELP/TYPE,
 #      cumulative histograms ending in le="+Inf" == _count, counters that grow
 #      with requests, `promtool check metrics` clean but for the accepted
-#      remarks on vLLM-style names, 404 elsewhere, 405 for POST
+#      remarks on vLLM-style names, TTFT buckets up to 640 s, GET /health
+#      200 "ok", 404 elsewhere, 405 for POST
 #   4. a mixed workload on a small KV pool (preemptions, n > 1, beam search,
 #      a deadline, a Ctrl-C cancel, a killed client): every snapshot adds up
 #      (admitted == finished + running + waiting; KV used + cached + free ==
 #      total), the screen shows the work, promtool passes during the work and
 #      after the drain, KV usage falls back to 0, the finish reasons and the
-#      prefix-cache counters (once per admission) match what was sent
-#   5. daemon killed: /metrics 503, pinfer-top --json exits 1, the screen says
+#      prefix-cache counters (once per admission) match what was sent; one
+#      request of 5 tokens adds its whole prompt to prompt_tokens_total (also
+#      when it comes again from the prefix cache), one TTFT and 4 ITLs
+#   5. daemon killed: /metrics and /health 503, pinfer-top --json exits 1, the screen says
 #      so; restarted on the same socket: metrics (from the new daemon) come
 #      back by themselves, and so does the screen
 #
@@ -205,6 +208,7 @@ if one("pinfer:prefix_cache_hits_total") > one("pinfer:prefix_cache_queries_tota
 if errs:
     print("\n".join(errs[:20])); sys.exit(1)
 for name in ("pinfer:generation_tokens_total", "pinfer:prompt_tokens_total", "pinfer:time_to_first_token_seconds_count",
+             "pinfer:inter_token_latency_seconds_count",
              "pinfer:e2e_request_latency_seconds_count", "pinfer:iteration_tokens_total_count",
              "pinfer:request_admitted_total", "pinfer:num_requests_running", "pinfer:num_requests_waiting",
              "pinfer:num_requests_preempted", "pinfer:num_preemptions_total", "pinfer:prefix_cache_queries_total",
@@ -338,6 +342,16 @@ if [ $have_model = 1 ]; then
   [ $grew = 1 ] && ok "counters grew with requests ($(value "$work/v1" pinfer:generation_tokens_total) -> $(value "$work/v2" pinfer:generation_tokens_total) generation tokens)" \
     || fail "counters did not grow"
 fi
+# the TTFT buckets reach past the 10 s of vLLM's GPU-minded low end: CPU prefills take minutes
+ttft_les=$(grep -o 'pinfer:time_to_first_token_seconds_bucket{[^}]*le="[^"]*"' "$work/metrics" | sed 's/.*le="//; s/"$//' | tr '\n' ' ')
+python3 -c "import sys; les=[float(x) for x in sys.argv[1].split()]; sys.exit(0 if 160.0 in les and 640.0 in les and les[-1] == float('inf') else 1)" "$ttft_les" \
+  && ok "TTFT buckets reach 640 s: le = $ttft_les" || fail "TTFT buckets stop early: le = $ttft_les"
+# /health: the exporter's liveness probe
+code=$(http GET "$url/health")
+[ "$code" = 200 ] && [ "$(cat "$work/body")" = ok ] && ok "GET /health: 200 ok while the daemon is up" \
+  || fail "GET /health with the daemon up: $code $(head -c 200 "$work/body")"
+[ "$(http HEAD "$url/health")" = 200 ] && [ "$(http POST "$url/health")" = 405 ] && ok "HEAD /health: 200; POST /health: 405" \
+  || fail "HEAD/POST /health"
 [ "$(http GET "$url/foo")" = 404 ] && ok "GET /foo: 404" || fail "GET /foo: not 404"
 [ "$(http POST "$url/metrics")" = 405 ] && ok "POST /metrics: 405" || fail "POST /metrics: not 405"
 grep -q "text/plain; version=0.0.4" < <(python3 -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).headers['Content-Type'])" "$url/metrics") \
@@ -368,13 +382,26 @@ if [ $have_model = 1 ]; then
   }
   story="Write a long and detailed story about a lighthouse keeper who finds a message in a bottle on a stormy night, and tell it slowly."
   wait_for 30 scrape2 s0 || fail "small pool: first scrape"
-  # one request alone: one prefix-cache query of exactly its prompt tokens
-  gen "$ssock" 1 "$story" || fail "small pool: calibration request"
-  scrape2 s1 || fail "small pool: scrape after one request"
-  ptok=$(delta pinfer:prefix_cache_queries_total s0 s1)
-  [ "$ptok" -gt 16 ] && [ "$(delta pinfer:request_admitted_total s0 s1)" = 1 ] && [ "$(delta finished_length s0 s1)" = 1 ] \
+  # one request alone: one prefix-cache query of exactly its prompt tokens,
+  # the whole prompt in prompt_tokens_total, one TTFT and one inter-token
+  # latency per token after the first (vLLM's meanings)
+  gen "$ssock" 5 "$story" || fail "small pool: calibration request"
+  scrape2 sa || fail "small pool: scrape after one request"
+  ptok=$(delta pinfer:prefix_cache_queries_total s0 sa)
+  [ "$ptok" -gt 16 ] && [ "$(delta pinfer:request_admitted_total s0 sa)" = 1 ] && [ "$(delta finished_length s0 sa)" = 1 ] \
     && ok "one request: admitted 1, finished 1 (length), $ptok prompt tokens queried in the prefix cache" \
-    || { fail "one request on the small pool:"; paste "$work/s0.v" "$work/s1.v"; }
+    || { fail "one request on the small pool:"; paste "$work/s0.v" "$work/sa.v"; }
+  [ "$(delta pinfer:prompt_tokens_total s0 sa)" = "$ptok" ] && [ "$(delta pinfer:time_to_first_token_seconds_count s0 sa)" = 1 ] \
+    && [ "$(delta pinfer:inter_token_latency_seconds_count s0 sa)" = 4 ] \
+    && ok "5 tokens: prompt_tokens_total +$ptok, one TTFT, 4 inter-token latencies (one per token after the first)" \
+    || fail "one request of 5 tokens: prompt_tokens_total +$(delta pinfer:prompt_tokens_total s0 sa) (prompt $ptok), TTFT +$(delta pinfer:time_to_first_token_seconds_count s0 sa), ITL +$(delta pinfer:inter_token_latency_seconds_count s0 sa) (want 4)"
+  # the same prompt again: served from the prefix cache, and still counted whole
+  gen "$ssock" 5 "$story" || fail "small pool: repeated request"
+  scrape2 s1 || fail "small pool: scrape after the repeated request"
+  hits=$(delta pinfer:prefix_cache_hits_total sa s1)
+  [ "$hits" -gt 0 ] && [ "$(delta pinfer:prompt_tokens_total sa s1)" = "$ptok" ] \
+    && ok "the prompt again: $hits of its $ptok tokens from the prefix cache, prompt_tokens_total +$ptok all the same" \
+    || fail "repeated prompt: $hits prefix-cache hits, prompt_tokens_total +$(delta pinfer:prompt_tokens_total sa s1) (want the whole $ptok)"
 
   python3 - "$top" "$ssock" "$url2" "$work/poll.stop" "$work" >"$work/poll.out" 2>&1 <<'EOF' &
 import json, os, subprocess, sys, time, urllib.request
@@ -555,6 +582,9 @@ except urllib.error.HTTPError as e: print(e.code)' '$url/metrics')\" = 503 ]"; t
   code=$(http GET "$url/metrics")
   [ "$code" = 503 ] && [ "$(wc -l <"$work/body")" = 1 ] && grep -q "unreachable" "$work/body" \
     && ok "daemon killed: /metrics 503 with one line: $(cat "$work/body")" || fail "503 body: $(cat "$work/body")"
+  code=$(http GET "$url/health")
+  [ "$code" = 503 ] && grep -q "unreachable" "$work/body" && ok "daemon killed: /health 503: $(cat "$work/body")" \
+    || fail "/health with the daemon gone: $code $(cat "$work/body")"
 else
   fail "no 503 after the daemon died"
 fi
@@ -572,6 +602,7 @@ if wait_for 60 metrics_ok && python3 "$work/check.py" "$work/metrics" "$model_na
   else
     ok "daemon restarted: metrics back"
   fi
+  [ "$(http GET "$url/health")" = 200 ] && ok "daemon restarted: /health 200 again" || fail "/health after the restart: $(cat "$work/body")"
 else
   fail "metrics did not come back after the restart"; cat "$work/v3" 2>/dev/null
 fi
