@@ -12,7 +12,7 @@
 #
 # Sources are found by wildcard: a new .c file under runtime/<layer>/, kernels/cpu/,
 # shm/ or client/ joins its library; tests/unit/test_X.c becomes one test binary;
-# tools/X.c becomes the program X.
+# tools/X.c becomes the program X; tools/common/*.c are linked into every program.
 
 .DEFAULT_GOAL := all
 SHELL := /bin/bash
@@ -94,6 +94,8 @@ CORE_SRCS   := $(wildcard runtime/*/*.c) $(wildcard kernels/cpu/*.c) $(wildcard 
 CORE_SRCS   := $(filter-out runtime/daemon/pinferd.c,$(CORE_SRCS))
 CLIENT_SRCS := $(wildcard client/*.c) $(wildcard shm/*.c)
 TOOL_SRCS   := $(wildcard tools/*.c)
+# helpers every tool links (a .c directly in tools/ is a program of its own)
+TOOL_COMMON_SRCS := $(wildcard tools/common/*.c)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
 
@@ -101,6 +103,7 @@ OBJ := $(BUILD)/obj
 CORE_OBJS   := $(CORE_SRCS:%.c=$(OBJ)/%.o) $(CU_SRCS:%.cu=$(OBJ)/%.cu.o)
 CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(OBJ)/%.o)
 TOOLS       := $(TOOL_SRCS:tools/%.c=$(BUILD)/bin/%)
+TOOL_COMMON_OBJS := $(TOOL_COMMON_SRCS:%.c=$(OBJ)/%.o)
 UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # helper programs of the integration scripts (tests/integration/*.sh)
 IT_SRCS     := $(wildcard tests/integration/*.c)
@@ -170,10 +173,10 @@ $(CLIENT_SO): $(CLIENT_OBJS)
 	$(Q)$(CC) $(CFLAGS) -shared -Wl,-soname,$(PINFER_SONAME) -Wl,--exclude-libs,ALL -o $@ $^ $(shell pkg-config --libs liburing 2>/dev/null) -lpthread
 	$(Q)ln -sf libpinfer.so.1 $(BUILD)/libpinfer.so
 
-$(BUILD)/bin/%: $(OBJ)/tools/%.o $(CORE_LIB) $(CLIENT_LIB)
+$(BUILD)/bin/%: $(OBJ)/tools/%.o $(TOOL_COMMON_OBJS) $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD    $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS) $(TOOL_LIBS_$*)
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TOOL_COMMON_OBJS) $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS) $(TOOL_LIBS_$*)
 
 $(BUILD)/bin/pinferd: $(OBJ)/runtime/daemon/pinferd.o $(CORE_LIB)
 	@mkdir -p $(dir $@)

@@ -126,7 +126,9 @@ uint32_t pinfer_inflight(const struct pinfer *c);       /* our requests not yet 
 
 /*
  * Sampling and request parameters, vLLM's meanings.  Start from
- * pinfer_params_init(); [defaults] are shown.  The library keeps no pointer
+ * pinfer_params_init(); [defaults] are shown (vLLM's; the pinfer CLI picks
+ * its own for good answers out of the box — temperature 0.7, top-p 0.9,
+ * 256 tokens — and says so in `pinfer --help`).  The library keeps no pointer
  * into this struct after a submit returns (stop strings/ids are copied).
  */
 struct pinfer_params {

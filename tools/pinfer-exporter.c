@@ -43,6 +43,7 @@
 
 #include "client/pinfer.h"
 #include "shm/stats.h"
+#include "tools/common/opts.h"
 #include "tools/stats_fmt.h"
 
 #define EXIT_LISTEN 1
@@ -437,6 +438,7 @@ int main(int argc, char **argv)
 	e->conn.timeout_ms = 2000;
 	e->state = -1;
 	stats_src_init(&e->src);
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_LISTEN: listen = optarg; break;
@@ -444,7 +446,7 @@ int main(int argc, char **argv)
 		case OPT_INSTANCE: e->conn.instance = optarg; break;
 		case OPT_QUIET: e->quiet = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		default: pf_opt_error("pinfer-exporter", argc, argv, "h", opts, NULL); return EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {

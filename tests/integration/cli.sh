@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The command-line tools: one meaning per flag, messages that say what is
+# wrong, and the CLI's defaults.
+#   1. bad invocations exit 2 with a message naming the value's range ("must
+#      be between 1 and 2147483647", not "is not an integer"), the closest
+#      option to a misspelt one ("did you mean --max-tokens?"), the
+#      candidates of an ambiguous prefix, a missing or unwanted value — in
+#      pinfer, pinfer-run, pinfer-top and pinfer-exporter; -n and -t where a
+#      tool gave them other meanings are refused with the long flag to use;
+#   2. every tool's --help: a short -n is the number of completions and a
+#      short -t the threads wherever they appear; pinfer's help states its
+#      defaults (temperature 0.7, top-p 0.9, 256 tokens for generate);
+#   3. against an echo pinferd (it answers max_tokens tokens): `pinfer
+#      generate` without --max-tokens gives 256 tokens, `pinfer chat` 512.
+set -uo pipefail
+build=${PF_BUILD:-build}
+failures=0
+# shellcheck source=lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
+bin=$build/bin
+for b in pinfer pinfer-run pinfer-top pinfer-exporter pinfer-synth-gguf pinferd; do
+  [ -x "$bin/$b" ] || { echo "FAIL: $bin/$b is not built"; exit 1; }
+done
+work=$(mktemp -d /tmp/pinfer-cli-XXXXXX)
+dpid=
+trap '[ -n "$dpid" ] && kill -KILL $dpid 2>/dev/null; rm -rf "$work"' EXIT
+
+# expect STATUS PATTERN COMMAND...: COMMAND exits STATUS and says PATTERN
+# (a fixed string) on stderr.  No daemon is running at the socket: every
+# case must be refused while parsing, before any connection.
+expect() {
+  local want=$1 pat=$2; shift 2
+  "$@" >"$work/out" 2>"$work/err"; local rc=$?
+  if [ $rc = "$want" ] && grep -qF -- "$pat" "$work/err"; then
+    ok "${*#"$bin/"} -> $rc: $(grep -F -- "$pat" "$work/err" | head -1)"
+  else
+    fail "$* -> exit $rc (want $want), stderr: $(head -3 "$work/err" | tr '\n' '|') (want: $pat)"
+  fi
+}
+
+# ---- 1. bad invocations ------------------------------------------------------------
+g=("$bin/pinfer" generate --socket "$work/none.sock")
+expect 2 "--max-tokens: 99999999999 must be between 1 and 2147483647" "${g[@]}" --max-tokens 99999999999 hi
+expect 2 '--max-tokens: "ten" is not an integer' "${g[@]}" --max-tokens ten hi
+expect 2 "unknown option --max-tokns; did you mean --max-tokens?" "${g[@]}" --max-tokns 5 hi
+expect 2 "unknown option --tempreature; did you mean --temperature?" "${g[@]}" --tempreature 0.5 hi
+expect 2 "option --m is ambiguous: --min-p, --max-tokens, --min-tokens" "${g[@]}" --m 5 hi
+expect 2 "--max-tokens needs a value" "${g[@]}" --max-tokens
+expect 2 "--quiet takes no value" "${g[@]}" --quiet=yes hi
+expect 2 "-n: 17 must be between 1 and 16" "${g[@]}" -n 17 hi
+expect 2 "--top-p: 1.5 must be greater than 0 and at most 1" "${g[@]}" --top-p 1.5 hi
+expect 2 "--temperature: -1 must be between 0 and 100" "${g[@]}" --temperature -1 hi
+expect 2 '--temperature: "warm" is not a number' "${g[@]}" --temperature warm hi
+expect 2 "--beam-width: 9 must be between 0 and 8" "${g[@]}" --beam-width 9 hi
+expect 2 "unknown option -x" "${g[@]}" -x hi
+expect 2 "-n: 0 must be between 1 and 16" "$bin/pinfer" chat --socket "$work/none.sock" -n 0
+expect 2 "unknown option -n; the length is --max-tokens" "$bin/pinfer-run" -n 4 --chat hi
+expect 2 "--max-tokens: 99999999999 must be between 1 and 1048576" "$bin/pinfer-run" --max-tokens 99999999999 --chat hi
+expect 2 "unknown option --temprature; did you mean --temperature?" "$bin/pinfer-run" --temprature 0 --chat hi
+expect 2 "--interval: 99999999999 must be between 0 and 60000" "$bin/pinfer-top" --interval 99999999999
+expect 2 "unknown option --intervall; did you mean --interval?" "$bin/pinfer-top" --intervall 5
+expect 2 "unknown option --lisen; did you mean --listen?" "$bin/pinfer-exporter" --lisen 127.0.0.1:0
+expect 2 "here: --dry-run" "$bin/pinfer-synth-gguf" -n -o "$work/x.gguf"
+expect 2 "here: --type" "$bin/pinfer-synth-gguf" -t q4_0 -o "$work/x.gguf"
+# the same misspelling far from any option gets no guess
+"$bin/pinfer" generate --socket "$work/none.sock" --zzzzzz hi 2>"$work/err"
+grep -q "unknown option --zzzzzz$" "$work/err" && ok "no guess for --zzzzzz" || fail "--zzzzzz: $(cat "$work/err")"
+
+# ---- 2. --help: one meaning per short flag -------------------------------------------
+for t in "$bin"/*; do
+  [ -x "$t" ] || continue
+  name=$(basename "$t")
+  "$t" --help >"$work/help" 2>&1 || { [ "$name" = pinfer-bench-ipc ] || fail "$name --help exited $?"; }
+  # an option line: two to six spaces, then -n or -t as a flag
+  grep -E '^ {1,8}-n([ ,]|$)' "$work/help" | grep -vq "completions" && fail "$name --help: -n is not the number of completions: $(grep -E '^ {1,8}-n([ ,]|$)' "$work/help")"
+  grep -E '^ {1,8}-t([ ,]|$)' "$work/help" | grep -vq "threads" && fail "$name --help: -t is not the threads: $(grep -E '^ {1,8}-t([ ,]|$)' "$work/help")"
+  grep -qE '(^|[ [])-n (ITERATIONS|N)\b.*(iterations|requests|MiB)|-t SECONDS' "$work/help" && fail "$name --help still uses -n/-t for something else"
+done
+ok "every tool's --help: -n is completions, -t threads, where they appear"
+"$bin/pinfer" --help >"$work/help"
+for want in "--temperature F          [0.7]" "--top-p F                [0.9]" "--max-tokens N           [256 for generate, 512 for chat]" \
+            "-n N                     [1] independent completions" "-n is the number of completions"; do
+  grep -qF -- "$want" "$work/help" || fail "pinfer --help lacks: $want"
+done
+grep -qF -- "--max-tokens N" "$work/help" && ok "pinfer --help states the CLI defaults (temperature 0.7, top-p 0.9, 256 tokens)"
+"$bin/pinfer-run" --help | grep -qE '^ +--max-tokens N' && ! "$bin/pinfer-run" --help | grep -qE '^ +-n' \
+  && ok "pinfer-run --help: --max-tokens, no -n" || fail "pinfer-run --help: $("$bin/pinfer-run" --help | grep -- max-tokens)"
+"$bin/pinfer-synth-gguf" --help | grep -qE '^ +--dry-run' && ! "$bin/pinfer-synth-gguf" --help | grep -qE '^ +-[nt],' \
+  && ok "pinfer-synth-gguf --help: --dry-run and --type long only" || fail "pinfer-synth-gguf --help still has -n/-t"
+
+# ---- 3. the defaults, seen through an echo daemon ------------------------------------
+"$bin/pinferd" --echo-backend --socket "$work/e.sock" --state-file none --log-level warn 2>"$work/d.log" &
+dpid=$!
+wait_for 30 test -S "$work/e.sock" || { fail "echo pinferd did not start:"; cat "$work/d.log"; }
+"$bin/pinfer" generate --socket "$work/e.sock" hello >/dev/null 2>"$work/gen.err"
+grep -q "generated 256;" "$work/gen.err" && ok "pinfer generate without --max-tokens: 256 tokens" \
+  || fail "pinfer generate default length: $(cat "$work/gen.err")"
+echo hi | "$bin/pinfer" chat --socket "$work/e.sock" >/dev/null 2>"$work/chat.err"
+grep -q "generated 512;" "$work/chat.err" && ok "pinfer chat without --max-tokens: 512 tokens" \
+  || fail "pinfer chat default length: $(cat "$work/chat.err")"
+"$bin/pinfer" generate --socket "$work/e.sock" --max-tokens 3 hello >/dev/null 2>"$work/gen.err"
+grep -q "generated 3;" "$work/gen.err" && ok "--max-tokens 3: 3 tokens" || fail "--max-tokens 3: $(cat "$work/gen.err")"
+kill -TERM $dpid; wait $dpid 2>/dev/null; dpid=
+
+[ $failures = 0 ] && echo "cli: all checks passed" || echo "cli: $failures check(s) failed"
+exit $((failures > 0))
