@@ -82,7 +82,7 @@ cmp -s "$work/a.gguf" "$work/b.gguf" && ok "same seed, same bytes" || fail "same
 cmp -s "$work/a.gguf" "$work/c.gguf" && fail "another seed gave the same file" || ok "another seed, other bytes"
 cc=$(command -v cc || command -v gcc || command -v clang)
 if [ -n "$cc" ]; then
-  if "$cc" -std=gnu11 -O2 -Wall -Wextra -Werror -I"$root/kernels" "$root/tools/pinfer-synth-gguf.c" "$root/kernels/dtype.c" -lm \
+  if "$cc" -std=gnu11 -O2 -Wall -Wextra -Werror -I"$root" "$root/tools/pinfer-synth-gguf.c" "$root/kernels/dtype.c" -lm \
        -o "$work/synth-alone" 2>"$work/cc.log"; then
     libs=$(ldd "$work/synth-alone" 2>/dev/null | awk '{print $1}' | grep -vE '^(linux-vdso|/lib.*ld-linux|libc\.so|libm\.so)' | tr '\n' ' ')
     [ -z "$libs" ] && ok "standalone build needs only libc and libm" || fail "standalone build links $libs"
