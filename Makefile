@@ -29,10 +29,10 @@ CC := gcc
 endif
 
 # Debian package that provides each pkg-config name, for the hint and `make deps`.
-DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev libxxhash-dev libncurses-dev libmicrohttpd-dev libsystemd-dev pkg-config clang libclang-rt-14-dev python3-pip unzip prometheus
+DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev libxxhash-dev libncurses-dev libmicrohttpd-dev libsystemd-dev libedit-dev pkg-config clang libclang-rt-14-dev python3-pip unzip prometheus
 
 # numa has no .pc on Debian 12; it is checked by header instead below.
-PKG_CHECK := liburing cmocka libpcre2-8 libxxhash ncursesw libmicrohttpd libsystemd
+PKG_CHECK := liburing cmocka libpcre2-8 libxxhash ncursesw libmicrohttpd libsystemd libedit
 PKG_MISSING := $(strip $(foreach p,$(PKG_CHECK),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),,$(p))))
 NUMA_MISSING := $(if $(wildcard /usr/include/numa.h),,numa)
 DEPS_MISSING := $(strip $(PKG_MISSING) $(NUMA_MISSING))
@@ -87,6 +87,8 @@ LDLIBS  := $(LDLIBS_BASE) $(CUDA_LIBS)
 
 # Extra libraries of individual tools.
 TOOL_LIBS_pinfer-top      = $(shell pkg-config --libs ncursesw 2>/dev/null)
+# line editing and history in `pinfer chat` on a terminal
+TOOL_LIBS_pinfer          = $(shell pkg-config --libs libedit 2>/dev/null)
 TOOL_LIBS_pinfer-exporter = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 
 # ---- sources ----------------------------------------------------------------

@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <editline/readline.h>
+
 #include "client/pinfer.h"
 #include "tools/common/opts.h"
 
@@ -535,12 +537,43 @@ static void history_truncate(struct history *h, size_t n)
 		free(h->owned[--h->n]);
 }
 
+/*
+ * One line of chat input, without its newline, in *line (malloc'd; the
+ * caller frees it).  On a terminal it is read with libedit: the line can be
+ * edited (arrows, Ctrl-A/E, ...) and Up/Down recall this session's earlier
+ * lines; the prompt goes to stderr like every diagnostic.  Elsewhere (a
+ * pipe, a file) it is a plain getline.  Returns the length, or -1 at the
+ * end of input (Ctrl-D) or on an error (errno says which; EINTR: Ctrl-C).
+ */
+static ssize_t read_message(bool edit, char **line)
+{
+	ssize_t n;
+	errno = 0;
+	if (edit) {
+		*line = readline("> ");
+		if (!*line)
+			return -1;
+		n = (ssize_t)strlen(*line);
+		if (n > 0)
+			add_history(*line);
+	} else {
+		size_t cap = 0;
+		*line = NULL;
+		n = getline(line, &cap, stdin);
+		if (n < 0)
+			return -1;
+	}
+	while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r'))
+		(*line)[--n] = 0;
+	return n;
+}
+
 static int cmd_chat(struct pinfer *c, const struct cli *cli)
 {
 	struct history h = { 0 };
 	bool tty = isatty(STDIN_FILENO);
+	bool edit = tty && isatty(STDERR_FILENO);
 	char *line = NULL;
-	size_t lcap = 0;
 	int status = 0;
 
 	if (cli->system && history_push(&h, "system", strdup(cli->system))) {
@@ -552,23 +585,23 @@ static int cmd_chat(struct pinfer *c, const struct cli *cli)
 		fprintf(stderr, "pinfer chat with %s — one message per line; /reset clears the history, /exit or "
 				"Ctrl-D quits, Ctrl-C stops a reply.\n",
 			pinfer_model_name(c));
+	if (edit)
+		rl_outstream = stderr; /* the prompt and the line being edited: not the reply stream */
 	for (;;) {
-		if (tty) {
+		if (tty && !edit) {
 			fputs("> ", stderr);
 			fflush(stderr);
 		}
 		g_interrupted = 0;
-		errno = 0;
-		ssize_t n = getline(&line, &lcap, stdin);
+		free(line);
+		ssize_t n = read_message(edit, &line);
 		if (n < 0) {
 			if (tty)
 				fputc('\n', stderr);
-			if (errno == EINTR)
+			if (errno == EINTR || g_interrupted)
 				status = 130;
 			break;
 		}
-		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-			line[--n] = 0;
 		if (n == 0)
 			continue;
 		if (!strcmp(line, "/exit") || !strcmp(line, "/quit"))
@@ -661,10 +694,11 @@ static void usage(FILE *f)
 	      "generate streams the reply to stdout as tokens arrive (with -n or --beam-width\n"
 	      "each sequence is printed whole at the end).  chat keeps the conversation and\n"
 	      "sends it as chat messages; pinferd renders the model's chat template.  It reads\n"
-	      "stdin line by line until EOF, so it also works with a pipe; on a terminal, /reset\n"
-	      "clears the history and /exit quits.  Ctrl-C cancels the reply in flight; a second\n"
-	      "Ctrl-C quits.  A usage line (prompt/cached/generated tokens, time to first token,\n"
-	      "tokens/s) is printed on stderr after each reply.\n"
+	      "stdin line by line until EOF, so it also works with a pipe; on a terminal, lines\n"
+	      "can be edited (libedit: arrows, Ctrl-A/E, ...) and Up/Down recall earlier ones,\n"
+	      "/reset clears the history and /exit or Ctrl-D quits.  Ctrl-C cancels the reply in\n"
+	      "flight; a second Ctrl-C quits.  A usage line (prompt/cached/generated tokens, time\n"
+	      "to first token, tokens/s) is printed on stderr after each reply.\n"
 	      "\n"
 	      "Connection:\n"
 	      "  --socket PATH            pinferd's socket (default: $RUNTIME_DIRECTORY/pinferd.sock,\n"

@@ -11,7 +11,9 @@
 #      short -t the threads wherever they appear; pinfer's help states its
 #      defaults (temperature 0.7, top-p 0.9, 256 tokens for generate);
 #   3. against an echo pinferd (it answers max_tokens tokens): `pinfer
-#      generate` without --max-tokens gives 256 tokens, `pinfer chat` 512.
+#      generate` without --max-tokens gives 256 tokens, `pinfer chat` 512;
+#   4. `pinfer chat` on a terminal (tmux): a line edited with the arrow keys,
+#      an earlier one recalled with Up, Ctrl-D quits with 0.
 set -uo pipefail
 build=${PF_BUILD:-build}
 failures=0
@@ -23,7 +25,7 @@ for b in pinfer pinfer-run pinfer-top pinfer-exporter pinfer-synth-gguf pinferd;
 done
 work=$(mktemp -d /tmp/pinfer-cli-XXXXXX)
 dpid=
-trap '[ -n "$dpid" ] && kill -KILL $dpid 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$dpid" ] && kill -KILL $dpid 2>/dev/null; tmux -S "$work/tmux.sock" kill-server 2>/dev/null; rm -rf "$work"' EXIT
 
 # expect STATUS PATTERN COMMAND...: COMMAND exits STATUS and says PATTERN
 # (a fixed string) on stderr.  No daemon is running at the socket: every
@@ -102,6 +104,39 @@ grep -q "generated 512;" "$work/chat.err" && ok "pinfer chat without --max-token
   || fail "pinfer chat default length: $(cat "$work/chat.err")"
 "$bin/pinfer" generate --socket "$work/e.sock" --max-tokens 3 hello >/dev/null 2>"$work/gen.err"
 grep -q "generated 3;" "$work/gen.err" && ok "--max-tokens 3: 3 tokens" || fail "--max-tokens 3: $(cat "$work/gen.err")"
+
+# ---- 4. pinfer chat on a terminal: line editing and history (libedit) --------------
+# Typed under tmux: "helo", Left, "l" must send "hello" (the echo daemon
+# answers with the conversation's first bytes, so the reply shows
+# "userhello"); then Up recalls "hello", "!" is appended and the line reads
+# "> hello!" when it is sent (and answered).  Without line editing the
+# terminal would echo and send the escape sequences of the arrows instead.
+if command -v tmux >/dev/null; then
+  tm() { tmux -S "$work/tmux.sock" "$@"; }
+  pane() { tm capture-pane -p -t chat >"$work/pane" 2>/dev/null; }
+  pane_has() { pane && grep -qF -- "$1" "$work/pane"; }
+  tm -f /dev/null new-session -d -s chat -x 120 -y 30 \
+    "TERM=screen $bin/pinfer chat --socket $work/e.sock --max-tokens 24 -q; echo \$? >$work/chat.rc; sleep 30" 2>"$work/tmux.err" \
+    || fail "tmux did not start: $(cat "$work/tmux.err")"
+  prompt_shown() { pane && grep -qx ">" "$work/pane"; }
+  if wait_for 30 prompt_shown; then
+    tm send-keys -t chat "helo" Left l Enter
+    wait_for 30 pane_has "userhello" && ok "chat on a terminal: the line was edited (Left, insert) before it was sent" \
+      || { fail "chat line editing:"; cat "$work/pane"; }
+    tm send-keys -t chat Up "!" Enter
+    recalled() { pane && grep -qx "> hello!" "$work/pane" && [ "$(grep -c "^userhello" "$work/pane")" -ge 2 ]; }
+    wait_for 30 recalled && ok "chat on a terminal: Up recalled the previous line, sent with \"!\" appended" \
+      || { fail "chat history:"; cat -A "$work/pane" | grep -v "^\$$"; }
+    tm send-keys -t chat C-d
+    wait_for 30 test -s "$work/chat.rc" && [ "$(cat "$work/chat.rc")" = 0 ] && ok "Ctrl-D at the prompt: exit 0" \
+      || fail "Ctrl-D: exit $(cat "$work/chat.rc" 2>/dev/null)"
+  else
+    fail "no chat prompt:"; pane; cat "$work/pane"
+  fi
+  tm kill-server 2>/dev/null
+else
+  echo "# note: tmux not installed: line editing in pinfer chat is not tested"
+fi
 kill -TERM $dpid; wait $dpid 2>/dev/null; dpid=
 
 [ $failures = 0 ] && echo "cli: all checks passed" || echo "cli: $failures check(s) failed"
