@@ -37,8 +37,9 @@ mk() { make -s --no-print-directory BUILD="$build" PF_CUDA=$cuda "$@"; }
 
 # ---- 1. the install writes under PREFIX only ---------------------------------------
 etc_before=$( [ -e /etc/pinfer ] && echo present || echo absent )
-touch "$work/marker"
-sleep 1 # mtimes have a granularity; the marker must be strictly older
+# (a second older than now: -newer is strict and some filesystems keep
+# coarse mtimes)
+touch -d '1 second ago' "$work/marker"
 if mk install PREFIX="$prefix" >"$work/install.log" 2>&1; then
   ok "make install PREFIX=$prefix"
 else
