@@ -62,6 +62,8 @@ expect 2 "unknown option --temprature; did you mean --temperature?" "$bin/pinfer
 expect 2 "--interval: 99999999999 must be between 0 and 60000" "$bin/pinfer-top" --interval 99999999999
 expect 2 "unknown option --intervall; did you mean --interval?" "$bin/pinfer-top" --intervall 5
 expect 2 "unknown option --lisen; did you mean --listen?" "$bin/pinfer-exporter" --lisen 127.0.0.1:0
+expect 2 "--requests: 99999999999 must be between 1 and 1048576" "$bin/pinfer-bench-e2e" --requests 99999999999
+expect 2 '--threads: "many" is not an integer' "$bin/pinfer-bench" --threads many
 expect 2 "here: --dry-run" "$bin/pinfer-synth-gguf" -n -o "$work/x.gguf"
 expect 2 "here: --type" "$bin/pinfer-synth-gguf" -t q4_0 -o "$work/x.gguf"
 # the same misspelling far from any option gets no guess
