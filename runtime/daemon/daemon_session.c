@@ -247,14 +247,15 @@ static size_t post_text_prefix(struct pf_session *s, uint64_t tag, uint8_t index
 /* ---- engine callbacks ----------------------------------------------------------- */
 
 /* The request's prompt, whole, once: at its first token (or its first
- * result, for beam search).  A preempted and recomputed request does not
- * count it again. */
+ * result, for beam search; or at its end when its length was not known at
+ * the first token).  A preempted and recomputed request does not count it
+ * again. */
 static void count_prompt(struct pf_daemon *d, struct pf_dreq *q, int32_t n_prompt)
 {
-	if (q->prompt_counted)
+	if (q->prompt_counted || n_prompt <= 0)
 		return;
 	q->prompt_counted = true;
-	d->acc.prompt_tokens_total += (uint64_t)(n_prompt > 0 ? n_prompt : 0);
+	d->acc.prompt_tokens_total += (uint64_t)n_prompt;
 }
 
 static void ev_token(void *ctx, uint64_t id, void *user, int32_t index, int32_t token, const char *text, size_t len,
