@@ -4,7 +4,9 @@
 #
 #   1. echo daemon: --once/--json snapshots; a registered client is listed
 #   2. model daemon (PF_MODEL): generation tokens, KV blocks, latency
-#      histograms after requests; a running request shows up in flight
+#      histograms after requests; one request of 5 tokens adds its whole
+#      prompt to prompt_tokens_total (also when it comes again from the
+#      prefix cache), one TTFT and 4 ITLs; a running request shows up in flight
 #   3. exporter: the vLLM-style names, each series with model_name, HELP/TYPE,
 #      cumulative histograms ending in le="+Inf" == _count, counters that grow
 #      with requests, `promtool check metrics` clean but for the accepted
@@ -15,9 +17,7 @@
 #      (admitted == finished + running + waiting; KV used + cached + free ==
 #      total), the screen shows the work, promtool passes during the work and
 #      after the drain, KV usage falls back to 0, the finish reasons and the
-#      prefix-cache counters (once per admission) match what was sent; one
-#      request of 5 tokens adds its whole prompt to prompt_tokens_total (also
-#      when it comes again from the prefix cache), one TTFT and 4 ITLs
+#      prefix-cache counters (once per admission) match what was sent
 #   5. daemon killed: /metrics and /health 503, pinfer-top --json exits 1, the screen says
 #      so; restarted on the same socket: metrics (from the new daemon) come
 #      back by themselves, and so does the screen
@@ -304,6 +304,27 @@ if [ $have_model = 1 ]; then
     fail "pinfer-top --json (model):"; cat "$work/top.json" "$work/top.err"
   fi
   model_name=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['model'])" "$work/top.json")
+  # vLLM's meanings, with nothing else running: a request of 5 tokens adds
+  # its whole prompt to prompt_tokens_total (as many tokens as it queried
+  # in the prefix cache), one TTFT and 4 inter-token latencies (one per
+  # token after the first); the same prompt again, partly served from the
+  # prefix cache, still adds the whole prompt
+  figs() { # -> "prompt_total queries hits ttft_count itl_count"
+    topjson "$msock" && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); l=j['latency']; print(j['tokens']['prompt_total'], j['prefix_cache']['queries_tokens'], j['prefix_cache']['hits_tokens'], l['ttft_s']['count'], l['itl_s']['count'])" "$work/top.json"
+  }
+  sky="Please explain in a few simple sentences why the sky looks blue on a clear day but red at sunset."
+  read -r p0 q0 h0 t0 i0 < <(figs)
+  gen "$msock" 5 "$sky" || fail "5-token request failed"
+  read -r p1 q1 h1 t1 i1 < <(figs)
+  gen "$msock" 5 "$sky" || fail "repeated 5-token request failed"
+  read -r p2 q2 h2 t2 i2 < <(figs)
+  mtok=$((q1 - q0))
+  [ "$mtok" -gt 16 ] && [ $((p1 - p0)) = "$mtok" ] && [ $((t1 - t0)) = 1 ] && [ $((i1 - i0)) = 4 ] \
+    && ok "5 tokens: prompt_tokens_total +$mtok (the whole prompt), one TTFT, 4 inter-token latencies (one per token after the first)" \
+    || fail "one request of 5 tokens: prompt_tokens_total +$((p1 - p0)) (prompt $mtok), TTFT +$((t1 - t0)), ITL +$((i1 - i0)) (want 4)"
+  [ $((h2 - h1)) -gt 0 ] && [ $((q2 - q1)) = "$mtok" ] && [ $((p2 - p1)) = "$mtok" ] \
+    && ok "the prompt again: $((h2 - h1)) of its $mtok tokens from the prefix cache, prompt_tokens_total +$mtok all the same" \
+    || fail "repeated prompt: $((h2 - h1)) prefix-cache hits, prompt_tokens_total +$((p2 - p1)) (want the whole $mtok)"
   # left to run on: it ends when the daemon is killed below (cancelling it
   # would test the daemon's cancel path, which is not this suite's business)
   "$pinfer" generate --socket "$msock" --ignore-eos --max-tokens 400 "Tell me a very long story." >/dev/null 2>&1 &
@@ -382,26 +403,13 @@ if [ $have_model = 1 ]; then
   }
   story="Write a long and detailed story about a lighthouse keeper who finds a message in a bottle on a stormy night, and tell it slowly."
   wait_for 30 scrape2 s0 || fail "small pool: first scrape"
-  # one request alone: one prefix-cache query of exactly its prompt tokens,
-  # the whole prompt in prompt_tokens_total, one TTFT and one inter-token
-  # latency per token after the first (vLLM's meanings)
-  gen "$ssock" 5 "$story" || fail "small pool: calibration request"
-  scrape2 sa || fail "small pool: scrape after one request"
-  ptok=$(delta pinfer:prefix_cache_queries_total s0 sa)
-  [ "$ptok" -gt 16 ] && [ "$(delta pinfer:request_admitted_total s0 sa)" = 1 ] && [ "$(delta finished_length s0 sa)" = 1 ] \
+  # one request alone: one prefix-cache query of exactly its prompt tokens
+  gen "$ssock" 1 "$story" || fail "small pool: calibration request"
+  scrape2 s1 || fail "small pool: scrape after one request"
+  ptok=$(delta pinfer:prefix_cache_queries_total s0 s1)
+  [ "$ptok" -gt 16 ] && [ "$(delta pinfer:request_admitted_total s0 s1)" = 1 ] && [ "$(delta finished_length s0 s1)" = 1 ] \
     && ok "one request: admitted 1, finished 1 (length), $ptok prompt tokens queried in the prefix cache" \
-    || { fail "one request on the small pool:"; paste "$work/s0.v" "$work/sa.v"; }
-  [ "$(delta pinfer:prompt_tokens_total s0 sa)" = "$ptok" ] && [ "$(delta pinfer:time_to_first_token_seconds_count s0 sa)" = 1 ] \
-    && [ "$(delta pinfer:inter_token_latency_seconds_count s0 sa)" = 4 ] \
-    && ok "5 tokens: prompt_tokens_total +$ptok, one TTFT, 4 inter-token latencies (one per token after the first)" \
-    || fail "one request of 5 tokens: prompt_tokens_total +$(delta pinfer:prompt_tokens_total s0 sa) (prompt $ptok), TTFT +$(delta pinfer:time_to_first_token_seconds_count s0 sa), ITL +$(delta pinfer:inter_token_latency_seconds_count s0 sa) (want 4)"
-  # the same prompt again: served from the prefix cache, and still counted whole
-  gen "$ssock" 5 "$story" || fail "small pool: repeated request"
-  scrape2 s1 || fail "small pool: scrape after the repeated request"
-  hits=$(delta pinfer:prefix_cache_hits_total sa s1)
-  [ "$hits" -gt 0 ] && [ "$(delta pinfer:prompt_tokens_total sa s1)" = "$ptok" ] \
-    && ok "the prompt again: $hits of its $ptok tokens from the prefix cache, prompt_tokens_total +$ptok all the same" \
-    || fail "repeated prompt: $hits prefix-cache hits, prompt_tokens_total +$(delta pinfer:prompt_tokens_total sa s1) (want the whole $ptok)"
+    || { fail "one request on the small pool:"; paste "$work/s0.v" "$work/s1.v"; }
 
   python3 - "$top" "$ssock" "$url2" "$work/poll.stop" "$work" >"$work/poll.out" 2>&1 <<'EOF' &
 import json, os, subprocess, sys, time, urllib.request
