@@ -7,12 +7,12 @@
 #   make bench      benchmarks, with llama.cpp's figures beside ours
 #   make deps       install the distribution packages we need (apt-get, as root)
 #   make model      fetch the SmolLM2-135M-Instruct Q4_1 GGUF into models/
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR= [SYSCONFDIR= LIBDIR= ...]  (see "installing" below)
 #   make clean
 #
 # Sources are found by wildcard: a new .c file under runtime/<layer>/, kernels/cpu/,
 # shm/ or client/ joins its library; tests/unit/test_X.c becomes one test binary;
-# tools/X.c becomes the program X.
+# tools/X.c becomes the program X; tools/common/*.c are linked into every program.
 
 .DEFAULT_GOAL := all
 SHELL := /bin/bash
@@ -29,10 +29,10 @@ CC := gcc
 endif
 
 # Debian package that provides each pkg-config name, for the hint and `make deps`.
-DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev libxxhash-dev libncurses-dev libmicrohttpd-dev libsystemd-dev pkg-config clang libclang-rt-14-dev python3-pip unzip prometheus
+DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev libxxhash-dev libncurses-dev libmicrohttpd-dev libsystemd-dev libedit-dev pkg-config clang libclang-rt-14-dev python3-pip unzip prometheus
 
 # numa has no .pc on Debian 12; it is checked by header instead below.
-PKG_CHECK := liburing cmocka libpcre2-8 libxxhash ncursesw libmicrohttpd libsystemd
+PKG_CHECK := liburing cmocka libpcre2-8 libxxhash ncursesw libmicrohttpd libsystemd libedit
 PKG_MISSING := $(strip $(foreach p,$(PKG_CHECK),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),,$(p))))
 NUMA_MISSING := $(if $(wildcard /usr/include/numa.h),,numa)
 DEPS_MISSING := $(strip $(PKG_MISSING) $(NUMA_MISSING))
@@ -87,6 +87,8 @@ LDLIBS  := $(LDLIBS_BASE) $(CUDA_LIBS)
 
 # Extra libraries of individual tools.
 TOOL_LIBS_pinfer-top      = $(shell pkg-config --libs ncursesw 2>/dev/null)
+# line editing and history in `pinfer chat` on a terminal
+TOOL_LIBS_pinfer          = $(shell pkg-config --libs libedit 2>/dev/null)
 TOOL_LIBS_pinfer-exporter = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 
 # ---- sources ----------------------------------------------------------------
@@ -94,6 +96,8 @@ CORE_SRCS   := $(wildcard runtime/*/*.c) $(wildcard kernels/cpu/*.c) $(wildcard 
 CORE_SRCS   := $(filter-out runtime/daemon/pinferd.c,$(CORE_SRCS))
 CLIENT_SRCS := $(wildcard client/*.c) $(wildcard shm/*.c)
 TOOL_SRCS   := $(wildcard tools/*.c)
+# helpers every tool links (a .c directly in tools/ is a program of its own)
+TOOL_COMMON_SRCS := $(wildcard tools/common/*.c)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
 
@@ -101,6 +105,7 @@ OBJ := $(BUILD)/obj
 CORE_OBJS   := $(CORE_SRCS:%.c=$(OBJ)/%.o) $(CU_SRCS:%.cu=$(OBJ)/%.cu.o)
 CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(OBJ)/%.o)
 TOOLS       := $(TOOL_SRCS:tools/%.c=$(BUILD)/bin/%)
+TOOL_COMMON_OBJS := $(TOOL_COMMON_SRCS:%.c=$(OBJ)/%.o)
 UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # helper programs of the integration scripts (tests/integration/*.sh)
 IT_SRCS     := $(wildcard tests/integration/*.c)
@@ -174,10 +179,10 @@ $(CLIENT_SO): $(CLIENT_OBJS)
 	$(Q)$(CC) $(CFLAGS) -shared -Wl,-soname,$(PINFER_SONAME) -Wl,--exclude-libs,ALL -o $@ $^ $(shell pkg-config --libs liburing 2>/dev/null) -lpthread
 	$(Q)ln -sf libpinfer.so.1 $(BUILD)/libpinfer.so
 
-$(BUILD)/bin/%: $(OBJ)/tools/%.o $(CORE_LIB) $(CLIENT_LIB)
+$(BUILD)/bin/%: $(OBJ)/tools/%.o $(TOOL_COMMON_OBJS) $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD    $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS) $(TOOL_LIBS_$*)
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TOOL_COMMON_OBJS) $(CORE_LIB) $(CLIENT_LIB) $(LDLIBS) $(TOOL_LIBS_$*)
 
 $(BUILD)/bin/pinferd: $(OBJ)/runtime/daemon/pinferd.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
@@ -286,33 +291,60 @@ clean-gpu:
 
 -include $(shell find $(GPU_BUILD)/obj -name '*.d' 2>/dev/null)
 
-LIBDIR ?= $(PREFIX)/lib
-UNITDIR ?= $(PREFIX)/lib/systemd/system
+# ---- installing ----------------------------------------------------------------
+# Every path below follows PREFIX; DESTDIR is prepended to each (staged
+# installs for packages).  SYSCONFDIR holds pinfer/pinferd.conf.example: /etc
+# for the system prefixes /usr and /usr/local (where pinferd looks for
+# /etc/pinfer/pinferd.conf by default), $(PREFIX)/etc for any other prefix,
+# so that `make install PREFIX=$$HOME/pinfer` writes nothing outside it.
+# The unit files and the tmpfiles snippet are rewritten to name the real
+# BINDIR, SYSCONFDIR and DOCDIR.  shm/stats.h goes to INCLUDEDIR/pinfer/stats.h:
+# pinfer_stats_open() users read struct pf_stats from <pinfer/stats.h>.  Installing to a system prefix as root
+# without DESTDIR runs ldconfig, so that programs find libpinfer.so.1 at once.
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DOCDIR     ?= $(PREFIX)/share/doc/pinfer
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+ifneq ($(filter /usr /usr/ /usr/local /usr/local/,$(PREFIX)),)
+SYSCONFDIR ?= /etc
+else
+SYSCONFDIR ?= $(PREFIX)/etc
+endif
+SYSTEM_PREFIX := $(if $(filter /usr /usr/ /usr/local /usr/local/,$(PREFIX)),1,0)
+# what the unit files name in the tree (the defaults of PREFIX=/usr/local)
+UNIT_SED := -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/doc/pinfer|$(DOCDIR)|g' \
+            -e 's|/etc/pinfer\([/ ]\)|$(SYSCONFDIR)/pinfer\1|g' -e 's|PREFIX=/usr/local|PREFIX=$(PREFIX)|g'
 
 install: build
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include \
-	  $(DESTDIR)$(PREFIX)/share/doc/pinfer
-	install -m 0755 $(TOOLS) $(DAEMON) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/pinfer $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(TOOLS) $(DAEMON) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(CLIENT_LIB) $(DESTDIR)$(LIBDIR)/
 	install -m 0755 $(CLIENT_SO) $(DESTDIR)$(LIBDIR)/
 	ln -sf libpinfer.so.1 $(DESTDIR)$(LIBDIR)/libpinfer.so
-	$(if $(wildcard client/pinfer.h),install -m 0644 client/pinfer.h $(DESTDIR)$(PREFIX)/include/)
-	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|' client/pinfer.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/pinfer.pc
-	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d $(DESTDIR)/etc/pinfer
-	for u in systemd/*.service; do sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
+	install -m 0644 client/pinfer.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 0644 shm/stats.h $(DESTDIR)$(INCLUDEDIR)/pinfer/stats.h
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' client/pinfer.pc.in \
+	  > $(DESTDIR)$(LIBDIR)/pkgconfig/pinfer.pc
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d \
+	  $(DESTDIR)$(SYSCONFDIR)/pinfer
+	for u in systemd/*.service; do sed $(UNIT_SED) $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
 	install -m 0644 systemd/pinfer.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/pinfer.conf
-	install -m 0644 systemd/pinfer.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/pinfer.conf
-	install -m 0644 systemd/pinferd.conf.example $(DESTDIR)/etc/pinfer/pinferd.conf.example
-	install -m 0644 systemd/pinferd.conf.example README.md ARCHITECTURE.md $(DESTDIR)$(PREFIX)/share/doc/pinfer/
+	sed $(UNIT_SED) systemd/pinfer.tmpfiles > $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/pinfer.conf
+	install -m 0644 systemd/pinferd.conf.example $(DESTDIR)$(SYSCONFDIR)/pinfer/pinferd.conf.example
+	install -m 0644 systemd/pinferd.conf.example README.md ARCHITECTURE.md $(DESTDIR)$(DOCDIR)/
+	@if [ -z "$(DESTDIR)" ] && [ $(SYSTEM_PREFIX) = 1 ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  echo "ldconfig"; ldconfig; fi
 
 uninstall:
-	rm -f $(foreach t,$(TOOLS) $(DAEMON),$(DESTDIR)$(PREFIX)/bin/$(notdir $(t)))
+	rm -f $(foreach t,$(TOOLS) $(DAEMON),$(DESTDIR)$(BINDIR)/$(notdir $(t)))
 	rm -f $(DESTDIR)$(LIBDIR)/libpinfer.a $(DESTDIR)$(LIBDIR)/libpinfer.so $(DESTDIR)$(LIBDIR)/libpinfer.so.1
-	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/pinfer.pc $(DESTDIR)$(PREFIX)/include/pinfer.h
+	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/pinfer.pc $(DESTDIR)$(INCLUDEDIR)/pinfer.h $(DESTDIR)$(INCLUDEDIR)/pinfer/stats.h
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/pinfer 2>/dev/null
 	rm -f $(foreach u,$(wildcard systemd/*.service),$(DESTDIR)$(UNITDIR)/$(notdir $(u)))
 	rm -f $(DESTDIR)$(PREFIX)/lib/sysusers.d/pinfer.conf $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/pinfer.conf
-	rm -f $(DESTDIR)/etc/pinfer/pinferd.conf.example
-	rm -rf $(DESTDIR)$(PREFIX)/share/doc/pinfer
+	rm -f $(DESTDIR)$(SYSCONFDIR)/pinfer/pinferd.conf.example
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -92,7 +92,7 @@ if [ -x "$build/bin/pinfer-bench-ipc" ]; then
   "$build/bin/pinferd" --echo-backend --socket "$sock" --log-level warn &
   epid=$!
   for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
-  "$build/bin/pinfer-bench-ipc" --socket "$sock" -n 20000 -c 32 -t 3 | tee "$build/bench-ipc.txt"
+  "$build/bin/pinfer-bench-ipc" --socket "$sock" --iterations 20000 -c 32 --seconds 3 | tee "$build/bench-ipc.txt"
   kill -TERM "$epid"; wait "$epid" 2>/dev/null
   echo
   echo "== IPC share of step time at full load (pinferd on the model, 32 clients)"

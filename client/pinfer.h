@@ -126,7 +126,9 @@ uint32_t pinfer_inflight(const struct pinfer *c);       /* our requests not yet 
 
 /*
  * Sampling and request parameters, vLLM's meanings.  Start from
- * pinfer_params_init(); [defaults] are shown.  The library keeps no pointer
+ * pinfer_params_init(); [defaults] are shown (vLLM's; the pinfer CLI picks
+ * its own for good answers out of the box — temperature 0.7, top-p 0.9,
+ * 256 tokens — and says so in `pinfer --help`).  The library keeps no pointer
  * into this struct after a submit returns (stop strings/ids are copied).
  */
 struct pinfer_params {
@@ -341,7 +343,8 @@ int pinfer_fd(const struct pinfer *c);
 /*
  * Register as a statistics reader (what pinfer-top and pinfer-exporter do):
  * returns a read-only descriptor of the daemon's stats segment — layout
- * struct pf_stats in shm/stats.h, read consistently with pf_stats_read() —
+ * struct pf_stats in <pinfer/stats.h> (installed beside this header;
+ * shm/stats.h in the source tree), read consistently with pf_stats_read() —
  * or a negative errno with a message in opts->err.  Anyone allowed to
  * connect may read the stats.  The descriptor stays valid while pinferd
  * runs; map it with PROT_READ.

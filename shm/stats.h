@@ -30,7 +30,12 @@
  * Layout history: 1 first; 2 added seqs_running/seqs_waiting and
  * requests_admitted_total, made running/waiting/preempted_waiting count
  * requests, and prefix_* count once per admission; 3 appended the swap
- * figures (preemption by swapping K/V to host memory).
+ * figures (preemption by swapping K/V to host memory).  Within 3, without
+ * a layout change: prompt_tokens_total counts whole prompts (it counted
+ * the prompt tokens computed, leaving out prefix-cache hits), the ITL
+ * histogram one observation per token (it had one per request, its mean
+ * gap), and the TTFT bounds reach 640 s — readers take bounds from the
+ * segment, so older tools read newer daemons and the reverse.
  */
 #ifndef PF_SHM_STATS_H
 #define PF_SHM_STATS_H
@@ -50,7 +55,7 @@
 
 enum pf_stats_hist_id {
 	PF_HIST_TTFT = 0,        /* seconds */
-	PF_HIST_ITL = 1,         /* seconds between tokens */
+	PF_HIST_ITL = 1,         /* seconds between tokens: one per token after a sequence's first */
 	PF_HIST_E2E = 2,         /* seconds */
 	PF_HIST_STEP_TIME = 3,   /* seconds per engine step */
 	PF_HIST_STEP_TOKENS = 4, /* tokens per step */
@@ -95,6 +100,8 @@ struct pf_stats {
 	/* tokens of new requests looked up in / served by the prefix cache,
 	 * once per admission (vLLM's prefix_cache_queries/hits) */
 	uint64_t prefix_queries_tokens, prefix_hits_tokens;
+	/* prompt_tokens_total: whole prompts (prefix-cache hits included, as
+	 * vLLM counts them), once per request when its first token comes */
 	uint64_t prompt_tokens_total, generation_tokens_total;
 	uint64_t steps_total, preemptions_total;
 	uint64_t requests_admitted_total;   /* submissions the engine accepted */

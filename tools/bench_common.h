@@ -52,11 +52,18 @@
  * 0, or -EINVAL (message printed, *ret untouched). */
 static inline int pf_bench_parse_long(const char *prog, const char *s, const char *what, long lo, long hi, long *ret)
 {
+	/* the wording of tools/common/opts.h, which this header cannot link
+	 * (tests/gpu builds it alone): a number out of range says its range */
 	char *end;
 	errno = 0;
 	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi) {
-		fprintf(stderr, "%s: %s wants an integer in %ld..%ld, got '%s'\n", prog, what, lo, hi, s);
+	if (end == s || *end || (errno && errno != ERANGE)) {
+		fprintf(stderr, "%s: %s: \"%s\" is not an integer (it must be between %ld and %ld)\n", prog, what, s, lo,
+			hi);
+		return -EINVAL;
+	}
+	if (errno == ERANGE || v < lo || v > hi) {
+		fprintf(stderr, "%s: %s: %s must be between %ld and %ld\n", prog, what, s, lo, hi);
 		return -EINVAL;
 	}
 	*ret = v;
@@ -81,8 +88,12 @@ static inline int pf_bench_parse_double(const char *prog, const char *s, const c
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
-		fprintf(stderr, "%s: %s wants a number in [%g, %g], got '%s'\n", prog, what, lo, hi, s);
+	if (end == s || *end || isnan(v)) {
+		fprintf(stderr, "%s: %s: \"%s\" is not a number\n", prog, what, s);
+		return -EINVAL;
+	}
+	if (!isfinite(v) || v < lo || v > hi) {
+		fprintf(stderr, "%s: %s: %s must be between %g and %g\n", prog, what, s, lo, hi);
 		return -EINVAL;
 	}
 	*ret = v;

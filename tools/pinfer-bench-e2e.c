@@ -100,7 +100,7 @@ static void usage(FILE *f)
 		"\n"
 		"  -m, --model PATH         GGUF model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
 		"      --data PATH          length pairs (default bench/data/sharegpt_lengths.tsv)\n"
-		"  -n, --requests N         requests per run (default 16)\n"
+		"      --requests N         requests per run (default 16)\n"
 		"  -c, --clients N          client processes, 1..%d (default 8; at most --requests)\n"
 		"      --max-output N       cap on output tokens per request (default 1024)\n"
 		"      --kv-memory SIZE     the daemon's KV pool in every run (default 64M)\n"
@@ -966,10 +966,10 @@ static void remove_dir(struct bench *b)
 int main(int argc, char **argv)
 {
 	enum { O_DATA = 256, O_MAXOUT, O_KVMEM, O_BS, O_STATIC, O_SEED, O_REGIME, O_RATE, O_LOAD, O_PINFERD,
-	       O_SOCKDIR, O_KEEP, O_TIMEOUT };
+	       O_SOCKDIR, O_KEEP, O_TIMEOUT, O_REQUESTS }; /* -n means completions in pinfer: --requests is long only */
 	static const struct option lopts[] = {
 		{ "model", required_argument, NULL, 'm' }, { "data", required_argument, NULL, O_DATA },
-		{ "requests", required_argument, NULL, 'n' }, { "clients", required_argument, NULL, 'c' },
+		{ "requests", required_argument, NULL, O_REQUESTS }, { "clients", required_argument, NULL, 'c' },
 		{ "max-output", required_argument, NULL, O_MAXOUT }, { "kv-memory", required_argument, NULL, O_KVMEM },
 		{ "block-size", required_argument, NULL, O_BS }, { "static-batch", required_argument, NULL, O_STATIC },
 		{ "threads", required_argument, NULL, 't' }, { "seed", required_argument, NULL, O_SEED },
@@ -995,11 +995,11 @@ int main(int argc, char **argv)
 	};
 	int c;
 	long lv;
-	while ((c = getopt_long(argc, argv, "m:n:c:t:qh", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:c:t:qh", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o.model = optarg; break;
 		case O_DATA: o.data = optarg; break;
-		case 'n': if (pf_bench_parse_int(PROG, optarg, "--requests", 1, 1 << 20, &o.requests)) return 2; break;
+		case O_REQUESTS: if (pf_bench_parse_int(PROG, optarg, "--requests", 1, 1 << 20, &o.requests)) return 2; break;
 		case 'c': if (pf_bench_parse_int(PROG, optarg, "--clients", 1, MAX_CLIENTS, &o.clients)) return 2; break;
 		case O_MAXOUT: if (pf_bench_parse_int(PROG, optarg, "--max-output", 1, 1 << 20, &o.max_output)) return 2; break;
 		case O_KVMEM: o.kv_memory = optarg; break;

@@ -167,23 +167,25 @@ static double throughput(int n_clients, double seconds)
 
 int main(int argc, char **argv)
 {
+	/* -n and -t are completions and threads in the pinfer tools: long only here */
+	enum { O_ITER = 256, O_SECONDS };
 	static const struct option lo[] = {
 		{ "socket", required_argument, NULL, 's' }, { "instance", required_argument, NULL, 'i' },
-		{ "iterations", required_argument, NULL, 'n' }, { "clients", required_argument, NULL, 'c' },
-		{ "seconds", required_argument, NULL, 't' }, { "help", no_argument, NULL, 'h' }, { 0 },
+		{ "iterations", required_argument, NULL, O_ITER }, { "clients", required_argument, NULL, 'c' },
+		{ "seconds", required_argument, NULL, O_SECONDS }, { "help", no_argument, NULL, 'h' }, { 0 },
 	};
 	int n = 20000, clients = 32, ch;
 	double secs = 3;
 	pinfer_connect_opts_init(&opts);
-	while ((ch = getopt_long(argc, argv, "s:i:n:c:t:h", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "s:i:c:h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 's': opts.socket_path = optarg; break;
 		case 'i': opts.instance = optarg; break;
-		case 'n': n = atoi(optarg); break;
+		case O_ITER: n = atoi(optarg); break;
 		case 'c': clients = atoi(optarg); break;
-		case 't': secs = atof(optarg); break;
+		case O_SECONDS: secs = atof(optarg); break;
 		case 'h':
-			printf("usage: pinfer-bench-ipc [--socket PATH | --instance NAME] [-n ITERATIONS] [-c CLIENTS] [-t SECONDS]\n"
+			printf("usage: pinfer-bench-ipc [--socket PATH | --instance NAME] [--iterations N] [-c CLIENTS] [--seconds S]\n"
 			       "\nMeasures the IPC path against `pinferd --echo-backend`: round-trip latency\n"
 			       "(back to back with a spinning client; with the daemon idle between requests and\n"
 			       "the client spinning, then sleeping at once) and completions/s with 1 and CLIENTS\n"
@@ -193,7 +195,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (n < 100 || clients < 1 || secs <= 0) {
-		fprintf(stderr, "pinfer-bench-ipc: need -n >= 100, -c >= 1, -t > 0\n");
+		fprintf(stderr, "pinfer-bench-ipc: need --iterations >= 100, -c >= 1, --seconds > 0\n");
 		return 2;
 	}
 	double p50, p99;

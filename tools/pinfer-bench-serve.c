@@ -97,7 +97,7 @@ static void usage(FILE *f)
 		"\n"
 		"  -m, --model PATH         GGUF model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
 		"      --data PATH          length pairs (default bench/data/sharegpt_lengths.tsv)\n"
-		"  -n, --requests N         requests per run (default 12)\n"
+		"      --requests N         requests per run (default 12)\n"
 		"      --max-output N       cap on output tokens per request (default 1024)\n"
 		"      --kv-memory BYTES    KV pool for every run (default 64M; K/M/G suffixes)\n"
 		"      --block-size N       KV block size 8, 16 or 32 (default 16)\n"
@@ -620,10 +620,10 @@ done:
 int main(int argc, char **argv)
 {
 	enum { O_DATA = 256, O_MAXOUT, O_KVMEM, O_BS, O_STATIC, O_SEED, O_REGIME, O_RATE, O_LOAD, O_PREFIX,
-	       O_PREFIX_ONLY, O_PREFIX_N, O_MAXBATCH, O_MAXSEQS };
+	       O_PREFIX_ONLY, O_PREFIX_N, O_MAXBATCH, O_MAXSEQS, O_REQUESTS }; /* -n means completions in pinfer */
 	static const struct option lopts[] = {
 		{ "model", required_argument, NULL, 'm' }, { "data", required_argument, NULL, O_DATA },
-		{ "requests", required_argument, NULL, 'n' }, { "max-output", required_argument, NULL, O_MAXOUT },
+		{ "requests", required_argument, NULL, O_REQUESTS }, { "max-output", required_argument, NULL, O_MAXOUT },
 		{ "kv-memory", required_argument, NULL, O_KVMEM }, { "block-size", required_argument, NULL, O_BS },
 		{ "static-batch", required_argument, NULL, O_STATIC }, { "threads", required_argument, NULL, 't' },
 		{ "seed", required_argument, NULL, O_SEED }, { "regime", required_argument, NULL, O_REGIME },
@@ -650,11 +650,11 @@ int main(int argc, char **argv)
 	};
 	int c;
 	long lv;
-	while ((c = getopt_long(argc, argv, "m:n:t:qh", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:t:qh", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o.model = optarg; break;
 		case O_DATA: o.data = optarg; break;
-		case 'n': if (pf_bench_parse_int(PROG, optarg, "--requests", 1, 1 << 20, &o.requests)) return 2; break;
+		case O_REQUESTS: if (pf_bench_parse_int(PROG, optarg, "--requests", 1, 1 << 20, &o.requests)) return 2; break;
 		case O_MAXOUT: if (pf_bench_parse_int(PROG, optarg, "--max-output", 1, 1 << 20, &o.max_output)) return 2; break;
 		case O_KVMEM: if (pf_bench_parse_size(PROG, optarg, "--kv-memory", "64M", &o.kv_memory)) return 2; break;
 		case O_BS: if (pf_bench_parse_block_size(PROG, optarg, &o.block_size)) return 2; break;

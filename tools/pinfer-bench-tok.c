@@ -159,24 +159,26 @@ static void usage(FILE *f)
 		"emoji.  Prints encode and decode throughput in MB/s of text.\n"
 		"\n"
 		"  -m, --model PATH      the GGUF file\n"
-		"  -n, --mbytes N        size of the text in MiB (default 4)\n"
+		"      --mbytes N        size of the text in MiB (default 4)\n"
 		"      --doc-size N      bytes per document / encode call (default 4096)\n"
 		"      --golden PATH     mix in the T inputs of a golden file\n"
 		"                        (default tests/golden/tokenizer_smollm2.txt if present)\n"
 		"      --dump-text PATH  write the text (documents separated by a NUL byte) and exit\n"
-		"  -t, --min-time S      repeat each measurement for at least S seconds (default 1)\n"
+		"      --min-time S      repeat each measurement for at least S seconds (default 1)\n"
 		"  -h, --help            this text\n");
 }
 
 int main(int argc, char **argv)
 {
+	/* -n and -t are completions and threads in the pinfer tools: long only here */
+	enum { O_MBYTES = 256, O_MINTIME };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, 'm' },
-		{ "mbytes", required_argument, NULL, 'n' },
+		{ "mbytes", required_argument, NULL, O_MBYTES },
 		{ "doc-size", required_argument, NULL, 'D' },
 		{ "golden", required_argument, NULL, 'G' },
 		{ "dump-text", required_argument, NULL, 'O' },
-		{ "min-time", required_argument, NULL, 't' },
+		{ "min-time", required_argument, NULL, O_MINTIME },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -191,14 +193,14 @@ int main(int argc, char **argv)
 	struct pf_tok *t = NULL;
 	int c, rc = 1;
 
-	while ((c = getopt_long(argc, argv, "m:n:t:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': model = optarg; break;
-		case 'n': mib = atof(optarg); break;
+		case O_MBYTES: mib = atof(optarg); break;
 		case 'D': doc_size = strtoul(optarg, NULL, 10); break;
 		case 'G': golden = optarg; break;
 		case 'O': dump = optarg; break;
-		case 't': min_time = atof(optarg); break;
+		case O_MINTIME: min_time = atof(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

@@ -17,6 +17,8 @@
  * 503 with one line saying why: Prometheus then records up == 0 for this
  * target, which is exactly "no numbers from pinferd right now" (a 200 with
  * stale or partial numbers would hide the outage from alerts on up).
+ * GET /health is the liveness probe (vLLM's /health): the same check,
+ * 200 "ok" while the daemon's stats segment is live, 503 and why otherwise.
  *
  * HTTP is libmicrohttpd with one internal polling thread: requests are
  * served one at a time on that thread, so the stats source needs no lock.
@@ -41,6 +43,7 @@
 
 #include "client/pinfer.h"
 #include "shm/stats.h"
+#include "tools/common/opts.h"
 #include "tools/stats_fmt.h"
 
 #define EXIT_LISTEN 1
@@ -80,7 +83,9 @@ static void usage(FILE *f)
 		"\n"
 		"HTTP: GET (or HEAD) /metrics -> 200 with the metrics, or 503 with a one-line\n"
 		"reason when pinferd cannot be reached (Prometheus then records up=0 for the\n"
-		"target); other paths -> 404; other methods -> 405.\n"
+		"target).  GET (or HEAD) /health -> 200 \"ok\" while pinferd's statistics\n"
+		"segment is live, else 503 with the reason (a liveness probe).  Other paths\n"
+		"-> 404; other methods -> 405.\n"
 		"\n"
 		"Metrics (model_name on each): gauges pinfer:num_requests_running,\n"
 		"num_requests_waiting, num_requests_preempted (waiting to be recomputed after a\n"
@@ -89,14 +94,17 @@ static void usage(FILE *f)
 		"cache_config_info{block_size,num_gpu_blocks}, num_requests_swapped (sequences\n"
 		"whose KV is in host swap space), cpu_cache_usage_perc (0..1 of the swap\n"
 		"space), daemon_start_time_seconds,\n"
-		"backend_info{backend}; counters prompt_tokens_total, generation_tokens_total,\n"
+		"backend_info{backend}; counters prompt_tokens_total (whole prompts, cached\n"
+		"tokens included, once per request at its first token), generation_tokens_total,\n"
 		"prefix_cache_queries_total, prefix_cache_hits_total (tokens of new requests,\n"
 		"once per admission), num_preemptions_total, num_swap_outs_total,\n"
 		"num_swap_ins_total, engine_steps_total,\n"
 		"request_admitted_total, request_success_total\n"
 		"{finished_reason=stop|length|cancelled|error|deadline|stalled}; histograms\n"
-		"time_to_first_token_seconds, inter_token_latency_seconds,\n"
-		"e2e_request_latency_seconds, iteration_tokens_total, iteration_time_seconds.\n"
+		"time_to_first_token_seconds (buckets up to 640 s: CPU prefills are long),\n"
+		"inter_token_latency_seconds (one observation per token after a sequence's\n"
+		"first), e2e_request_latency_seconds, iteration_tokens_total,\n"
+		"iteration_time_seconds.\n"
 		"Requests count once whatever their n or beam width.  At every scrape\n"
 		"request_admitted_total == sum(request_success_total) + num_requests_running\n"
 		"+ num_requests_waiting, and the kv_cache_blocks states sum to num_gpu_blocks.\n"
@@ -223,7 +231,8 @@ static void render(FILE *f, const struct pf_stats *s)
 		s->swap_outs_total);
 	counter(&p, "pinfer:num_swap_ins_total", "Swapped-out sequences whose KV cache was swapped back in.",
 		s->swap_ins_total);
-	counter(&p, "pinfer:prompt_tokens_total", "Number of prefill tokens processed.", s->prompt_tokens_total);
+	counter(&p, "pinfer:prompt_tokens_total",
+		"Number of prefill tokens processed (whole prompts, prefix-cache hits included).", s->prompt_tokens_total);
 	counter(&p, "pinfer:generation_tokens_total", "Number of generation tokens processed.",
 		s->generation_tokens_total);
 	counter(&p, "pinfer:engine_steps_total", "Number of engine steps (iterations) run.", s->steps_total);
@@ -241,7 +250,7 @@ static void render(FILE *f, const struct pf_stats *s)
 	histogram(&p, "pinfer:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
 		  &s->hist[PF_HIST_TTFT]);
 	histogram(&p, "pinfer:inter_token_latency_seconds",
-		  "Histogram of inter-token latency in seconds (one observation per request: its mean gap).",
+		  "Histogram of inter-token latency in seconds (one observation per token).",
 		  &s->hist[PF_HIST_ITL]);
 	histogram(&p, "pinfer:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
 		  &s->hist[PF_HIST_E2E]);
@@ -334,15 +343,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-	if (strcmp(url, "/metrics") != 0)
-		return reply_text(c, MHD_HTTP_NOT_FOUND, "not found: pinfer-exporter serves /metrics\n");
+	bool health = strcmp(url, "/health") == 0;
+	if (!health && strcmp(url, "/metrics") != 0)
+		return reply_text(c, MHD_HTTP_NOT_FOUND, "not found: pinfer-exporter serves /metrics and /health\n");
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-		return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use GET /metrics\n");
+		return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use GET %s\n", url);
 
 	static struct pf_stats s; /* one request at a time: see the top of the file */
 	char why[384];
 	if (scrape(e, &s, why, sizeof(why)) < 0)
 		return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "pinferd unreachable: %s\n", why);
+	if (health)
+		return reply_text(c, MHD_HTTP_OK, "ok\n");
 	char *body = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&body, &len);
@@ -426,6 +438,7 @@ int main(int argc, char **argv)
 	e->conn.timeout_ms = 2000;
 	e->state = -1;
 	stats_src_init(&e->src);
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_LISTEN: listen = optarg; break;
@@ -433,7 +446,7 @@ int main(int argc, char **argv)
 		case OPT_INSTANCE: e->conn.instance = optarg; break;
 		case OPT_QUIET: e->quiet = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		default: pf_opt_error("pinfer-exporter", argc, argv, "h", opts, NULL); return EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {

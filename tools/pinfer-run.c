@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "tools/bench_common.h"
+#include "tools/common/opts.h"
 #include "runtime/text/chat.h"
 #include "kernels/dtype.h"
 #include "runtime/engine/engine.h"
@@ -29,7 +30,7 @@ static void usage(FILE *f)
 		"  -c, --chat MESSAGE       a user message, rendered with the model's chat template\n"
 		"      --system TEXT        system message for --chat (default: the template's own)\n"
 		"  -p, --prompt TEXT        raw text, tokenized as is\n"
-		"  -n, --max-tokens N       tokens to generate at most (default 128)\n"
+		"      --max-tokens N       tokens to generate at most (default 128)\n"
 		"      --temperature T      0 = greedy (default 0)\n"
 		"      --top-k K, --top-p P, --min-p P, --repetition-penalty R, --seed S\n"
 		"  -t, --threads N          CPU threads (default: every CPU this process may use)\n"
@@ -40,7 +41,16 @@ static void usage(FILE *f)
 /* A number option, with this program's name on the message. */
 static int parse_num(const char *s, const char *what, double lo, double hi, double *ret)
 {
-	return pf_bench_parse_double(PROG, s, what, lo, hi, ret);
+	return pf_opt_float(PROG, what, s, lo, hi, 0, ret);
+}
+
+static int parse_int(const char *s, const char *what, long long lo, long long hi, double *ret)
+{
+	long long v;
+	int r = pf_opt_int(PROG, what, s, lo, hi, &v);
+	if (!r)
+		*ret = (double)v;
+	return r;
 }
 
 struct out_state {
@@ -68,10 +78,16 @@ static void on_finish(void *ctx, uint64_t id, void *user, int32_t index, enum pf
 
 int main(int argc, char **argv)
 {
-	enum { O_TEMP = 256, O_TOPK, O_TOPP, O_MINP, O_REP, O_SEED, O_SYS, O_KVMEM };
+	/* -n is the number of completions in the pinfer tools: the length is
+	 * --max-tokens, long only (tools/common/opts.h) */
+	enum { O_TEMP = 256, O_TOPK, O_TOPP, O_MINP, O_REP, O_SEED, O_SYS, O_KVMEM, O_MAXTOK };
+	static const struct pf_opt_hint hints[] = {
+		{ 'n', "the length is --max-tokens (-n is the number of completions in pinfer)" }, { 0, 0 },
+	};
+	static const char shortopts[] = "m:c:p:t:h";
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, 'm' }, { "chat", required_argument, NULL, 'c' },
-		{ "prompt", required_argument, NULL, 'p' }, { "max-tokens", required_argument, NULL, 'n' },
+		{ "prompt", required_argument, NULL, 'p' }, { "max-tokens", required_argument, NULL, O_MAXTOK },
 		{ "threads", required_argument, NULL, 't' }, { "temperature", required_argument, NULL, O_TEMP },
 		{ "top-k", required_argument, NULL, O_TOPK }, { "top-p", required_argument, NULL, O_TOPP },
 		{ "min-p", required_argument, NULL, O_MINP }, { "repetition-penalty", required_argument, NULL, O_REP },
@@ -87,15 +103,16 @@ int main(int argc, char **argv)
 
 	rp.sampling.temperature = 0;
 	rp.sampling.max_tokens = 128;
-	while ((c = getopt_long(argc, argv, "m:c:p:n:t:h", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': cfg.model_path = optarg; break;
 		case 'c': chat = optarg; break;
 		case 'p': prompt = optarg; break;
-		case 'n': if (parse_num(optarg, "--max-tokens", 1, 1 << 20, &v)) return 2; rp.sampling.max_tokens = (int32_t)v; break;
-		case 't': if (parse_num(optarg, "--threads", 0, 1024, &v)) return 2; cfg.n_threads = (int)v; break;
+		case O_MAXTOK: if (parse_int(optarg, "--max-tokens", 1, 1 << 20, &v)) return 2; rp.sampling.max_tokens = (int32_t)v; break;
+		case 't': if (parse_int(optarg, "--threads", 0, 1024, &v)) return 2; cfg.n_threads = (int)v; break;
 		case O_TEMP: if (parse_num(optarg, "--temperature", 0, 100, &v)) return 2; rp.sampling.temperature = (float)v; break;
-		case O_TOPK: if (parse_num(optarg, "--top-k", -1, 1 << 24, &v)) return 2; rp.sampling.top_k = (int32_t)v; break;
+		case O_TOPK: if (parse_int(optarg, "--top-k", -1, 1 << 24, &v)) return 2; rp.sampling.top_k = (int32_t)v; break;
 		case O_TOPP: if (parse_num(optarg, "--top-p", 0, 1, &v)) return 2; rp.sampling.top_p = (float)v; break;
 		case O_MINP: if (parse_num(optarg, "--min-p", 0, 1, &v)) return 2; rp.sampling.min_p = (float)v; break;
 		case O_REP: if (parse_num(optarg, "--repetition-penalty", 0, 100, &v)) return 2; rp.sampling.repetition_penalty = (float)v; break;
@@ -103,7 +120,7 @@ int main(int argc, char **argv)
 		case O_SYS: system = optarg; break;
 		case O_KVMEM: if (pf_bench_parse_size(PROG, optarg, "--kv-memory", "512M", &cfg.kv_memory)) return 2; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: pf_opt_error(PROG, argc, argv, shortopts, opts, hints); return 2;
 		}
 	}
 	if (optind < argc || (!chat == !prompt)) {

@@ -918,7 +918,7 @@ static void usage(FILE *f)
 		"      --untied         a separate output.weight\n"
 		"\n"
 		"Types (f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q6_k; any case):\n"
-		"  -t, --type T         the attention and feed-forward matrices (default f16)\n"
+		"      --type T         the attention and feed-forward matrices (default f16)\n"
 		"      --embd-type T    token_embd.weight (default: --type; when tied, the\n"
 		"                       output type below)\n"
 		"      --output-type T  output.weight, or token_embd.weight when tied.  Default:\n"
@@ -932,7 +932,7 @@ static void usage(FILE *f)
 		"                       as FILE.tmp.PID and renamed over FILE once complete\n"
 		"  -s, --seed N         PRNG seed (default 0): the same options and seed give the\n"
 		"                       same file byte for byte\n"
-		"  -n, --dry-run        print the plan (shape, types, exact size) and write nothing\n"
+		"      --dry-run        print the plan (shape, types, exact size) and write nothing\n"
 		"  -q, --quiet          no report on stderr\n"
 		"  -h, --help           this text\n"
 		"\n"
@@ -1053,8 +1053,10 @@ static void print_plan(const struct options *o, const struct plan *p, uint64_t h
 
 int main(int argc, char **argv)
 {
+	/* -n and -t mean completions and threads in the other pinfer tools:
+	 * --type and --dry-run have no short letters */
 	enum { O_LAYERS = 256, O_HIDDEN, O_HEADS, O_KV, O_FF, O_VOCAB, O_CTX, O_ROPE, O_EPS, O_TIED, O_UNTIED,
-	       O_EMBD, O_OUTT };
+	       O_EMBD, O_OUTT, O_TYPE, O_DRY };
 	static const struct option lopts[] = {
 		{ "preset", required_argument, NULL, 'p' }, { "layers", required_argument, NULL, O_LAYERS },
 		{ "hidden", required_argument, NULL, O_HIDDEN }, { "heads", required_argument, NULL, O_HEADS },
@@ -1062,9 +1064,9 @@ int main(int argc, char **argv)
 		{ "vocab", required_argument, NULL, O_VOCAB }, { "ctx", required_argument, NULL, O_CTX },
 		{ "rope-base", required_argument, NULL, O_ROPE }, { "norm-eps", required_argument, NULL, O_EPS },
 		{ "tied", no_argument, NULL, O_TIED }, { "untied", no_argument, NULL, O_UNTIED },
-		{ "type", required_argument, NULL, 't' }, { "embd-type", required_argument, NULL, O_EMBD },
+		{ "type", required_argument, NULL, O_TYPE }, { "embd-type", required_argument, NULL, O_EMBD },
 		{ "output-type", required_argument, NULL, O_OUTT }, { "output", required_argument, NULL, 'o' },
-		{ "seed", required_argument, NULL, 's' }, { "dry-run", no_argument, NULL, 'n' },
+		{ "seed", required_argument, NULL, 's' }, { "dry-run", no_argument, NULL, O_DRY },
 		{ "quiet", no_argument, NULL, 'q' }, { "help", no_argument, NULL, 'h' }, { 0 },
 	};
 	struct options o = { .preset = "tiny", .type = PF_DT_F16, .embd_type = UINT32_MAX, .output_type = UINT32_MAX };
@@ -1075,13 +1077,13 @@ int main(int argc, char **argv)
 	int tied = -1, c;
 	char outbuf[128];
 
-	while ((c = getopt_long(argc, argv, "p:t:o:s:nqh", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:o:s:qh", lopts, NULL)) != -1) {
 		uint32_t v = 0;
 		uint32_t *field = NULL;
 		int e = 0;
 		switch (c) {
 		case 'p': o.preset = optarg; break;
-		case 't': e = parse_type(optarg, "--type", &o.type); break;
+		case O_TYPE: e = parse_type(optarg, "--type", &o.type); break;
 		case O_EMBD: e = parse_type(optarg, "--embd-type", &o.embd_type); break;
 		case O_OUTT: e = parse_type(optarg, "--output-type", &o.output_type); break;
 		case 'o': o.out = optarg; break;
@@ -1095,7 +1097,7 @@ int main(int argc, char **argv)
 			}
 			break;
 		}
-		case 'n': o.dry_run = true; break;
+		case O_DRY: o.dry_run = true; break;
 		case 'q': o.quiet = true; break;
 		case O_TIED: tied = 1; break;
 		case O_UNTIED: tied = 0; break;
@@ -1110,6 +1112,9 @@ int main(int argc, char **argv)
 		case O_CTX: e = parse_u32(optarg, "--ctx", 1, INT32_MAX, &v); field = &o.s.n_ctx; break;
 		case 'h': usage(stdout); return 0;
 		default:
+			if (optopt == 'n' || optopt == 't')
+				fprintf(stderr, PROG ": -n and -t are the number of completions and the threads in the "
+						     "pinfer tools; here: --%s\n", optopt == 'n' ? "dry-run" : "type");
 			fprintf(stderr, "Try '" PROG " --help'.\n");
 			return 2;
 		}

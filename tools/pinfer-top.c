@@ -41,6 +41,7 @@
 #include "shm/path.h"
 #include "client/pinfer.h"
 #include "shm/stats.h"
+#include "tools/common/opts.h"
 #include "tools/stats_fmt.h"
 
 #define EXIT_UNREACHABLE 1
@@ -939,15 +940,11 @@ static int run_screen(struct top *t, bool ascii)
 
 static int parse_int(const char *opt, const char *v, long lo, long hi, int *ret)
 {
-	char *end;
-	errno = 0;
-	long x = strtol(v, &end, 10);
-	if (errno || end == v || *end || x < lo || x > hi) {
-		fprintf(stderr, "pinfer-top: %s wants a whole number in %ld..%ld, not '%s'\n", opt, lo, hi, v);
-		return -EINVAL;
-	}
-	*ret = (int)x;
-	return 0;
+	long long x;
+	int r = pf_opt_int("pinfer-top", opt, v, lo, hi, &x);
+	if (!r)
+		*ret = (int)x;
+	return r;
 }
 
 int main(int argc, char **argv)
@@ -976,6 +973,7 @@ int main(int argc, char **argv)
 	t->interval_ms = DEFAULT_INTERVAL_MS;
 	t->sort = SORT_OUT;
 	stats_src_init(&t->src);
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_SOCKET: t->conn.socket_path = optarg; break;
@@ -988,7 +986,7 @@ int main(int argc, char **argv)
 		case OPT_ONCE: once = true; break;
 		case OPT_JSON: json = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		default: pf_opt_error("pinfer-top", argc, argv, "h", opts, NULL); return EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {

@@ -24,9 +24,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <editline/readline.h>
+
 #include "client/pinfer.h"
+#include "tools/common/opts.h"
 
 #define MAX_SEQS 16
+#define MAX_BEAMS 8 /* the daemon's limit */
 
 static volatile sig_atomic_t g_interrupted;
 
@@ -533,12 +537,43 @@ static void history_truncate(struct history *h, size_t n)
 		free(h->owned[--h->n]);
 }
 
+/*
+ * One line of chat input, without its newline, in *line (malloc'd; the
+ * caller frees it).  On a terminal it is read with libedit: the line can be
+ * edited (arrows, Ctrl-A/E, ...) and Up/Down recall this session's earlier
+ * lines; the prompt goes to stderr like every diagnostic.  Elsewhere (a
+ * pipe, a file) it is a plain getline.  Returns the length, or -1 at the
+ * end of input (Ctrl-D) or on an error (errno says which; EINTR: Ctrl-C).
+ */
+static ssize_t read_message(bool edit, char **line)
+{
+	ssize_t n;
+	errno = 0;
+	if (edit) {
+		*line = readline("> ");
+		if (!*line)
+			return -1;
+		n = (ssize_t)strlen(*line);
+		if (n > 0)
+			add_history(*line);
+	} else {
+		size_t cap = 0;
+		*line = NULL;
+		n = getline(line, &cap, stdin);
+		if (n < 0)
+			return -1;
+	}
+	while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r'))
+		(*line)[--n] = 0;
+	return n;
+}
+
 static int cmd_chat(struct pinfer *c, const struct cli *cli)
 {
 	struct history h = { 0 };
 	bool tty = isatty(STDIN_FILENO);
+	bool edit = tty && isatty(STDERR_FILENO);
 	char *line = NULL;
-	size_t lcap = 0;
 	int status = 0;
 
 	if (cli->system && history_push(&h, "system", strdup(cli->system))) {
@@ -550,23 +585,23 @@ static int cmd_chat(struct pinfer *c, const struct cli *cli)
 		fprintf(stderr, "pinfer chat with %s — one message per line; /reset clears the history, /exit or "
 				"Ctrl-D quits, Ctrl-C stops a reply.\n",
 			pinfer_model_name(c));
+	if (edit)
+		rl_outstream = stderr; /* the prompt and the line being edited: not the reply stream */
 	for (;;) {
-		if (tty) {
+		if (tty && !edit) {
 			fputs("> ", stderr);
 			fflush(stderr);
 		}
 		g_interrupted = 0;
-		errno = 0;
-		ssize_t n = getline(&line, &lcap, stdin);
+		free(line);
+		ssize_t n = read_message(edit, &line);
 		if (n < 0) {
 			if (tty)
 				fputc('\n', stderr);
-			if (errno == EINTR)
+			if (errno == EINTR || g_interrupted)
 				status = 130;
 			break;
 		}
-		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-			line[--n] = 0;
 		if (n == 0)
 			continue;
 		if (!strcmp(line, "/exit") || !strcmp(line, "/quit"))
@@ -659,10 +694,11 @@ static void usage(FILE *f)
 	      "generate streams the reply to stdout as tokens arrive (with -n or --beam-width\n"
 	      "each sequence is printed whole at the end).  chat keeps the conversation and\n"
 	      "sends it as chat messages; pinferd renders the model's chat template.  It reads\n"
-	      "stdin line by line until EOF, so it also works with a pipe; on a terminal, /reset\n"
-	      "clears the history and /exit quits.  Ctrl-C cancels the reply in flight; a second\n"
-	      "Ctrl-C quits.  A usage line (prompt/cached/generated tokens, time to first token,\n"
-	      "tokens/s) is printed on stderr after each reply.\n"
+	      "stdin line by line until EOF, so it also works with a pipe; on a terminal, lines\n"
+	      "can be edited (libedit: arrows, Ctrl-A/E, ...) and Up/Down recall earlier ones,\n"
+	      "/reset clears the history and /exit or Ctrl-D quits.  Ctrl-C cancels the reply in\n"
+	      "flight; a second Ctrl-C quits.  A usage line (prompt/cached/generated tokens, time\n"
+	      "to first token, tokens/s) is printed on stderr after each reply.\n"
 	      "\n"
 	      "Connection:\n"
 	      "  --socket PATH            pinferd's socket (default: $RUNTIME_DIRECTORY/pinferd.sock,\n"
@@ -670,16 +706,21 @@ static void usage(FILE *f)
 	      "                           else /tmp/pinfer-UID/pinferd.sock — the same order pinferd uses)\n"
 	      "  --instance NAME          talk to `pinferd --instance NAME` (socket pinferd-NAME.sock)\n"
 	      "\n"
-	      "Sampling (defaults in brackets; vLLM's meanings):\n"
-	      "  --temperature F          [1.0] 0 = greedy\n"
-	      "  --top-k N                [0] keep the N most likely tokens; 0 = off\n"
-	      "  --top-p F                [1.0] nucleus sampling, in (0, 1]\n"
-	      "  --min-p F                [0.0] drop tokens below F x the top probability\n"
-	      "  --repetition-penalty F   [1.0] > 0; > 1 discourages tokens of prompt and reply\n"
+	      "Sampling (defaults in brackets; vLLM's meanings).  The defaults are this\n"
+	      "command's, chosen for good answers: sampling at temperature 0.7 from the top 90%\n"
+	      "of the probability mass, replies that end at the model's end-of-sequence token or\n"
+	      "after 256 tokens (512 in chat).  (A program using libpinfer starts from vLLM's\n"
+	      "defaults instead: temperature 1, top-p 1, 16 tokens; see pinfer.h.)\n"
+	      "  --temperature F          [0.7] 0..100; 0 = greedy\n"
+	      "  --top-k N                [0] keep the N most likely tokens; 0 or -1 = off\n"
+	      "  --top-p F                [0.9] nucleus sampling, in (0, 1]; 1 = off\n"
+	      "  --min-p F                [0.0] 0..1: drop tokens below F x the top probability\n"
+	      "  --repetition-penalty F   [1.0] in (0, 100]; > 1 discourages tokens of prompt and reply\n"
 	      "  --presence-penalty F     [0.0] in [-2, 2]\n"
 	      "  --frequency-penalty F    [0.0] in [-2, 2]\n"
 	      "  --seed N                 [random] reproducible sampling\n"
-	      "  --max-tokens N           [16 for generate, 512 for chat] new tokens per sequence\n"
+	      "  --max-tokens N           [256 for generate, 512 for chat] new tokens per sequence\n"
+	      "                           (the reply ends earlier at end-of-sequence, unless --ignore-eos)\n"
 	      "  --min-tokens N           [0] ignore EOS and stops before N tokens\n"
 	      "  --stop STR               stop when the reply contains STR (repeatable, up to 8, 64 bytes each)\n"
 	      "  --stop-id N              stop at token id N (repeatable, up to 16)\n"
@@ -688,7 +729,7 @@ static void usage(FILE *f)
 	      "                           alternatives (0..20; 0 = the chosen token only)\n"
 	      "  -n N                     [1] independent completions (1..16)\n"
 	      "  --beam-width N           [0] beam search with N beams (2..8; not with -n)\n"
-	      "  --length-penalty F       [1.0] beam score = logprob / length^F\n"
+	      "  --length-penalty F       [1.0] in [-10, 10]; beam score = logprob / length^F\n"
 	      "  --priority N             [0] lower runs first (pinferd --policy priority)\n"
 	      "  --deadline-ms N          [0] give up after N ms (reason \"deadline\"); 0 = none\n"
 	      "  --no-special             don't add BOS/EOS to a generate prompt\n"
@@ -708,8 +749,11 @@ static void usage(FILE *f)
 	      "  -q, --quiet              no usage line on stderr\n"
 	      "  -h, --help               this text\n"
 	      "\n"
-	      "Exit status: 0 ok, 1 error (no daemon, request refused, daemon gone), 2 bad usage,\n"
-	      "130 interrupted.\n",
+	      "Flags mean the same in every pinfer tool: -n is the number of completions and\n"
+	      "--max-tokens the length of each.\n"
+	      "\n"
+	      "Exit status: 0 ok, 1 error (no daemon, request refused, daemon gone), 2 bad usage\n"
+	      "(the message says which value or option is wrong), 130 interrupted.\n",
 	      f);
 }
 
@@ -762,25 +806,37 @@ static const char *opt_name(int id)
 	return "?";
 }
 
-static bool parse_float(const char *s, float *ret)
+/* The option's name as typed: "-n" or "--max-tokens". */
+static const char *flag_of(int id, char *buf, size_t len)
 {
-	char *end;
-	errno = 0;
-	float v = strtof(s, &end);
-	if (errno || end == s || *end || !isfinite(v))
-		return false;
-	*ret = v;
-	return true;
+	const char *n = opt_name(id);
+	snprintf(buf, len, "%s%s", n[0] == '-' ? "" : "--", n);
+	return buf;
 }
 
-static bool parse_long(const char *s, long long lo, long long hi, long long *ret)
+static bool opt_int(int id, const char *arg, long long lo, long long hi, long long *ret)
 {
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 0);
-	if (errno || end == s || *end || v < lo || v > hi)
+	char flag[48];
+	return pf_opt_int("pinfer", flag_of(id, flag, sizeof(flag)), arg, lo, hi, ret) == 0;
+}
+
+/* Ranges as client/pinfer.h documents them (the daemon checks again). */
+static bool opt_float(int id, const char *arg, float *ret)
+{
+	char flag[48];
+	double lo = 0, hi = 100, v;
+	int lo_open = 0;
+	switch (id) {
+	case OPT_TOP_P: lo_open = 1; hi = 1; break;
+	case OPT_MIN_P: hi = 1; break;
+	case OPT_REP: lo_open = 1; break;
+	case OPT_PRES: case OPT_FREQ: lo = -2; hi = 2; break;
+	case OPT_LENGTH_PENALTY: lo = -10; hi = 10; break;
+	default: break;
+	}
+	if (pf_opt_float("pinfer", flag_of(id, flag, sizeof(flag)), arg, lo, hi, lo_open, &v))
 		return false;
-	*ret = v;
+	*ret = (float)v;
 	return true;
 }
 
@@ -793,11 +849,13 @@ static int bad_value(int id, const char *arg, const char *want)
 /* Returns -1 when parsed, or an exit status. */
 static int parse_args(struct cli *cli, int argc, char **argv, int *ret_optind)
 {
+	static const char shortopts[] = "n:qh";
 	bool max_tokens_set = false;
 	int ch;
 	long long v;
 	float f;
-	while ((ch = getopt_long(argc, argv, "n:qh", long_opts, NULL)) != -1) {
+	opterr = 0; /* pf_opt_error says what was wrong, and what was meant */
+	while ((ch = getopt_long(argc, argv, shortopts, long_opts, NULL)) != -1) {
 		switch (ch) {
 		case OPT_SOCKET:
 			cli->conn.socket_path = optarg;
@@ -812,8 +870,8 @@ static int parse_args(struct cli *cli, int argc, char **argv, int *ret_optind)
 		case OPT_PRES:
 		case OPT_FREQ:
 		case OPT_LENGTH_PENALTY:
-			if (!parse_float(optarg, &f))
-				return bad_value(ch, optarg, "a number");
+			if (!opt_float(ch, optarg, &f))
+				return 2;
 			*(ch == OPT_TEMPERATURE ? &cli->p.temperature
 			  : ch == OPT_TOP_P     ? &cli->p.top_p
 			  : ch == OPT_MIN_P     ? &cli->p.min_p
@@ -823,29 +881,33 @@ static int parse_args(struct cli *cli, int argc, char **argv, int *ret_optind)
 						: &cli->p.length_penalty) = f;
 			break;
 		case OPT_TOP_K:
-			if (!parse_long(optarg, -1, INT32_MAX, &v))
-				return bad_value(ch, optarg, "an integer >= -1");
+			if (!opt_int(ch, optarg, -1, INT32_MAX, &v))
+				return 2;
 			cli->p.top_k = (int32_t)v;
 			break;
 		case OPT_SEED: {
 			char *end;
 			errno = 0;
 			unsigned long long s = strtoull(optarg, &end, 0);
-			if (errno || end == optarg || *end || optarg[0] == '-')
+			if (end == optarg || *end || optarg[0] == '-')
 				return bad_value(ch, optarg, "an unsigned 64-bit integer");
+			if (errno) {
+				fprintf(stderr, "pinfer: --seed: %s must be between 0 and %llu\n", optarg, ULLONG_MAX);
+				return 2;
+			}
 			cli->p.seed = s;
 			cli->p.has_seed = true;
 			break;
 		}
 		case OPT_MAX_TOKENS:
-			if (!parse_long(optarg, 1, INT32_MAX, &v))
-				return bad_value(ch, optarg, "an integer >= 1");
+			if (!opt_int(ch, optarg, 1, INT32_MAX, &v))
+				return 2;
 			cli->p.max_tokens = (int32_t)v;
 			max_tokens_set = true;
 			break;
 		case OPT_MIN_TOKENS:
-			if (!parse_long(optarg, 0, INT32_MAX, &v))
-				return bad_value(ch, optarg, "an integer >= 0");
+			if (!opt_int(ch, optarg, 0, INT32_MAX, &v))
+				return 2;
 			cli->p.min_tokens = (int32_t)v;
 			break;
 		case OPT_STOP:
@@ -862,43 +924,43 @@ static int parse_args(struct cli *cli, int argc, char **argv, int *ret_optind)
 				fprintf(stderr, "pinfer: at most %d --stop-id values\n", PINFER_MAX_STOP_IDS);
 				return 2;
 			}
-			if (!parse_long(optarg, 0, INT32_MAX, &v))
-				return bad_value(ch, optarg, "a token id");
+			if (!opt_int(ch, optarg, 0, INT32_MAX, &v))
+				return 2;
 			cli->stop_ids[cli->p.n_stop_ids++] = (int32_t)v;
 			break;
 		case OPT_IGNORE_EOS:
 			cli->p.ignore_eos = true;
 			break;
 		case OPT_LOGPROBS:
-			if (!parse_long(optarg, 0, PINFER_MAX_TOP_LOGPROBS, &v))
-				return bad_value(ch, optarg, "an integer in 0..20");
+			if (!opt_int(ch, optarg, 0, PINFER_MAX_TOP_LOGPROBS, &v))
+				return 2;
 			cli->p.logprobs = true;
 			cli->p.top_logprobs = (int32_t)v;
 			cli->show_logprobs = true;
 			break;
 		case 'n':
-			if (!parse_long(optarg, 1, MAX_SEQS, &v))
-				return bad_value(ch, optarg, "an integer in 1..16");
+			if (!opt_int(ch, optarg, 1, MAX_SEQS, &v))
+				return 2;
 			cli->p.n = (int32_t)v;
 			break;
 		case OPT_BEAM:
-			if (!parse_long(optarg, 0, MAX_SEQS, &v))
-				return bad_value(ch, optarg, "an integer in 0..16");
+			if (!opt_int(ch, optarg, 0, MAX_BEAMS, &v))
+				return 2;
 			cli->p.beam_width = (int32_t)v;
 			break;
 		case OPT_PRIORITY:
-			if (!parse_long(optarg, INT32_MIN, INT32_MAX, &v))
-				return bad_value(ch, optarg, "an integer");
+			if (!opt_int(ch, optarg, INT32_MIN, INT32_MAX, &v))
+				return 2;
 			cli->p.priority = (int32_t)v;
 			break;
 		case OPT_DEADLINE:
-			if (!parse_long(optarg, 0, UINT32_MAX, &v))
-				return bad_value(ch, optarg, "a number of milliseconds");
+			if (!opt_int(ch, optarg, 0, UINT32_MAX, &v))
+				return 2;
 			cli->p.deadline_ms = (uint32_t)v;
 			break;
 		case OPT_RESUME_WAIT:
-			if (!parse_long(optarg, 0, 86400, &v))
-				return bad_value(ch, optarg, "a number of seconds");
+			if (!opt_int(ch, optarg, 0, 86400, &v))
+				return 2;
 			cli->resume_wait_s = (int)v;
 			break;
 		case OPT_NO_SPECIAL:
@@ -923,14 +985,16 @@ static int parse_args(struct cli *cli, int argc, char **argv, int *ret_optind)
 			usage(stdout);
 			return 0;
 		default:
-			fprintf(stderr, "pinfer: see `pinfer --help`\n");
+			pf_opt_error("pinfer", argc, argv, shortopts, long_opts, NULL);
 			return 2;
 		}
 	}
 	cli->p.stop = cli->stops;
 	cli->p.stop_ids = cli->stop_ids;
-	if (!max_tokens_set && !strcmp(cli->cmd, "chat"))
-		cli->p.max_tokens = 512; /* a chat reply is rarely useful cut at 16 tokens */
+	/* a reply is rarely useful cut at pinfer_params' 16 tokens: long
+	 * enough for an answer, while EOS still ends it where the model does */
+	if (!max_tokens_set)
+		cli->p.max_tokens = !strcmp(cli->cmd, "chat") ? 512 : 256;
 	*ret_optind = optind;
 	return -1;
 }
@@ -952,6 +1016,9 @@ int main(int argc, char **argv)
 	}
 	pinfer_connect_opts_init(&cli.conn);
 	pinfer_params_init(&cli.p);
+	/* the CLI's defaults (see usage()), not pinfer_params' */
+	cli.p.temperature = 0.7f;
+	cli.p.top_p = 0.9f;
 	cli.resume_wait_s = 60;
 	status = parse_args(&cli, argc - 1, argv + 1, &optind_after);
 	if (status >= 0)

@@ -92,6 +92,13 @@ struct pf_dreq {
 	bool has_token;           /* resume_token issued */
 	uint8_t resume_token[16]; /* issued when it is suspended */
 	uint32_t skip[PF_RESUME_MAX_SEQS]; /* resumed: replayed tokens the client already has, per sequence */
+	/* statistics (engine thread): the whole prompt counts once in
+	 * prompt_tokens_total when the request's first token comes, cached
+	 * tokens included (vLLM's meaning); each sequence's previous token time
+	 * gives one inter-token latency observation per token */
+	int32_t n_prompt;
+	bool prompt_counted;
+	int64_t last_token_ns[PF_RESUME_MAX_SEQS];
 	struct pf_dreq *prev, *next;
 };
 

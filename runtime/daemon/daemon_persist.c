@@ -284,6 +284,7 @@ void pf_daemon_resume(struct pf_session *s, const struct pf_sqe *e)
 	q->quota_blocks = q_blocks;
 	q->s = s;
 	q->tag = e->tag;
+	q->n_prompt = p->seqs[0].n_prompt;
 	for (uint32_t i = 0; i < pl.n_seqs && i < PF_RESUME_MAX_SEQS; i++)
 		q->skip[i] = pl.received[i];
 	int32_t had = 0;

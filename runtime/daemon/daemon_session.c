@@ -246,6 +246,18 @@ static size_t post_text_prefix(struct pf_session *s, uint64_t tag, uint8_t index
 
 /* ---- engine callbacks ----------------------------------------------------------- */
 
+/* The request's prompt, whole, once: at its first token (or its first
+ * result, for beam search; or at its end when its length was not known at
+ * the first token).  A preempted and recomputed request does not count it
+ * again. */
+static void count_prompt(struct pf_daemon *d, struct pf_dreq *q, int32_t n_prompt)
+{
+	if (q->prompt_counted || n_prompt <= 0)
+		return;
+	q->prompt_counted = true;
+	d->acc.prompt_tokens_total += (uint64_t)n_prompt;
+}
+
 static void ev_token(void *ctx, uint64_t id, void *user, int32_t index, int32_t token, const char *text, size_t len,
 		     const struct pf_sample_result *res)
 {
@@ -253,6 +265,15 @@ static void ev_token(void *ctx, uint64_t id, void *user, int32_t index, int32_t 
 	struct pf_session *s = q->s;
 	if (q->suspended)
 		return;
+	count_prompt(s->d, q, q->n_prompt);
+	if (index >= 0 && index < PF_RESUME_MAX_SEQS) {
+		/* one inter-token latency per token after a sequence's first, as
+		 * vLLM observes it: the gaps of a sequence sum to its decode time */
+		int64_t t = now_ns();
+		if (q->last_token_ns[index] > 0)
+			pf_daemon_stats_observe(s->d, PF_HIST_ITL, (double)(t - q->last_token_ns[index]) * 1e-9);
+		q->last_token_ns[index] = t;
+	}
 	/* after a RESUME the engine replays the sequence's earlier tokens;
 	 * the client already has the first skip[index] of them */
 	if (res->replayed && index >= 0 && index < PF_RESUME_MAX_SEQS && res->gen_index < q->skip[index])
@@ -338,10 +359,9 @@ static void ev_finish(void *ctx, uint64_t id, void *user, int32_t index, enum pf
 		struct pf_daemon *d = s->d;
 		d->acc.requests_finished[reason < PF_STATS_FIN_COUNT ? reason : PF_STATS_FIN_ERROR]++;
 		if (u->generated_tokens > 0) {
+			count_prompt(d, q, u->prompt_tokens);
 			pf_daemon_stats_observe(d, PF_HIST_TTFT, u->ttft_s);
 			pf_daemon_stats_observe(d, PF_HIST_E2E, u->ttft_s + u->decode_s);
-			if (u->generated_tokens > 1)
-				pf_daemon_stats_observe(d, PF_HIST_ITL, u->decode_s / (u->generated_tokens - 1));
 		}
 		dreq_remove(s, q);
 	}
@@ -353,6 +373,7 @@ static void ev_beam(void *ctx, uint64_t id, void *user, int32_t rank, const int3
 	struct pf_dreq *q = user;
 	if (q->suspended)
 		return;
+	count_prompt(q->s->d, q, u->prompt_tokens);
 	/* each hypothesis: its text and score, best first; the request's final
 	 * FINISHED (with LAST) follows from ev_finish */
 	post_finished(q->s, q, rank, PF_FINISHED_STOP, text, len, u, false);
@@ -592,6 +613,7 @@ static void handle_submit(struct pf_session *s, const struct pf_sqe *e)
 	if (!r) {
 		q->s = s;
 		q->tag = e->tag;
+		q->n_prompt = n_prompt;
 		q->deadline_ns = e->deadline_ms ? now_ns() + (int64_t)e->deadline_ms * 1000000 : 0;
 		r = pf_engine_submit(s->d->engine, prompt, n_prompt, &p, q, &q->engine_id, err, sizeof(err));
 	}

@@ -4,18 +4,21 @@
 #
 #   1. echo daemon: --once/--json snapshots; a registered client is listed
 #   2. model daemon (PF_MODEL): generation tokens, KV blocks, latency
-#      histograms after requests; a running request shows up in flight
+#      histograms after requests; one request of 5 tokens adds its whole
+#      prompt to prompt_tokens_total (also when it comes again from the
+#      prefix cache), one TTFT and 4 ITLs; a running request shows up in flight
 #   3. exporter: the vLLM-style names, each series with model_name, HELP/TYPE,
 #      cumulative histograms ending in le="+Inf" == _count, counters that grow
 #      with requests, `promtool check metrics` clean but for the accepted
-#      remarks on vLLM-style names, 404 elsewhere, 405 for POST
+#      remarks on vLLM-style names, TTFT buckets up to 640 s, GET /health
+#      200 "ok", 404 elsewhere, 405 for POST
 #   4. a mixed workload on a small KV pool (preemptions, n > 1, beam search,
 #      a deadline, a Ctrl-C cancel, a killed client): every snapshot adds up
 #      (admitted == finished + running + waiting; KV used + cached + free ==
 #      total), the screen shows the work, promtool passes during the work and
 #      after the drain, KV usage falls back to 0, the finish reasons and the
 #      prefix-cache counters (once per admission) match what was sent
-#   5. daemon killed: /metrics 503, pinfer-top --json exits 1, the screen says
+#   5. daemon killed: /metrics and /health 503, pinfer-top --json exits 1, the screen says
 #      so; restarted on the same socket: metrics (from the new daemon) come
 #      back by themselves, and so does the screen
 #
@@ -205,6 +208,7 @@ if one("pinfer:prefix_cache_hits_total") > one("pinfer:prefix_cache_queries_tota
 if errs:
     print("\n".join(errs[:20])); sys.exit(1)
 for name in ("pinfer:generation_tokens_total", "pinfer:prompt_tokens_total", "pinfer:time_to_first_token_seconds_count",
+             "pinfer:inter_token_latency_seconds_count",
              "pinfer:e2e_request_latency_seconds_count", "pinfer:iteration_tokens_total_count",
              "pinfer:request_admitted_total", "pinfer:num_requests_running", "pinfer:num_requests_waiting",
              "pinfer:num_requests_preempted", "pinfer:num_preemptions_total", "pinfer:prefix_cache_queries_total",
@@ -300,6 +304,27 @@ if [ $have_model = 1 ]; then
     fail "pinfer-top --json (model):"; cat "$work/top.json" "$work/top.err"
   fi
   model_name=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['model'])" "$work/top.json")
+  # vLLM's meanings, with nothing else running: a request of 5 tokens adds
+  # its whole prompt to prompt_tokens_total (as many tokens as it queried
+  # in the prefix cache), one TTFT and 4 inter-token latencies (one per
+  # token after the first); the same prompt again, partly served from the
+  # prefix cache, still adds the whole prompt
+  figs() { # -> "prompt_total queries hits ttft_count itl_count"
+    topjson "$msock" && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); l=j['latency']; print(j['tokens']['prompt_total'], j['prefix_cache']['queries_tokens'], j['prefix_cache']['hits_tokens'], l['ttft_s']['count'], l['itl_s']['count'])" "$work/top.json"
+  }
+  sky="Please explain in a few simple sentences why the sky looks blue on a clear day but red at sunset."
+  read -r p0 q0 h0 t0 i0 < <(figs)
+  gen "$msock" 5 "$sky" || fail "5-token request failed"
+  read -r p1 q1 h1 t1 i1 < <(figs)
+  gen "$msock" 5 "$sky" || fail "repeated 5-token request failed"
+  read -r p2 q2 h2 t2 i2 < <(figs)
+  mtok=$((q1 - q0))
+  [ "$mtok" -gt 16 ] && [ $((p1 - p0)) = "$mtok" ] && [ $((t1 - t0)) = 1 ] && [ $((i1 - i0)) = 4 ] \
+    && ok "5 tokens: prompt_tokens_total +$mtok (the whole prompt), one TTFT, 4 inter-token latencies (one per token after the first)" \
+    || fail "one request of 5 tokens: prompt_tokens_total +$((p1 - p0)) (prompt $mtok), TTFT +$((t1 - t0)), ITL +$((i1 - i0)) (want 4)"
+  [ $((h2 - h1)) -gt 0 ] && [ $((q2 - q1)) = "$mtok" ] && [ $((p2 - p1)) = "$mtok" ] \
+    && ok "the prompt again: $((h2 - h1)) of its $mtok tokens from the prefix cache, prompt_tokens_total +$mtok all the same" \
+    || fail "repeated prompt: $((h2 - h1)) prefix-cache hits, prompt_tokens_total +$((p2 - p1)) (want the whole $mtok)"
   # left to run on: it ends when the daemon is killed below (cancelling it
   # would test the daemon's cancel path, which is not this suite's business)
   "$pinfer" generate --socket "$msock" --ignore-eos --max-tokens 400 "Tell me a very long story." >/dev/null 2>&1 &
@@ -338,6 +363,16 @@ if [ $have_model = 1 ]; then
   [ $grew = 1 ] && ok "counters grew with requests ($(value "$work/v1" pinfer:generation_tokens_total) -> $(value "$work/v2" pinfer:generation_tokens_total) generation tokens)" \
     || fail "counters did not grow"
 fi
+# the TTFT buckets reach past the 10 s of vLLM's GPU-minded low end: CPU prefills take minutes
+ttft_les=$(grep -o 'pinfer:time_to_first_token_seconds_bucket{[^}]*le="[^"]*"' "$work/metrics" | sed 's/.*le="//; s/"$//' | tr '\n' ' ')
+python3 -c "import sys; les=[float(x) for x in sys.argv[1].split()]; sys.exit(0 if 160.0 in les and 640.0 in les and les[-1] == float('inf') else 1)" "$ttft_les" \
+  && ok "TTFT buckets reach 640 s: le = $ttft_les" || fail "TTFT buckets stop early: le = $ttft_les"
+# /health: the exporter's liveness probe
+code=$(http GET "$url/health")
+[ "$code" = 200 ] && [ "$(cat "$work/body")" = ok ] && ok "GET /health: 200 ok while the daemon is up" \
+  || fail "GET /health with the daemon up: $code $(head -c 200 "$work/body")"
+[ "$(http HEAD "$url/health")" = 200 ] && [ "$(http POST "$url/health")" = 405 ] && ok "HEAD /health: 200; POST /health: 405" \
+  || fail "HEAD/POST /health"
 [ "$(http GET "$url/foo")" = 404 ] && ok "GET /foo: 404" || fail "GET /foo: not 404"
 [ "$(http POST "$url/metrics")" = 405 ] && ok "POST /metrics: 405" || fail "POST /metrics: not 405"
 grep -q "text/plain; version=0.0.4" < <(python3 -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).headers['Content-Type'])" "$url/metrics") \
@@ -555,6 +590,9 @@ except urllib.error.HTTPError as e: print(e.code)' '$url/metrics')\" = 503 ]"; t
   code=$(http GET "$url/metrics")
   [ "$code" = 503 ] && [ "$(wc -l <"$work/body")" = 1 ] && grep -q "unreachable" "$work/body" \
     && ok "daemon killed: /metrics 503 with one line: $(cat "$work/body")" || fail "503 body: $(cat "$work/body")"
+  code=$(http GET "$url/health")
+  [ "$code" = 503 ] && grep -q "unreachable" "$work/body" && ok "daemon killed: /health 503: $(cat "$work/body")" \
+    || fail "/health with the daemon gone: $code $(cat "$work/body")"
 else
   fail "no 503 after the daemon died"
 fi
@@ -572,6 +610,7 @@ if wait_for 60 metrics_ok && python3 "$work/check.py" "$work/metrics" "$model_na
   else
     ok "daemon restarted: metrics back"
   fi
+  [ "$(http GET "$url/health")" = 200 ] && ok "daemon restarted: /health 200 again" || fail "/health after the restart: $(cat "$work/body")"
 else
   fail "metrics did not come back after the restart"; cat "$work/v3" 2>/dev/null
 fi

@@ -82,7 +82,7 @@ cmp -s "$work/a.gguf" "$work/b.gguf" && ok "same seed, same bytes" || fail "same
 cmp -s "$work/a.gguf" "$work/c.gguf" && fail "another seed gave the same file" || ok "another seed, other bytes"
 cc=$(command -v cc || command -v gcc || command -v clang)
 if [ -n "$cc" ]; then
-  if "$cc" -std=gnu11 -O2 -Wall -Wextra -Werror -I"$root/kernels" "$root/tools/pinfer-synth-gguf.c" "$root/kernels/dtype.c" -lm \
+  if "$cc" -std=gnu11 -O2 -Wall -Wextra -Werror -I"$root" "$root/tools/pinfer-synth-gguf.c" "$root/kernels/dtype.c" -lm \
        -o "$work/synth-alone" 2>"$work/cc.log"; then
     libs=$(ldd "$work/synth-alone" 2>/dev/null | awk '{print $1}' | grep -vE '^(linux-vdso|/lib.*ld-linux|libc\.so|libm\.so)' | tr '\n' ' ')
     [ -z "$libs" ] && ok "standalone build needs only libc and libm" || fail "standalone build links $libs"
@@ -178,7 +178,7 @@ for t in f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q6_k; do
     [ "$back" = "$text" ] && ok "tiny $t: tokenizer round trip ($(wc -w <<<"$ids") tokens)" ||
     fail "tiny $t: tokenizer round trip gave '${back:-}' from '${ids:-}'"
   if [ "$t" = q4_k ]; then
-    timeout 60 "$build/bin/pinfer-run" -m "$f" -t 2 --kv-memory 16M -c "hi" -n 4 >"$work/run.out" 2>"$work/run.err" &&
+    timeout 60 "$build/bin/pinfer-run" -m "$f" -t 2 --kv-memory 16M -c "hi" --max-tokens 4 >"$work/run.out" 2>"$work/run.err" &&
       grep -qE "[1-4] generated" "$work/run.err" && ok "tiny $t: pinfer-run answers a chat message" ||
       { fail "tiny $t: pinfer-run --chat failed"; cat "$work/run.err"; }
   fi
