@@ -63,6 +63,7 @@ struct pf_daemon_config {
 	int64_t max_client_tokens;   /* quota: prompt + max_tokens x seqs over a client's requests; 0: none */
 	int64_t max_client_blocks;   /* quota: worst-case KV blocks over a client's requests; 0: none */
 	int32_t stall_timeout_s;
+	int32_t handshake_timeout_ms; /* a registration's hello must be complete this long after accept */
 	int32_t drain_timeout_s;     /* SIGTERM: in-flight requests get this long */
 	char state_file[4096];       /* "" = the default place, "none" = no persistence */
 	int32_t resume_timeout_s;    /* restored requests wait this long for their client */
@@ -243,6 +244,40 @@ int pf_session_check_quota(const struct pf_session *s, int32_t n_prompt, const s
  * Both log what changed; neither fails (errors keep the running config). */
 void pf_daemon_reload(struct pf_daemon *d);
 void pf_daemon_apply_reload(struct pf_daemon *d, struct pf_daemon_config *nc);
+
+/*
+ * Registrations in progress (daemon_handshake.c; control thread).  The
+ * control loops never wait on one peer: pf_handshake_accept takes a
+ * connection (non-blocking socket, peer credentials, deadline
+ * --handshake-timeout from now); pf_handshake_step reads what has arrived
+ * of its hello whenever the socket is readable; pf_handshake_expire drops
+ * it when the deadline passes first.
+ */
+struct pf_handshake {
+	int sock;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	uint32_t got;                /* bytes of hello received */
+	struct pf_hello hello;
+	int64_t deadline_ns;         /* CLOCK_MONOTONIC (pf_daemon_now_ns) */
+};
+
+/* CLOCK_MONOTONIC in nanoseconds.  Cannot fail. */
+int64_t pf_daemon_now_ns(void);
+/* Accept one connection.  Returns 0 with *ret the new handshake (NULL when
+ * that connection was dealt with at once), -EAGAIN when nobody is waiting,
+ * another -errno to stop accepting for this round. */
+int pf_handshake_accept(struct pf_daemon *d, struct pf_handshake **ret);
+/* Take what has arrived of h's hello.  Returns 0 when more is needed (wait
+ * for the socket to be readable again), 1 when the handshake is over: h is
+ * freed and *ret is the new session (which owns the socket) or NULL (the
+ * connection was refused or was a stats reader; its socket is closed). */
+int pf_handshake_step(struct pf_daemon *d, struct pf_handshake *h, struct pf_session **ret);
+/* h's deadline passed: tell the peer why, close, free h. */
+void pf_handshake_expire(struct pf_daemon *d, struct pf_handshake *h);
+/* Shutdown: close and free h (NULL is fine). */
+void pf_handshake_abandon(struct pf_handshake *h);
 
 /* Control thread body (arg: struct pf_daemon *). */
 void *pf_daemon_control_main(void *arg);

@@ -22,7 +22,7 @@ enum {
 };
 
 /* Batching mode: ids of their own, clear of the list above and of getopt's '?'/':'. */
-enum { O_BATCHING = 200, O_STATIC_BATCH, O_SWAP, O_PREEMPT };
+enum { O_BATCHING = 200, O_STATIC_BATCH, O_SWAP, O_PREEMPT, O_HANDSHAKE };
 
 static const struct option opts[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -44,6 +44,7 @@ static const struct option opts[] = {
 	{ "max-tokens-per-client", required_argument, NULL, O_QTOKENS },
 	{ "max-blocks-per-client", required_argument, NULL, O_QBLOCKS },
 	{ "stall-timeout", required_argument, NULL, O_STALL },
+	{ "handshake-timeout", required_argument, NULL, O_HANDSHAKE },
 	{ "log-level", required_argument, NULL, O_LOG },
 	{ "allow-uid", required_argument, NULL, O_UID },
 	{ "allow-gid", required_argument, NULL, O_GID },
@@ -111,6 +112,8 @@ static void usage(FILE *f)
 		"  --max-blocks-per-client N     KV blocks a client's requests in flight may need at\n"
 		"                                most, counted before admission (default 0 = no limit)\n"
 		"  --stall-timeout SECONDS       cancel requests of a client that stops reading (default 60)\n"
+		"  --handshake-timeout SECONDS   a connection's registration must be complete this long after\n"
+		"                                it connects, or it is dropped (default 5; fractions allowed)\n"
 		"  --drain-timeout SECONDS       on SIGTERM, let in-flight requests finish this long, then\n"
 		"                                save the rest to the state file and exit (default 30)\n"
 		"  --state-file PATH             where unfinished requests survive a restart (default\n"
@@ -231,6 +234,15 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 	case O_QTOKENS: r = int_arg(name, v, 0, 1L << 40, &x); c->max_client_tokens = x; break;
 	case O_QBLOCKS: r = int_arg(name, v, 0, 1L << 31, &x); c->max_client_blocks = x; break;
 	case O_STALL: r = int_arg(name, v, 1, 86400, &x); c->stall_timeout_s = (int32_t)x; break;
+	case O_HANDSHAKE: {
+		char *end;
+		errno = 0;
+		double t = strtod(v, &end);
+		if (errno || end == v || *end || !(t >= 0.01 && t <= 3600))
+			return bad(name, v, "a number of seconds in 0.01..3600");
+		c->handshake_timeout_ms = (int32_t)(t * 1000 + 0.5);
+		break;
+	}
 	case O_LOG:
 		if (!strcmp(v, "error")) c->log_level = PF_LOG_ERROR;
 		else if (!strcmp(v, "warn")) c->log_level = PF_LOG_WARN;
@@ -363,6 +375,7 @@ int pf_daemon_config_parse(struct pf_daemon_config *c, int argc, char **argv)
 	c->max_clients = 256;
 	c->max_inflight = 64;
 	c->stall_timeout_s = 60;
+	c->handshake_timeout_ms = 5000;
 	c->drain_timeout_s = 30;
 	c->log_level = PF_LOG_INFO;
 	c->socket_mode = 0660;
