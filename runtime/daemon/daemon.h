@@ -105,7 +105,7 @@ struct pf_session {
 	char comm[32];
 	int sock, pidfd;             /* owned by the control thread */
 	int c2d_fd, d2c_fd;
-	int efd;                     /* wake eventfd (v2 clients; -1 for v1), engine thread closes it */
+	int efd;                     /* write end of the wake pipe (v2 clients; -1 for v1), engine thread closes it */
 	uint16_t version;            /* protocol version spoken with this client */
 	struct pf_c2d_hdr *c2d;      /* client-writable: never trusted */
 	struct pf_d2c_hdr *d2c;

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -216,15 +215,21 @@ static struct pf_session *finish(struct pf_daemon *d, struct pf_handshake *hs)
 	/* the segments carry the version spoken with this client */
 	s->version = h.version;
 	s->c2d->version = s->d2c->version = h.version;
+	/* v2 wake descriptor: the read end of a pipe; the write end, which
+	 * the engine thread's wakes use, never leaves this process.  Not an
+	 * eventfd: that is one open file description for both sides, so the
+	 * client could clear its O_NONBLOCK and saturate its counter and our
+	 * next write(2) would block the engine thread (ARCHITECTURE.md). */
+	int wake[2] = { -1, -1 };
 	if (h.version >= 2) {
-		/* non-blocking: the client can write to it too, and a counter it
-		 * saturated must fail our wake, not block the engine thread */
-		s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (s->efd < 0) {
+		if (pipe2(wake, O_NONBLOCK | O_CLOEXEC) < 0) {
 			discard_session(s);
-			refuse(d, sock, PF_WELCOME_ERROR, "pinferd could not create the wake eventfd");
+			refuse(d, sock, PF_WELCOME_ERROR, "pinferd could not create the wake pipe");
 			goto drop;
 		}
+		/* a wake is a hint: one page holds 512 of them */
+		fcntl(wake[1], F_SETPIPE_SZ, 4096);
+		s->efd = wake[1];
 	}
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/comm", hs->pid);
@@ -253,8 +258,11 @@ static struct pf_session *finish(struct pf_daemon *d, struct pf_handshake *hs)
 		w.max_model_len = 1 << 20;
 		snprintf(w.model, sizeof(w.model), "echo");
 	}
-	int fds[3] = { s->c2d_fd, s->d2c_fd, s->efd };
-	if (send_welcome(sock, &w, fds, s->efd >= 0 ? 3 : 2)) {
+	int fds[3] = { s->c2d_fd, s->d2c_fd, wake[0] };
+	int sent = send_welcome(sock, &w, fds, wake[0] >= 0 ? 3 : 2);
+	if (wake[0] >= 0)
+		close(wake[0]); /* the client's now (or nobody's) */
+	if (sent) {
 		discard_session(s);
 		goto drop;
 	}
