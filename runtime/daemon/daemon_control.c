@@ -112,8 +112,16 @@ int pf_daemon_listen(struct pf_daemon *d)
 			pf_daemon_log(d, PF_LOG_ERROR, "cannot bind %s: %s", d->socket_path, strerror(-r));
 			return r;
 		}
-		/* a socket file is there: refuse if a daemon answers on it,
-		 * else it is stale from a crash and can go */
+		/* something is there.  Only a socket may be replaced, and only
+		 * a stale one (from a crash): anything else is the user's file,
+		 * and a typo in --socket must not delete it */
+		struct stat st;
+		if (lstat(d->socket_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+			close(fd);
+			pf_daemon_log(d, PF_LOG_ERROR, "--socket %s: that path exists and is not a socket; "
+				      "refusing to replace it (choose a free path)", d->socket_path);
+			return -EEXIST;
+		}
 		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
 			close(probe);
