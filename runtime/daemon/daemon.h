@@ -181,6 +181,7 @@ struct pf_daemon {
 	struct pf_session *inbox_new, *inbox_dead;
 	_Atomic uint32_t wake;       /* futex word: the engine thread sleeps on it too */
 	_Atomic bool draining;
+	_Atomic bool drain_now;      /* a second SIGINT/SIGTERM: save what still runs and exit, now */
 	bool drain_announced;        /* engine thread: DRAINING published to sessions */
 	_Atomic bool stop;
 	/* engine thread only */

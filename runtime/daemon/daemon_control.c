@@ -160,9 +160,18 @@ static void on_signal(struct pf_daemon *d)
 		if (si.ssi_signo == SIGHUP) {
 			pf_daemon_reload(d);
 		} else if (!atomic_load(&d->draining)) {
-			pf_daemon_log(d, PF_LOG_INFO, "%s: draining (no new clients or requests; finishing in-flight ones)",
-				      strsignal((int)si.ssi_signo));
+			pf_daemon_log(d, PF_LOG_INFO, "%s: draining (no new clients or requests; finishing in-flight ones "
+				      "for up to %d s; %s again saves them now and exits)",
+				      strsignal((int)si.ssi_signo), d->cfg.drain_timeout_s,
+				      si.ssi_signo == SIGINT ? "Ctrl-C" : "the signal");
 			atomic_store(&d->draining, true);
+			wake_engine(d);
+		} else if (!atomic_load(&d->drain_now)) {
+			/* the user does not want to wait for the drain (a second
+			 * Ctrl-C on a foreground pinferd) */
+			pf_daemon_log(d, PF_LOG_INFO, "%s again: saving the requests still running and exiting now",
+				      strsignal((int)si.ssi_signo));
+			atomic_store(&d->drain_now, true);
 			wake_engine(d);
 		}
 	}
