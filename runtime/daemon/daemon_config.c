@@ -1,7 +1,8 @@
 /*
  * daemon_config.c — pinferd's options: built-in defaults, then the config
  * file, then command-line flags.  Every option is both a flag (--name value)
- * and a config-file line (name = value), handled by the same code.
+ * and a config-file line (name = value), handled by the same code; the
+ * files' syntax and the drop-in directory are conf.h's.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/daemon/conf.h"
 #include "runtime/daemon/daemon.h"
 #include "runtime/engine/device.h"
 
@@ -74,11 +76,14 @@ static void usage(FILE *f)
 		"compute; local clients (libpinfer, the pinfer CLI) submit requests through\n"
 		"shared-memory rings after registering on a unix socket.\n"
 		"\n"
-		"Every option may also be set in the config file as `name = value`\n"
-		"(flags win over the file).\n"
+		"Every option may also be set in the config file as `name = value`, and in\n"
+		"drop-in files FILE.d/*.conf read after it in name order (flags win over\n"
+		"the files).  `#` starts a comment at the start of a line or after a blank;\n"
+		"a value may be double-quoted (escapes \\\" \\\\ \\n \\t).\n"
 		"\n"
 		"  --model PATH                  GGUF model file (required)\n"
-		"  --config FILE                 config file (default " DEFAULT_CONFIG ", skipped if absent)\n"
+		"  --config FILE                 config file (default " DEFAULT_CONFIG ", skipped if absent),\n"
+		"                                then FILE.d/*.conf\n"
 		"  --socket PATH                 registration socket (default: $RUNTIME_DIRECTORY/pinferd.sock,\n"
 		"                                /run/pinfer/pinferd.sock as root, else $XDG_RUNTIME_DIR/pinfer/)\n"
 		"  --instance NAME               run a named instance: pinferd-NAME.sock (default: none)\n"
@@ -311,55 +316,50 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 	return r;
 }
 
-static int load_file(struct pf_daemon_config *c, const char *path, bool must_exist)
+/* One setting of a config file (pf_conf_read_file's callback). */
+static int file_setting(void *ctx, const char *path, int lineno, const char *key, const char *val)
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		if (!must_exist && errno == ENOENT)
-			return 0;
-		fprintf(stderr, "pinferd: cannot read config file %s: %s\n", path, strerror(errno));
-		return -errno;
+	struct pf_daemon_config *c = ctx;
+	const struct option *o = NULL;
+	for (const struct option *q = opts; q->name; q++)
+		if (!strcmp(q->name, key))
+			o = q;
+	if (!o || o->val == O_CONFIG || o->val == O_HELP || o->val == O_VERSION) {
+		fprintf(stderr, "pinferd: %s:%d: unknown option '%s'\n", path, lineno, key);
+		return -EINVAL;
 	}
-	char line[8192];
-	int lineno = 0, r = 0;
-	while (fgets(line, sizeof(line), f)) {
-		lineno++;
-		char *p = line + strspn(line, " \t");
-		p[strcspn(p, "#\r\n")] = '\0';
-		if (!*p)
-			continue;
-		char *eq = strchr(p, '=');
-		char *key = p, *val = NULL;
-		if (eq) {
-			*eq = '\0';
-			val = eq + 1 + strspn(eq + 1, " \t");
-		}
-		for (char *e = key + strlen(key); e > key && (e[-1] == ' ' || e[-1] == '\t');)
-			*--e = '\0';
-		for (char *e = val ? val + strlen(val) : NULL; e && e > val && (e[-1] == ' ' || e[-1] == '\t');)
-			*--e = '\0';
-		const struct option *o = NULL;
-		for (const struct option *q = opts; q->name; q++)
-			if (!strcmp(q->name, key))
-				o = q;
-		if (!o || o->val == O_CONFIG || o->val == O_HELP || o->val == O_VERSION) {
-			fprintf(stderr, "pinferd: %s:%d: unknown option '%s'\n", path, lineno, key);
-			r = -EINVAL;
-			break;
-		}
-		if ((o->has_arg == required_argument) != (val != NULL)) {
-			fprintf(stderr, "pinferd: %s:%d: '%s' %s a value\n", path, lineno, key,
-				o->has_arg == required_argument ? "needs" : "takes no");
-			r = -EINVAL;
-			break;
-		}
-		r = apply(c, o->val, key, val ? val : "");
-		if (r) {
-			fprintf(stderr, "pinferd: (in %s:%d)\n", path, lineno);
-			break;
-		}
+	if ((o->has_arg == required_argument) != (val != NULL)) {
+		fprintf(stderr, "pinferd: %s:%d: '%s' %s a value\n", path, lineno, key,
+			o->has_arg == required_argument ? "needs" : "takes no");
+		return -EINVAL;
 	}
-	fclose(f);
+	int r = apply(c, o->val, key, val ? val : "");
+	if (r)
+		fprintf(stderr, "pinferd: (in %s:%d)\n", path, lineno);
+	return r;
+}
+
+/* The main config file, then its drop-ins (conf.h: the syntax and order). */
+static int load_files(struct pf_daemon_config *c, const char *path, bool must_exist)
+{
+	int r = pf_conf_read_file(path, file_setting, c);
+	if (r == -ENOENT && must_exist)
+		fprintf(stderr, "pinferd: cannot read config file %s: %s\n", path, strerror(ENOENT));
+	if (r && (r != -ENOENT || must_exist))
+		return r;
+	char **drop;
+	int n;
+	r = pf_conf_dropins(path, &drop, &n);
+	if (r) {
+		fprintf(stderr, "pinferd: cannot read the drop-in directory %s.d: %s\n", path, strerror(-r));
+		return r;
+	}
+	for (int i = 0; i < n && !r; i++) {
+		r = pf_conf_read_file(drop[i], file_setting, c);
+		if (r == -ENOENT) /* gone since it was listed */
+			r = 0;
+	}
+	pf_conf_free_list(drop, n);
 	return r;
 }
 
@@ -409,7 +409,7 @@ int pf_daemon_config_parse(struct pf_daemon_config *c, int argc, char **argv)
 	}
 	if (!explicit_config)
 		snprintf(c->config_file, sizeof(c->config_file), "%s", DEFAULT_CONFIG);
-	int r = load_file(c, c->config_file, explicit_config);
+	int r = load_files(c, c->config_file, explicit_config);
 	if (r)
 		return r;
 	opterr = 1;
