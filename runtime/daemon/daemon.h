@@ -62,6 +62,12 @@ struct pf_daemon_config {
 	int32_t max_inflight;        /* requests in flight per client */
 	int64_t max_client_tokens;   /* quota: prompt + max_tokens x seqs over a client's requests; 0: none */
 	int64_t max_client_blocks;   /* quota: worst-case KV blocks over a client's requests; 0: none */
+	int32_t max_uid_clients;     /* registered clients per uid; 0: a quarter of max_clients */
+	int64_t max_uid_tokens;      /* the token quota over all of a uid's clients; 0: none */
+	int64_t max_uid_blocks;      /* the KV-block quota over all of a uid's clients; 0: none */
+	uint32_t trusted_uids[16];   /* uids whose per-uid limits are multiplied ... */
+	int32_t trusted_factor[16];  /* ... by this (0: no per-uid limits at all) */
+	int n_trusted;
 	int32_t stall_timeout_s;
 	int32_t handshake_timeout_ms; /* a registration's hello must be complete this long after accept */
 	int32_t drain_timeout_s;     /* SIGTERM: in-flight requests get this long */
@@ -96,6 +102,21 @@ struct pf_dreq {
 	struct pf_dreq *prev, *next;
 };
 
+/* What all sessions of one uid hold against the per-uid quotas (engine
+ * thread; shared by the uid's sessions, freed with the last of them). */
+struct pf_uid_usage {
+	uint32_t uid;
+	int32_t sessions;
+	int64_t tokens, blocks;
+	struct pf_uid_usage *next;
+};
+
+/* Registered clients of one uid (control thread). */
+struct pf_uid_count {
+	uint32_t uid;
+	int32_t n;
+};
+
 struct pf_session {
 	struct pf_daemon *d;
 	uint64_t id;
@@ -127,6 +148,7 @@ struct pf_session {
 	int32_t bad_entries;         /* malformed submissions; repeat offenders are disconnected */
 	uint64_t tokens_in, tokens_out, errors;
 	int64_t quota_tokens, quota_blocks; /* summed over reqs */
+	struct pf_uid_usage *usage;  /* engine thread: its uid's totals (NULL until it reaches the engine) */
 	struct pf_dreq *reqs;
 	struct pf_session *next;     /* engine's active list; control's new-session inbox link */
 	struct pf_session *dead_next;/* control's dead-session inbox link (next is still the engine's) */
@@ -189,6 +211,9 @@ struct pf_daemon {
 	int n_sessions;
 	uint64_t next_session_id;
 	_Atomic int n_clients;       /* for the control thread's max_clients check */
+	struct pf_uid_count *uid_clients; /* control thread: registered clients per uid */
+	int n_uid_clients, cap_uid_clients;
+	struct pf_uid_usage *uid_usage; /* engine thread: per-uid quota totals */
 	_Atomic int log_level;       /* read by both threads; SIGHUP changes it */
 	int argc;                    /* the command line, read again on SIGHUP */
 	char **argv;
@@ -205,6 +230,19 @@ struct pf_daemon {
  * Returns 0, 1 when --help/--version printed and the program should exit 0,
  * or -EINVAL with a message on stderr. */
 int pf_daemon_config_parse(struct pf_daemon_config *cfg, int argc, char **argv);
+
+/* The per-uid limit `base` as it applies to uid: base, base x the factor
+ * of a --trusted-uid UID:FACTOR, or 0 (none) for a --trusted-uid UID or
+ * when base is 0.  Cannot fail. */
+int64_t pf_daemon_uid_limit(const struct pf_daemon_config *c, uint32_t uid, int64_t base);
+/* --max-clients-per-uid, its default (0) resolved.  Cannot fail. */
+int64_t pf_daemon_uid_clients(const struct pf_daemon_config *c);
+
+/* Per-uid quota totals (engine thread): attach a session that reaches the
+ * engine to its uid's totals (-ENOMEM leaves s->usage NULL: the session is
+ * then refused its requests), detach it when it is freed. */
+int pf_uid_usage_attach(struct pf_daemon *d, struct pf_session *s);
+void pf_uid_usage_detach(struct pf_daemon *d, struct pf_session *s);
 
 /* Log a line to stderr with a timestamp and level, if enabled. */
 __attribute__((format(printf, 3, 4)))
@@ -233,6 +271,9 @@ void pf_daemon_parked_free(struct pf_daemon *d);
  * bookkeeping (list, in-flight count). */
 void pf_session_post_error(struct pf_session *s, uint64_t tag, int code, const char *msg);
 void pf_session_add_req(struct pf_session *s, struct pf_dreq *q);
+/* Charge q's quota figures to its session and the session's uid (released
+ * when q is removed). */
+void pf_session_charge(struct pf_session *s, struct pf_dreq *q, int64_t tokens, int64_t blocks);
 /* The per-client token and KV-block quotas for a request of n_prompt
  * tokens with params p: its charges, or -EDQUOT with a message. */
 int pf_session_check_quota(const struct pf_session *s, int32_t n_prompt, const struct pf_request_params *p,
@@ -279,6 +320,8 @@ int pf_handshake_step(struct pf_daemon *d, struct pf_handshake *h, struct pf_ses
 void pf_handshake_expire(struct pf_daemon *d, struct pf_handshake *h);
 /* Shutdown: close and free h (NULL is fine). */
 void pf_handshake_abandon(struct pf_handshake *h);
+/* A registered client of uid is gone: one less against --max-clients-per-uid. */
+void pf_handshake_uid_gone(struct pf_daemon *d, uint32_t uid);
 
 /* Control thread body (arg: struct pf_daemon *). */
 void *pf_daemon_control_main(void *arg);

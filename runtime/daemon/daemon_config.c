@@ -24,7 +24,8 @@ enum {
 };
 
 /* Batching mode: ids of their own, clear of the list above and of getopt's '?'/':'. */
-enum { O_BATCHING = 200, O_STATIC_BATCH, O_SWAP, O_PREEMPT, O_HANDSHAKE };
+enum { O_BATCHING = 200, O_STATIC_BATCH, O_SWAP, O_PREEMPT, O_HANDSHAKE, O_UID_CLIENTS, O_UID_TOKENS, O_UID_BLOCKS,
+       O_TRUSTED };
 
 static const struct option opts[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -45,6 +46,10 @@ static const struct option opts[] = {
 	{ "max-inflight", required_argument, NULL, O_INFLIGHT },
 	{ "max-tokens-per-client", required_argument, NULL, O_QTOKENS },
 	{ "max-blocks-per-client", required_argument, NULL, O_QBLOCKS },
+	{ "max-clients-per-uid", required_argument, NULL, O_UID_CLIENTS },
+	{ "max-tokens-per-uid", required_argument, NULL, O_UID_TOKENS },
+	{ "max-blocks-per-uid", required_argument, NULL, O_UID_BLOCKS },
+	{ "trusted-uid", required_argument, NULL, O_TRUSTED },
 	{ "stall-timeout", required_argument, NULL, O_STALL },
 	{ "handshake-timeout", required_argument, NULL, O_HANDSHAKE },
 	{ "log-level", required_argument, NULL, O_LOG },
@@ -116,6 +121,15 @@ static void usage(FILE *f)
 		"                                prompt + max_tokens x sequences each (default 0 = no limit)\n"
 		"  --max-blocks-per-client N     KV blocks a client's requests in flight may need at\n"
 		"                                most, counted before admission (default 0 = no limit)\n"
+		"  --max-clients-per-uid N       registered clients one user (uid) may have at once\n"
+		"                                (default 0: a quarter of --max-clients)\n"
+		"  --max-tokens-per-uid N        like --max-tokens-per-client, over all clients of a uid\n"
+		"  --max-blocks-per-uid N        like --max-blocks-per-client, over all clients of a uid\n"
+		"                                (defaults 0 = no limit)\n"
+		"  --trusted-uid UID[:FACTOR]    a multiplexing client (pinfer-server serving many users\n"
+		"                                under one uid, with limits of its own): its per-uid limits\n"
+		"                                are multiplied by FACTOR, or lifted without one\n"
+		"                                (repeatable, up to 16; --max-clients still holds)\n"
 		"  --stall-timeout SECONDS       cancel requests of a client that stops reading (default 60)\n"
 		"  --handshake-timeout SECONDS   a connection's registration must be complete this long after\n"
 		"                                it connects, or it is dropped (default 5; fractions allowed)\n"
@@ -239,6 +253,27 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 	case O_RESUME_TO: r = int_arg(name, v, 1, 86400 * 7, &x); c->resume_timeout_s = (int32_t)x; break;
 	case O_QTOKENS: r = int_arg(name, v, 0, 1L << 40, &x); c->max_client_tokens = x; break;
 	case O_QBLOCKS: r = int_arg(name, v, 0, 1L << 31, &x); c->max_client_blocks = x; break;
+	case O_UID_CLIENTS: r = int_arg(name, v, 0, 65536, &x); c->max_uid_clients = (int32_t)x; break;
+	case O_UID_TOKENS: r = int_arg(name, v, 0, 1L << 40, &x); c->max_uid_tokens = x; break;
+	case O_UID_BLOCKS: r = int_arg(name, v, 0, 1L << 31, &x); c->max_uid_blocks = x; break;
+	case O_TRUSTED: {
+		char *end;
+		errno = 0;
+		long uid = strtol(v, &end, 10), f = 0;
+		if (errno || end == v || uid < 0 || uid > 0x7fffffff || (*end && *end != ':'))
+			return bad(name, v, "UID or UID:FACTOR");
+		if (*end == ':') {
+			char *fend;
+			f = strtol(end + 1, &fend, 10);
+			if (errno || fend == end + 1 || *fend || f < 1 || f > 1000000)
+				return bad(name, v, "UID or UID:FACTOR with a FACTOR in 1..1000000");
+		}
+		if (c->n_trusted == 16)
+			return bad(name, v, "one of at most 16 trusted uids");
+		c->trusted_uids[c->n_trusted] = (uint32_t)uid;
+		c->trusted_factor[c->n_trusted++] = (int32_t)f;
+		break;
+	}
 	case O_STALL: r = int_arg(name, v, 1, 86400, &x); c->stall_timeout_s = (int32_t)x; break;
 	case O_HANDSHAKE: {
 		char *end;
@@ -314,6 +349,23 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 	default: return -EINVAL;
 	}
 	return r;
+}
+
+int64_t pf_daemon_uid_limit(const struct pf_daemon_config *c, uint32_t uid, int64_t base)
+{
+	if (base <= 0)
+		return 0;
+	for (int i = 0; i < c->n_trusted; i++)
+		if (c->trusted_uids[i] == uid)
+			return c->trusted_factor[i] ? base * c->trusted_factor[i] : 0;
+	return base;
+}
+
+int64_t pf_daemon_uid_clients(const struct pf_daemon_config *c)
+{
+	if (c->max_uid_clients > 0)
+		return c->max_uid_clients;
+	return c->max_clients / 4 > 0 ? c->max_clients / 4 : 1;
 }
 
 /* One setting of a config file (pf_conf_read_file's callback). */

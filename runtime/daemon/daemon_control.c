@@ -189,6 +189,8 @@ static void hand_new(struct pf_daemon *d, struct pf_session *s)
 static void hand_dead(struct pf_daemon *d, struct pf_session *s, const char *why)
 {
 	pf_daemon_log(d, PF_LOG_INFO, "client %llu (pid %d) %s", (unsigned long long)s->id, s->pid, why);
+	/* (before the hand-over: from then on the engine may free s) */
+	pf_handshake_uid_gone(d, (uint32_t)s->uid);
 	atomic_store(&s->dead, true);
 	pthread_mutex_lock(&d->lock);
 	s->dead_next = d->inbox_dead;

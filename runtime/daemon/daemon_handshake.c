@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,37 @@ int pf_handshake_accept(struct pf_daemon *d, struct pf_handshake **ret)
 	return 0;
 }
 
+/* uid's count of registered clients (control thread); NULL when a new
+ * one cannot be had. */
+static int32_t *uid_count(struct pf_daemon *d, uint32_t uid, bool create)
+{
+	for (int i = 0; i < d->n_uid_clients; i++)
+		if (d->uid_clients[i].uid == uid)
+			return &d->uid_clients[i].n;
+	if (!create)
+		return NULL;
+	if (d->n_uid_clients == d->cap_uid_clients) {
+		int nc = d->cap_uid_clients ? d->cap_uid_clients * 2 : 16;
+		struct pf_uid_count *n = realloc(d->uid_clients, sizeof(*n) * (size_t)nc);
+		if (!n)
+			return NULL;
+		d->uid_clients = n;
+		d->cap_uid_clients = nc;
+	}
+	d->uid_clients[d->n_uid_clients] = (struct pf_uid_count){ .uid = uid };
+	return &d->uid_clients[d->n_uid_clients++].n;
+}
+
+void pf_handshake_uid_gone(struct pf_daemon *d, uint32_t uid)
+{
+	int32_t *n = uid_count(d, uid, false);
+	if (n && --*n <= 0) {
+		/* the last one: drop the entry (the table holds connected uids) */
+		struct pf_uid_count *e = (struct pf_uid_count *)((char *)n - offsetof(struct pf_uid_count, n));
+		*e = d->uid_clients[--d->n_uid_clients];
+	}
+}
+
 /* The hello is complete: answer it.  Returns the new session or NULL (the
  * connection was refused, or was a stats reader, and its socket is closed). */
 static struct pf_session *finish(struct pf_daemon *d, struct pf_handshake *hs)
@@ -195,6 +227,19 @@ static struct pf_session *finish(struct pf_daemon *d, struct pf_handshake *hs)
 	}
 	if (atomic_load(&d->n_clients) >= d->cfg.max_clients) {
 		refuse(d, sock, PF_WELCOME_FULL, "pinferd has its maximum number of clients");
+		goto drop;
+	}
+	/* one user, however many processes and connections, gets a share;
+	 * the rest of --max-clients stays for the others */
+	int32_t *per_uid = uid_count(d, (uint32_t)hs->uid, true);
+	int64_t uid_max = pf_daemon_uid_limit(&d->cfg, (uint32_t)hs->uid, pf_daemon_uid_clients(&d->cfg));
+	if (!per_uid || (uid_max > 0 && *per_uid >= uid_max)) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "uid %u has its maximum of %lld clients (--max-clients-per-uid)",
+			 (unsigned)hs->uid, (long long)uid_max);
+		refuse(d, sock, PF_WELCOME_FULL, per_uid ? msg : "pinferd is out of memory");
+		if (per_uid && *per_uid == 0)
+			pf_handshake_uid_gone(d, (uint32_t)hs->uid); /* (an entry made just now) */
 		goto drop;
 	}
 	uint32_t sq = pow2_clamp(h.sq_entries, d->cfg.sq_entries, 16, PF_SQ_MAX);
@@ -271,6 +316,7 @@ static struct pf_session *finish(struct pf_daemon *d, struct pf_handshake *hs)
 	close(s->d2c_fd);
 	s->c2d_fd = s->d2c_fd = -1;
 	atomic_fetch_add(&d->n_clients, 1);
+	(*per_uid)++;
 	pf_daemon_log(d, PF_LOG_INFO, "client %llu registered: pid %d uid %d (%s), protocol v%u",
 		      (unsigned long long)s->id, hs->pid, hs->uid, s->comm, h.version);
 	return s;

@@ -46,6 +46,10 @@ static void take_inbox(struct pf_daemon *d)
 		s->next = d->sessions;
 		d->sessions = s;
 		d->n_sessions++;
+		/* (without it its requests are refused: check_quota) */
+		if (pf_uid_usage_attach(d, s))
+			pf_daemon_log(d, PF_LOG_ERROR, "client %llu: out of memory for its uid's accounting",
+				      (unsigned long long)s->id);
 	}
 	while (dead) {
 		struct pf_session *s = dead;
@@ -65,6 +69,7 @@ static void take_inbox(struct pf_daemon *d)
 				d->n_sessions--;
 				break;
 			}
+		pf_uid_usage_detach(d, s);
 		if (s->sock >= 0)
 			close(s->sock);
 		if (s->pidfd >= 0)

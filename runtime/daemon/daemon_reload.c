@@ -93,6 +93,12 @@ void pf_daemon_reload(struct pf_daemon *d)
 		      nc->payload_bytes != oc->payload_bytes || nc->socket_mode != oc->socket_mode,
 	      "rings/socket mode");
 	FIXED(strcmp(nc->state_file, oc->state_file), "state-file");
+	/* read by both threads: fixed while serving */
+	FIXED(nc->max_uid_clients != oc->max_uid_clients || nc->max_uid_tokens != oc->max_uid_tokens ||
+		      nc->max_uid_blocks != oc->max_uid_blocks || nc->n_trusted != oc->n_trusted ||
+		      memcmp(nc->trusted_uids, oc->trusted_uids, sizeof(nc->trusted_uids)) ||
+		      memcmp(nc->trusted_factor, oc->trusted_factor, sizeof(nc->trusted_factor)),
+	      "per-uid limits");
 #undef FIXED
 	if (fixed[0])
 		pf_daemon_log(d, PF_LOG_WARN, "SIGHUP: %s changed but can only change with a restart; ignored", fixed);
