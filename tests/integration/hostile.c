@@ -28,9 +28,9 @@
  *            running with cq_waiting asking for eventfd wakes: the
  *            daemon's wake must never block (wakefd.sh).
  *
- * Garbage mode also abuses the v2 wake eventfd: it saturates its counter
- * (the daemon's wake writes must fail, not block) and sets random
- * cq_waiting bits.
+ * Garbage mode also abuses the v2 wake descriptor: it tries to saturate it
+ * (an eventfd's counter, with daemons that shared one; the read end of a
+ * pipe refuses the write) and sets random cq_waiting bits.
  *
  * usage: hostile --socket PATH [--seconds N] [--seed S] [--mode garbage|noread|quota|v1|wakeblock] [--proto V]
  */
