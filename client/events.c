@@ -343,12 +343,14 @@ static bool arm_wait(struct pinfer *c, uint32_t bits, uint32_t *seq)
 	return true;
 }
 
-/* Clear the eventfd's counter (non-blocking; the daemon's write may not
- * have happened). */
+/* Clear the wake descriptor (non-blocking; the daemon's write may not have
+ * happened).  It is a pipe from pinferd's of this version on (8 bytes a
+ * wake, so one read takes several), an eventfd before (one read clears the
+ * counter); a wake left in the pipe is only an early look at the ring. */
 static void drain_eventfd(struct pinfer *c)
 {
-	uint64_t v;
-	ssize_t n = read(c->efd, &v, sizeof(v));
+	uint64_t v[32];
+	ssize_t n = read(c->efd, v, sizeof(v));
 	(void)n;
 }
 

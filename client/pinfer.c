@@ -179,6 +179,43 @@ int pf_client_check_alive(struct pinfer *c)
 
 /* ---- handshake -------------------------------------------------------------------------- */
 
+/*
+ * Why connect(2) to path failed (err: its -errno), in words a user can act
+ * on; -ETIMEDOUT or err, the code to report.  Shared by clients and stats
+ * readers (pinfer-top, pinfer-exporter), so every tool says the same.  A
+ * command that would start pinferd is suggested only where that pinferd
+ * could take the path: nothing there, or a stale socket (pinferd replaces
+ * only sockets; a regular file at the path gets a refusal, not advice to
+ * overwrite it).
+ */
+static int connect_advice(char *buf, size_t len, const char *path, int err, bool explicit_path,
+			  const char *instance)
+{
+	struct stat st;
+	if (err == -ENOENT || err == -ECONNREFUSED) {
+		if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+			snprintf(buf, len, "%s is not pinferd's socket (it is not a socket at all); "
+				 "name the socket pinferd listens on with --socket", path);
+			return err;
+		}
+		snprintf(buf, len, "no pinferd at %s: start it with `pinferd --model MODEL.gguf%s%s`", path,
+			 explicit_path ? " --socket " : instance ? " --instance " : "",
+			 explicit_path ? path : instance ? instance : "");
+		return err;
+	}
+	if (err == -EACCES || err == -EPERM) {
+		snprintf(buf, len, "permission denied connecting to %s: pinferd's socket admits its owner and "
+			 "group (see --socket-mode)", path);
+		return err;
+	}
+	if (err == -EAGAIN || err == -ETIMEDOUT) {
+		snprintf(buf, len, "pinferd at %s is not accepting connections (busy?)", path);
+		return -ETIMEDOUT;
+	}
+	snprintf(buf, len, "connecting to %s: %s", path, strerror(-err));
+	return err;
+}
+
 static int set_timeouts(int fd, int timeout_ms)
 {
 	struct timeval tv = { 0, 0 };
@@ -490,24 +527,11 @@ int pinfer_connect(const struct pinfer_connect_opts *opts, struct pinfer **ret)
 	while ((r = connect(c->sock, (struct sockaddr *)&sa, sizeof(sa))) < 0 && errno == EINTR)
 		;
 	if (r < 0) {
-		r = -errno;
-		if (r == -ENOENT || r == -ECONNREFUSED) {
-			/* suggest the command line that would create this very socket */
-			bool explicit = opts->socket_path && *opts->socket_path;
-			pf_client_fail(c, r, "no pinferd at %s: start it with `pinferd --model MODEL.gguf%s%s`", c->path,
-				       explicit ? " --socket " : opts->instance ? " --instance " : "",
-				       explicit ? c->path : opts->instance ? opts->instance : "");
-		}
-		else if (r == -EACCES || r == -EPERM)
-			pf_client_fail(c, r,
-				       "permission denied connecting to %s: pinferd's socket admits its owner and "
-				       "group (see --socket-mode)",
-				       c->path);
-		else if (r == -EAGAIN || r == -ETIMEDOUT)
-			r = pf_client_fail(c, -ETIMEDOUT, "pinferd at %s is not accepting connections (busy?)",
-					   c->path);
-		else
-			pf_client_fail(c, r, "connecting to %s: %s", c->path, strerror(-r));
+		/* suggest the command line that would create this very socket */
+		char why[512];
+		r = connect_advice(why, sizeof(why), c->path, -errno, opts->socket_path && *opts->socket_path,
+				   opts->instance);
+		r = pf_client_fail(c, r, "%s", why);
 		goto fail;
 	}
 	r = handshake(c, opts, timeout_ms);
@@ -762,8 +786,12 @@ int pinfer_stats_open(const struct pinfer_connect_opts *opts)
 	if (fd < 0)
 		STATS_FAIL(-errno, "socket: %s", strerror(errno));
 	set_timeouts(fd, opts->timeout_ms ? opts->timeout_ms : 10000);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		STATS_FAIL(-errno, "no pinferd at %s (%s): start it with `pinferd --model ...`", path, strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		char why[512];
+		r = connect_advice(why, sizeof(why), path, -errno, opts->socket_path && *opts->socket_path,
+				   opts->instance);
+		STATS_FAIL(r, "%s", why);
+	}
 	struct pf_hello h = {
 		.magic = PF_PROTO_MAGIC, .version = PF_PROTO_VERSION, .flags = PF_HELLO_STATS_ONLY,
 		.sizeof_sqe = sizeof(struct pf_sqe), .sizeof_cqe = sizeof(struct pf_cqe),

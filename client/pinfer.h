@@ -302,8 +302,9 @@ int pinfer_prep_futex_wait(struct pinfer *c, void *io_uring_sqe);
 
 /*
  * epoll/poll integration.  Announce to the daemon that we sleep and want
- * its wake as a write to an eventfd; returns that eventfd (watch it for
- * POLLIN; never close it, it belongs to the connection).  When it becomes
+ * its wake as a write to the connection's wake descriptor (the read end of
+ * a pipe only pinferd writes; an eventfd from older daemons); returns it
+ * (watch it for POLLIN; never close it, it belongs to the connection).  When it becomes
  * readable, or on any other reason to look, call pinfer_next(c, ev, 0)
  * until it returns -EAGAIN (that also clears the eventfd) — every wake is a
  * hint.  Call it again before each sleep.  Daemon death does not make the

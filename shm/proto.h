@@ -5,8 +5,10 @@
  *
  * Registration (unix stream socket, see pf_shm_socket_path()):
  *   client → daemon   struct pf_hello
- *   daemon → client   struct pf_welcome + SCM_RIGHTS { c2d memfd, d2c memfd, wake eventfd }
- *                     (the eventfd from protocol v2 on; v1 clients get two)
+ *   daemon → client   struct pf_welcome + SCM_RIGHTS { c2d memfd, d2c memfd, wake fd }
+ *                     (the wake fd from protocol v2 on; v1 clients get two):
+ *                     read end of a pipe only the daemon writes (an eventfd
+ *                     from older daemons; clients treat both alike)
  * The socket then stays open and carries nothing; its closing (or the
  * client's pidfd becoming readable) is how the daemon learns the client left.
  *

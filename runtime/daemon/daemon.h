@@ -62,7 +62,14 @@ struct pf_daemon_config {
 	int32_t max_inflight;        /* requests in flight per client */
 	int64_t max_client_tokens;   /* quota: prompt + max_tokens x seqs over a client's requests; 0: none */
 	int64_t max_client_blocks;   /* quota: worst-case KV blocks over a client's requests; 0: none */
+	int32_t max_uid_clients;     /* registered clients per uid; 0: a quarter of max_clients */
+	int64_t max_uid_tokens;      /* the token quota over all of a uid's clients; 0: none */
+	int64_t max_uid_blocks;      /* the KV-block quota over all of a uid's clients; 0: none */
+	uint32_t trusted_uids[16];   /* uids whose per-uid limits are multiplied ... */
+	int32_t trusted_factor[16];  /* ... by this (0: no per-uid limits at all) */
+	int n_trusted;
 	int32_t stall_timeout_s;
+	int32_t handshake_timeout_ms; /* a registration's hello must be complete this long after accept */
 	int32_t drain_timeout_s;     /* SIGTERM: in-flight requests get this long */
 	char state_file[4096];       /* "" = the default place, "none" = no persistence */
 	int32_t resume_timeout_s;    /* restored requests wait this long for their client */
@@ -102,6 +109,21 @@ struct pf_dreq {
 	struct pf_dreq *prev, *next;
 };
 
+/* What all sessions of one uid hold against the per-uid quotas (engine
+ * thread; shared by the uid's sessions, freed with the last of them). */
+struct pf_uid_usage {
+	uint32_t uid;
+	int32_t sessions;
+	int64_t tokens, blocks;
+	struct pf_uid_usage *next;
+};
+
+/* Registered clients of one uid (control thread). */
+struct pf_uid_count {
+	uint32_t uid;
+	int32_t n;
+};
+
 struct pf_session {
 	struct pf_daemon *d;
 	uint64_t id;
@@ -111,7 +133,7 @@ struct pf_session {
 	char comm[32];
 	int sock, pidfd;             /* owned by the control thread */
 	int c2d_fd, d2c_fd;
-	int efd;                     /* wake eventfd (v2 clients; -1 for v1), engine thread closes it */
+	int efd;                     /* write end of the wake pipe (v2 clients; -1 for v1), engine thread closes it */
 	uint16_t version;            /* protocol version spoken with this client */
 	struct pf_c2d_hdr *c2d;      /* client-writable: never trusted */
 	struct pf_d2c_hdr *d2c;
@@ -133,6 +155,7 @@ struct pf_session {
 	int32_t bad_entries;         /* malformed submissions; repeat offenders are disconnected */
 	uint64_t tokens_in, tokens_out, errors;
 	int64_t quota_tokens, quota_blocks; /* summed over reqs */
+	struct pf_uid_usage *usage;  /* engine thread: its uid's totals (NULL until it reaches the engine) */
 	struct pf_dreq *reqs;
 	struct pf_session *next;     /* engine's active list; control's new-session inbox link */
 	struct pf_session *dead_next;/* control's dead-session inbox link (next is still the engine's) */
@@ -187,6 +210,7 @@ struct pf_daemon {
 	struct pf_session *inbox_new, *inbox_dead;
 	_Atomic uint32_t wake;       /* futex word: the engine thread sleeps on it too */
 	_Atomic bool draining;
+	_Atomic bool drain_now;      /* a second SIGINT/SIGTERM: save what still runs and exit, now */
 	bool drain_announced;        /* engine thread: DRAINING published to sessions */
 	_Atomic bool stop;
 	/* engine thread only */
@@ -194,6 +218,9 @@ struct pf_daemon {
 	int n_sessions;
 	uint64_t next_session_id;
 	_Atomic int n_clients;       /* for the control thread's max_clients check */
+	struct pf_uid_count *uid_clients; /* control thread: registered clients per uid */
+	int n_uid_clients, cap_uid_clients;
+	struct pf_uid_usage *uid_usage; /* engine thread: per-uid quota totals */
 	_Atomic int log_level;       /* read by both threads; SIGHUP changes it */
 	int argc;                    /* the command line, read again on SIGHUP */
 	char **argv;
@@ -210,6 +237,19 @@ struct pf_daemon {
  * Returns 0, 1 when --help/--version printed and the program should exit 0,
  * or -EINVAL with a message on stderr. */
 int pf_daemon_config_parse(struct pf_daemon_config *cfg, int argc, char **argv);
+
+/* The per-uid limit `base` as it applies to uid: base, base x the factor
+ * of a --trusted-uid UID:FACTOR, or 0 (none) for a --trusted-uid UID or
+ * when base is 0.  Cannot fail. */
+int64_t pf_daemon_uid_limit(const struct pf_daemon_config *c, uint32_t uid, int64_t base);
+/* --max-clients-per-uid, its default (0) resolved.  Cannot fail. */
+int64_t pf_daemon_uid_clients(const struct pf_daemon_config *c);
+
+/* Per-uid quota totals (engine thread): attach a session that reaches the
+ * engine to its uid's totals (-ENOMEM leaves s->usage NULL: the session is
+ * then refused its requests), detach it when it is freed. */
+int pf_uid_usage_attach(struct pf_daemon *d, struct pf_session *s);
+void pf_uid_usage_detach(struct pf_daemon *d, struct pf_session *s);
 
 /* Log a line to stderr with a timestamp and level, if enabled. */
 __attribute__((format(printf, 3, 4)))
@@ -238,6 +278,9 @@ void pf_daemon_parked_free(struct pf_daemon *d);
  * bookkeeping (list, in-flight count). */
 void pf_session_post_error(struct pf_session *s, uint64_t tag, int code, const char *msg);
 void pf_session_add_req(struct pf_session *s, struct pf_dreq *q);
+/* Charge q's quota figures to its session and the session's uid (released
+ * when q is removed). */
+void pf_session_charge(struct pf_session *s, struct pf_dreq *q, int64_t tokens, int64_t blocks);
 /* The per-client token and KV-block quotas for a request of n_prompt
  * tokens with params p: its charges, or -EDQUOT with a message. */
 int pf_session_check_quota(const struct pf_session *s, int32_t n_prompt, const struct pf_request_params *p,
@@ -250,6 +293,42 @@ int pf_session_check_quota(const struct pf_session *s, int32_t n_prompt, const s
  * Both log what changed; neither fails (errors keep the running config). */
 void pf_daemon_reload(struct pf_daemon *d);
 void pf_daemon_apply_reload(struct pf_daemon *d, struct pf_daemon_config *nc);
+
+/*
+ * Registrations in progress (daemon_handshake.c; control thread).  The
+ * control loops never wait on one peer: pf_handshake_accept takes a
+ * connection (non-blocking socket, peer credentials, deadline
+ * --handshake-timeout from now); pf_handshake_step reads what has arrived
+ * of its hello whenever the socket is readable; pf_handshake_expire drops
+ * it when the deadline passes first.
+ */
+struct pf_handshake {
+	int sock;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	uint32_t got;                /* bytes of hello received */
+	struct pf_hello hello;
+	int64_t deadline_ns;         /* CLOCK_MONOTONIC (pf_daemon_now_ns) */
+};
+
+/* CLOCK_MONOTONIC in nanoseconds.  Cannot fail. */
+int64_t pf_daemon_now_ns(void);
+/* Accept one connection.  Returns 0 with *ret the new handshake (NULL when
+ * that connection was dealt with at once), -EAGAIN when nobody is waiting,
+ * another -errno to stop accepting for this round. */
+int pf_handshake_accept(struct pf_daemon *d, struct pf_handshake **ret);
+/* Take what has arrived of h's hello.  Returns 0 when more is needed (wait
+ * for the socket to be readable again), 1 when the handshake is over: h is
+ * freed and *ret is the new session (which owns the socket) or NULL (the
+ * connection was refused or was a stats reader; its socket is closed). */
+int pf_handshake_step(struct pf_daemon *d, struct pf_handshake *h, struct pf_session **ret);
+/* h's deadline passed: tell the peer why, close, free h. */
+void pf_handshake_expire(struct pf_daemon *d, struct pf_handshake *h);
+/* Shutdown: close and free h (NULL is fine). */
+void pf_handshake_abandon(struct pf_handshake *h);
+/* A registered client of uid is gone: one less against --max-clients-per-uid. */
+void pf_handshake_uid_gone(struct pf_daemon *d, uint32_t uid);
 
 /* Control thread body (arg: struct pf_daemon *). */
 void *pf_daemon_control_main(void *arg);

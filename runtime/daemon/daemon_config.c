@@ -1,7 +1,8 @@
 /*
  * daemon_config.c — pinferd's options: built-in defaults, then the config
  * file, then command-line flags.  Every option is both a flag (--name value)
- * and a config-file line (name = value), handled by the same code.
+ * and a config-file line (name = value), handled by the same code; the
+ * files' syntax and the drop-in directory are conf.h's.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/daemon/conf.h"
 #include "runtime/daemon/daemon.h"
 #include "runtime/engine/device.h"
 
@@ -22,7 +24,8 @@ enum {
 };
 
 /* Batching mode: ids of their own, clear of the list above and of getopt's '?'/':'. */
-enum { O_BATCHING = 200, O_STATIC_BATCH, O_SWAP, O_PREEMPT };
+enum { O_BATCHING = 200, O_STATIC_BATCH, O_SWAP, O_PREEMPT, O_HANDSHAKE, O_UID_CLIENTS, O_UID_TOKENS, O_UID_BLOCKS,
+       O_TRUSTED };
 
 static const struct option opts[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -43,7 +46,12 @@ static const struct option opts[] = {
 	{ "max-inflight", required_argument, NULL, O_INFLIGHT },
 	{ "max-tokens-per-client", required_argument, NULL, O_QTOKENS },
 	{ "max-blocks-per-client", required_argument, NULL, O_QBLOCKS },
+	{ "max-clients-per-uid", required_argument, NULL, O_UID_CLIENTS },
+	{ "max-tokens-per-uid", required_argument, NULL, O_UID_TOKENS },
+	{ "max-blocks-per-uid", required_argument, NULL, O_UID_BLOCKS },
+	{ "trusted-uid", required_argument, NULL, O_TRUSTED },
 	{ "stall-timeout", required_argument, NULL, O_STALL },
+	{ "handshake-timeout", required_argument, NULL, O_HANDSHAKE },
 	{ "log-level", required_argument, NULL, O_LOG },
 	{ "allow-uid", required_argument, NULL, O_UID },
 	{ "allow-gid", required_argument, NULL, O_GID },
@@ -73,11 +81,14 @@ static void usage(FILE *f)
 		"compute; local clients (libpinfer, the pinfer CLI) submit requests through\n"
 		"shared-memory rings after registering on a unix socket.\n"
 		"\n"
-		"Every option may also be set in the config file as `name = value`\n"
-		"(flags win over the file).\n"
+		"Every option may also be set in the config file as `name = value`, and in\n"
+		"drop-in files FILE.d/*.conf read after it in name order (flags win over\n"
+		"the files).  `#` starts a comment at the start of a line or after a blank;\n"
+		"a value may be double-quoted (escapes \\\" \\\\ \\n \\t).\n"
 		"\n"
 		"  --model PATH                  GGUF model file (required)\n"
-		"  --config FILE                 config file (default " DEFAULT_CONFIG ", skipped if absent)\n"
+		"  --config FILE                 config file (default " DEFAULT_CONFIG ", skipped if absent),\n"
+		"                                then FILE.d/*.conf\n"
 		"  --socket PATH                 registration socket (default: $RUNTIME_DIRECTORY/pinferd.sock,\n"
 		"                                /run/pinfer/pinferd.sock as root, else $XDG_RUNTIME_DIR/pinfer/)\n"
 		"  --instance NAME               run a named instance: pinferd-NAME.sock (default: none)\n"
@@ -110,9 +121,21 @@ static void usage(FILE *f)
 		"                                prompt + max_tokens x sequences each (default 0 = no limit)\n"
 		"  --max-blocks-per-client N     KV blocks a client's requests in flight may need at\n"
 		"                                most, counted before admission (default 0 = no limit)\n"
+		"  --max-clients-per-uid N       registered clients one user (uid) may have at once\n"
+		"                                (default 0: a quarter of --max-clients)\n"
+		"  --max-tokens-per-uid N        like --max-tokens-per-client, over all clients of a uid\n"
+		"  --max-blocks-per-uid N        like --max-blocks-per-client, over all clients of a uid\n"
+		"                                (defaults 0 = no limit)\n"
+		"  --trusted-uid UID[:FACTOR]    a multiplexing client (pinfer-server serving many users\n"
+		"                                under one uid, with limits of its own): its per-uid limits\n"
+		"                                are multiplied by FACTOR, or lifted without one\n"
+		"                                (repeatable, up to 16; --max-clients still holds)\n"
 		"  --stall-timeout SECONDS       cancel requests of a client that stops reading (default 60)\n"
-		"  --drain-timeout SECONDS       on SIGTERM, let in-flight requests finish this long, then\n"
-		"                                save the rest to the state file and exit (default 30)\n"
+		"  --handshake-timeout SECONDS   a connection's registration must be complete this long after\n"
+		"                                it connects, or it is dropped (default 5; fractions allowed)\n"
+		"  --drain-timeout SECONDS       on SIGTERM/SIGINT, let in-flight requests finish this long,\n"
+		"                                then save the rest to the state file and exit (default 30);\n"
+		"                                a second SIGTERM/SIGINT (Ctrl-C) saves them at once\n"
 		"  --state-file PATH             where unfinished requests survive a restart (default\n"
 		"                                $STATE_DIRECTORY/pinferd.state, /var/lib/pinfer/pinferd.state\n"
 		"                                as root, else $XDG_STATE_HOME/pinfer/; one per --instance\n"
@@ -230,7 +253,37 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 	case O_RESUME_TO: r = int_arg(name, v, 1, 86400 * 7, &x); c->resume_timeout_s = (int32_t)x; break;
 	case O_QTOKENS: r = int_arg(name, v, 0, 1L << 40, &x); c->max_client_tokens = x; break;
 	case O_QBLOCKS: r = int_arg(name, v, 0, 1L << 31, &x); c->max_client_blocks = x; break;
+	case O_UID_CLIENTS: r = int_arg(name, v, 0, 65536, &x); c->max_uid_clients = (int32_t)x; break;
+	case O_UID_TOKENS: r = int_arg(name, v, 0, 1L << 40, &x); c->max_uid_tokens = x; break;
+	case O_UID_BLOCKS: r = int_arg(name, v, 0, 1L << 31, &x); c->max_uid_blocks = x; break;
+	case O_TRUSTED: {
+		char *end;
+		errno = 0;
+		long uid = strtol(v, &end, 10), f = 0;
+		if (errno || end == v || uid < 0 || uid > 0x7fffffff || (*end && *end != ':'))
+			return bad(name, v, "UID or UID:FACTOR");
+		if (*end == ':') {
+			char *fend;
+			f = strtol(end + 1, &fend, 10);
+			if (errno || fend == end + 1 || *fend || f < 1 || f > 1000000)
+				return bad(name, v, "UID or UID:FACTOR with a FACTOR in 1..1000000");
+		}
+		if (c->n_trusted == 16)
+			return bad(name, v, "one of at most 16 trusted uids");
+		c->trusted_uids[c->n_trusted] = (uint32_t)uid;
+		c->trusted_factor[c->n_trusted++] = (int32_t)f;
+		break;
+	}
 	case O_STALL: r = int_arg(name, v, 1, 86400, &x); c->stall_timeout_s = (int32_t)x; break;
+	case O_HANDSHAKE: {
+		char *end;
+		errno = 0;
+		double t = strtod(v, &end);
+		if (errno || end == v || *end || !(t >= 0.01 && t <= 3600))
+			return bad(name, v, "a number of seconds in 0.01..3600");
+		c->handshake_timeout_ms = (int32_t)(t * 1000 + 0.5);
+		break;
+	}
 	case O_LOG:
 		if (!strcmp(v, "error")) c->log_level = PF_LOG_ERROR;
 		else if (!strcmp(v, "warn")) c->log_level = PF_LOG_WARN;
@@ -298,55 +351,67 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 	return r;
 }
 
-static int load_file(struct pf_daemon_config *c, const char *path, bool must_exist)
+int64_t pf_daemon_uid_limit(const struct pf_daemon_config *c, uint32_t uid, int64_t base)
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		if (!must_exist && errno == ENOENT)
-			return 0;
-		fprintf(stderr, "pinferd: cannot read config file %s: %s\n", path, strerror(errno));
-		return -errno;
+	if (base <= 0)
+		return 0;
+	for (int i = 0; i < c->n_trusted; i++)
+		if (c->trusted_uids[i] == uid)
+			return c->trusted_factor[i] ? base * c->trusted_factor[i] : 0;
+	return base;
+}
+
+int64_t pf_daemon_uid_clients(const struct pf_daemon_config *c)
+{
+	if (c->max_uid_clients > 0)
+		return c->max_uid_clients;
+	return c->max_clients / 4 > 0 ? c->max_clients / 4 : 1;
+}
+
+/* One setting of a config file (pf_conf_read_file's callback). */
+static int file_setting(void *ctx, const char *path, int lineno, const char *key, const char *val)
+{
+	struct pf_daemon_config *c = ctx;
+	const struct option *o = NULL;
+	for (const struct option *q = opts; q->name; q++)
+		if (!strcmp(q->name, key))
+			o = q;
+	if (!o || o->val == O_CONFIG || o->val == O_HELP || o->val == O_VERSION) {
+		fprintf(stderr, "pinferd: %s:%d: unknown option '%s'\n", path, lineno, key);
+		return -EINVAL;
 	}
-	char line[8192];
-	int lineno = 0, r = 0;
-	while (fgets(line, sizeof(line), f)) {
-		lineno++;
-		char *p = line + strspn(line, " \t");
-		p[strcspn(p, "#\r\n")] = '\0';
-		if (!*p)
-			continue;
-		char *eq = strchr(p, '=');
-		char *key = p, *val = NULL;
-		if (eq) {
-			*eq = '\0';
-			val = eq + 1 + strspn(eq + 1, " \t");
-		}
-		for (char *e = key + strlen(key); e > key && (e[-1] == ' ' || e[-1] == '\t');)
-			*--e = '\0';
-		for (char *e = val ? val + strlen(val) : NULL; e && e > val && (e[-1] == ' ' || e[-1] == '\t');)
-			*--e = '\0';
-		const struct option *o = NULL;
-		for (const struct option *q = opts; q->name; q++)
-			if (!strcmp(q->name, key))
-				o = q;
-		if (!o || o->val == O_CONFIG || o->val == O_HELP || o->val == O_VERSION) {
-			fprintf(stderr, "pinferd: %s:%d: unknown option '%s'\n", path, lineno, key);
-			r = -EINVAL;
-			break;
-		}
-		if ((o->has_arg == required_argument) != (val != NULL)) {
-			fprintf(stderr, "pinferd: %s:%d: '%s' %s a value\n", path, lineno, key,
-				o->has_arg == required_argument ? "needs" : "takes no");
-			r = -EINVAL;
-			break;
-		}
-		r = apply(c, o->val, key, val ? val : "");
-		if (r) {
-			fprintf(stderr, "pinferd: (in %s:%d)\n", path, lineno);
-			break;
-		}
+	if ((o->has_arg == required_argument) != (val != NULL)) {
+		fprintf(stderr, "pinferd: %s:%d: '%s' %s a value\n", path, lineno, key,
+			o->has_arg == required_argument ? "needs" : "takes no");
+		return -EINVAL;
 	}
-	fclose(f);
+	int r = apply(c, o->val, key, val ? val : "");
+	if (r)
+		fprintf(stderr, "pinferd: (in %s:%d)\n", path, lineno);
+	return r;
+}
+
+/* The main config file, then its drop-ins (conf.h: the syntax and order). */
+static int load_files(struct pf_daemon_config *c, const char *path, bool must_exist)
+{
+	int r = pf_conf_read_file(path, file_setting, c);
+	if (r == -ENOENT && must_exist)
+		fprintf(stderr, "pinferd: cannot read config file %s: %s\n", path, strerror(ENOENT));
+	if (r && (r != -ENOENT || must_exist))
+		return r;
+	char **drop;
+	int n;
+	r = pf_conf_dropins(path, &drop, &n);
+	if (r) {
+		fprintf(stderr, "pinferd: cannot read the drop-in directory %s.d: %s\n", path, strerror(-r));
+		return r;
+	}
+	for (int i = 0; i < n && !r; i++) {
+		r = pf_conf_read_file(drop[i], file_setting, c);
+		if (r == -ENOENT) /* gone since it was listed */
+			r = 0;
+	}
+	pf_conf_free_list(drop, n);
 	return r;
 }
 
@@ -363,6 +428,7 @@ int pf_daemon_config_parse(struct pf_daemon_config *c, int argc, char **argv)
 	c->max_clients = 256;
 	c->max_inflight = 64;
 	c->stall_timeout_s = 60;
+	c->handshake_timeout_ms = 5000;
 	c->drain_timeout_s = 30;
 	c->log_level = PF_LOG_INFO;
 	c->socket_mode = 0660;
@@ -395,7 +461,7 @@ int pf_daemon_config_parse(struct pf_daemon_config *c, int argc, char **argv)
 	}
 	if (!explicit_config)
 		snprintf(c->config_file, sizeof(c->config_file), "%s", DEFAULT_CONFIG);
-	int r = load_file(c, c->config_file, explicit_config);
+	int r = load_files(c, c->config_file, explicit_config);
 	if (r)
 		return r;
 	opterr = 1;

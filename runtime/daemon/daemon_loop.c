@@ -46,6 +46,10 @@ static void take_inbox(struct pf_daemon *d)
 		s->next = d->sessions;
 		d->sessions = s;
 		d->n_sessions++;
+		/* (without it its requests are refused: check_quota) */
+		if (pf_uid_usage_attach(d, s))
+			pf_daemon_log(d, PF_LOG_ERROR, "client %llu: out of memory for its uid's accounting",
+				      (unsigned long long)s->id);
 	}
 	while (dead) {
 		struct pf_session *s = dead;
@@ -65,6 +69,7 @@ static void take_inbox(struct pf_daemon *d)
 				d->n_sessions--;
 				break;
 			}
+		pf_uid_usage_detach(d, s);
 		if (s->sock >= 0)
 			close(s->sock);
 		if (s->pidfd >= 0)
@@ -95,6 +100,29 @@ static void check_timeouts(struct pf_daemon *d, int64_t now)
 }
 
 #define FINAL_FLUSH_NS 5000000000LL /* at exit, readers get this long to take their last completions */
+#define DRAIN_PROGRESS_NS 2000000000LL /* how often a drain logs what it still waits for */
+
+/* One line of drain progress: what still runs and how long it may. */
+static void log_drain_progress(struct pf_daemon *d, int64_t waited_ns)
+{
+	int32_t reqs = 0;
+	int clients = 0;
+	for (struct pf_session *s = d->sessions; s; s = s->next)
+		if (s->n_inflight > 0 && !atomic_load(&s->dead)) {
+			reqs += s->n_inflight;
+			clients++;
+		}
+	struct pf_engine_stats es = { 0 };
+	if (d->engine)
+		pf_engine_get_stats(d->engine, &es);
+	int64_t left = (int64_t)d->cfg.drain_timeout_s - waited_ns / 1000000000;
+	pf_daemon_log(d, PF_LOG_INFO,
+		      "draining: %d requests of %d clients still running (%d sequences running, %d waiting); "
+		      "saved in %lld s, or now on a second Ctrl-C/SIGTERM",
+		      reqs, clients, es.running, es.waiting, (long long)(left > 0 ? left : 0));
+	sd_notifyf(0, "STATUS=draining: %d requests still running, saved in %lld s", reqs,
+		   (long long)(left > 0 ? left : 0));
+}
 
 /* Completions still held back for a live client whose CQ is full. */
 static bool undelivered(struct pf_daemon *d)
@@ -143,7 +171,7 @@ static void idle_wait(struct pf_daemon *d)
 int pf_daemon_engine_loop(struct pf_daemon *d)
 {
 	int64_t last_timeouts = 0, t_ipc = 0, t_step = 0, last_watchdog = 0, last_status = 0, drain_start = 0;
-	int64_t flush_start = 0;
+	int64_t flush_start = 0, last_progress = 0;
 	uint64_t busy_iters = 0, wd_usec = 0;
 	/* the watchdog is petted from this loop, so a hung engine (not a hung
 	 * control thread) is what systemd restarts */
@@ -203,14 +231,22 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			drain_start = t0;
 			sd_notifyf(0, "STOPPING=1\nSTATUS=draining: waiting up to %d s for in-flight requests", d->cfg.drain_timeout_s);
 		}
+		bool now_please = atomic_load(&d->drain_now);
+		if (atomic_load(&d->draining) && has_work(d) && !now_please && t0 - last_progress >= DRAIN_PROGRESS_NS) {
+			log_drain_progress(d, t0 - drain_start);
+			last_progress = t0;
+		}
 		if (atomic_load(&d->draining) && has_work(d) &&
-		    t0 - drain_start >= (int64_t)d->cfg.drain_timeout_s * 1000000000) {
+		    (now_please || t0 - drain_start >= (int64_t)d->cfg.drain_timeout_s * 1000000000)) {
 			/* the requests still running are saved for the next start
 			 * (their clients get SUSPENDED and a resume token); what
 			 * cannot be saved — no state file, v1 clients — ends now
 			 * as CANCELLED */
-			pf_daemon_log(d, PF_LOG_INFO, "drain timeout (%d s): saving the requests still running",
-				      d->cfg.drain_timeout_s);
+			if (now_please)
+				pf_daemon_log(d, PF_LOG_INFO, "drain cut short: saving the requests still running");
+			else
+				pf_daemon_log(d, PF_LOG_INFO, "drain timeout (%d s): saving the requests still running",
+					      d->cfg.drain_timeout_s);
 			int sr = pf_daemon_state_save(d);
 			if (sr == -ENOTSUP)
 				pf_daemon_log(d, PF_LOG_WARN, "no state file (--state-file none): cancelling them instead");
@@ -226,7 +262,8 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			 * CQ: give readers a moment before the segments go */
 			if (!flush_start)
 				flush_start = t0;
-			if (t0 - flush_start < FINAL_FLUSH_NS) {
+			/* (a second signal asked to be quick: one second) */
+			if (t0 - flush_start < (atomic_load(&d->drain_now) ? FINAL_FLUSH_NS / 5 : FINAL_FLUSH_NS)) {
 				pf_futex_wait(&d->wake, atomic_load(&d->wake), 10000000);
 				continue;
 			}

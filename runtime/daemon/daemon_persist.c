@@ -280,8 +280,6 @@ void pf_daemon_resume(struct pf_session *s, const struct pf_sqe *e)
 		pf_session_post_error(s, e->tag, ENOMEM, "out of memory");
 		return;
 	}
-	q->quota_tokens = q_tokens;
-	q->quota_blocks = q_blocks;
 	q->s = s;
 	q->tag = e->tag;
 	q->n_prompt = p->seqs[0].n_prompt;
@@ -302,9 +300,8 @@ void pf_daemon_resume(struct pf_session *s, const struct pf_sqe *e)
 		}
 		return;
 	}
+	pf_session_charge(s, q, q_tokens, q_blocks);
 	pf_session_add_req(s, q);
-	s->quota_tokens += q_tokens;
-	s->quota_blocks += q_blocks;
 	if (s->paused)
 		pf_engine_pause(d->engine, q->engine_id, true);
 	pf_daemon_log(d, PF_LOG_INFO, "client %llu (pid %d) resumed a saved request: %d sequences, %d tokens generated before",

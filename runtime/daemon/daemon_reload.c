@@ -4,12 +4,12 @@
  * while serving.
  *
  * Reloadable: log level, per-client quotas (in flight, tokens, KV blocks),
- * allow lists, max clients, stall/drain/resume timeouts.  Everything else
+ * allow lists, max clients, handshake/stall/drain/resume timeouts.  Everything else
  * (model, socket, KV pool, scheduler limits, ring sizes) is fixed at start;
  * a change to those is reported as needing a restart and ignored.
  *
  * Threads: the control thread parses and applies the fields only it reads
- * (log level, allow lists, max clients); the fields the engine thread reads
+ * (log level, allow lists, max clients, handshake timeout); the fields the engine thread reads
  * go through the inbox (d->reload) and are applied there between steps, so
  * no field is written by one thread while the other reads it.
  */
@@ -56,6 +56,7 @@ void pf_daemon_reload(struct pf_daemon *d)
 	NUM(max_client_tokens, "max-tokens-per-client");
 	NUM(max_client_blocks, "max-blocks-per-client");
 	NUM(max_clients, "max-clients");
+	NUM(handshake_timeout_ms, "handshake-timeout (ms)");
 	NUM(stall_timeout_s, "stall-timeout");
 	NUM(drain_timeout_s, "drain-timeout");
 	NUM(resume_timeout_s, "resume-timeout");
@@ -92,6 +93,12 @@ void pf_daemon_reload(struct pf_daemon *d)
 		      nc->payload_bytes != oc->payload_bytes || nc->socket_mode != oc->socket_mode,
 	      "rings/socket mode");
 	FIXED(strcmp(nc->state_file, oc->state_file), "state-file");
+	/* read by both threads: fixed while serving */
+	FIXED(nc->max_uid_clients != oc->max_uid_clients || nc->max_uid_tokens != oc->max_uid_tokens ||
+		      nc->max_uid_blocks != oc->max_uid_blocks || nc->n_trusted != oc->n_trusted ||
+		      memcmp(nc->trusted_uids, oc->trusted_uids, sizeof(nc->trusted_uids)) ||
+		      memcmp(nc->trusted_factor, oc->trusted_factor, sizeof(nc->trusted_factor)),
+	      "per-uid limits");
 #undef FIXED
 	if (fixed[0])
 		pf_daemon_log(d, PF_LOG_WARN, "SIGHUP: %s changed but can only change with a restart; ignored", fixed);
@@ -106,6 +113,7 @@ void pf_daemon_reload(struct pf_daemon *d)
 	memcpy(d->cfg.allow_uids, nc->allow_uids, sizeof(nc->allow_uids));
 	memcpy(d->cfg.allow_gids, nc->allow_gids, sizeof(nc->allow_gids));
 	d->cfg.max_clients = nc->max_clients;
+	__atomic_store_n(&d->cfg.handshake_timeout_ms, nc->handshake_timeout_ms, __ATOMIC_RELAXED);
 	d->cfg.log_level = nc->log_level;
 	atomic_store(&d->log_level, nc->log_level);
 	if (d->cfg_seen)

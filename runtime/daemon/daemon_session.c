@@ -302,6 +302,38 @@ static void ev_token(void *ctx, uint64_t id, void *user, int32_t index, int32_t 
 	}
 }
 
+int pf_uid_usage_attach(struct pf_daemon *d, struct pf_session *s)
+{
+	struct pf_uid_usage *u = d->uid_usage;
+	while (u && u->uid != (uint32_t)s->uid)
+		u = u->next;
+	if (!u) {
+		u = calloc(1, sizeof(*u));
+		if (!u)
+			return -ENOMEM;
+		u->uid = (uint32_t)s->uid;
+		u->next = d->uid_usage;
+		d->uid_usage = u;
+	}
+	u->sessions++;
+	s->usage = u;
+	return 0;
+}
+
+void pf_uid_usage_detach(struct pf_daemon *d, struct pf_session *s)
+{
+	struct pf_uid_usage *u = s->usage;
+	s->usage = NULL;
+	if (!u || --u->sessions > 0)
+		return;
+	for (struct pf_uid_usage **pp = &d->uid_usage; *pp; pp = &(*pp)->next)
+		if (*pp == u) {
+			*pp = u->next;
+			break;
+		}
+	free(u);
+}
+
 static void dreq_remove(struct pf_session *s, struct pf_dreq *q)
 {
 	if (q->prev)
@@ -313,6 +345,10 @@ static void dreq_remove(struct pf_session *s, struct pf_dreq *q)
 	s->n_inflight--;
 	s->quota_tokens -= q->quota_tokens;
 	s->quota_blocks -= q->quota_blocks;
+	if (s->usage) {
+		s->usage->tokens -= q->quota_tokens;
+		s->usage->blocks -= q->quota_blocks;
+	}
 	free(q);
 }
 
@@ -541,7 +577,38 @@ int pf_session_check_quota(const struct pf_session *s, int32_t n_prompt, const s
 			 (long long)blocks, (long long)s->quota_blocks, (long long)cfg->max_client_blocks);
 		return -EDQUOT;
 	}
+	/* the same over every client of the user: one process opening many
+	 * connections gets no more than one user's share */
+	const struct pf_uid_usage *u = s->usage;
+	if (!u) {
+		snprintf(err, errlen, "pinferd is out of memory for this client's accounting");
+		return -ENOMEM;
+	}
+	int64_t ut = pf_daemon_uid_limit(cfg, (uint32_t)s->uid, cfg->max_uid_tokens);
+	if (ut > 0 && u->tokens + tokens > ut) {
+		snprintf(err, errlen, "uid token quota: request needs %lld tokens, uid %u holds %lld of %lld (--max-tokens-per-uid)",
+			 (long long)tokens, (unsigned)s->uid, (long long)u->tokens, (long long)ut);
+		return -EDQUOT;
+	}
+	int64_t ub = pf_daemon_uid_limit(cfg, (uint32_t)s->uid, cfg->max_uid_blocks);
+	if (ub > 0 && u->blocks + blocks > ub) {
+		snprintf(err, errlen, "uid KV block quota: request needs %lld blocks, uid %u holds %lld of %lld (--max-blocks-per-uid)",
+			 (long long)blocks, (unsigned)s->uid, (long long)u->blocks, (long long)ub);
+		return -EDQUOT;
+	}
 	return 0;
+}
+
+void pf_session_charge(struct pf_session *s, struct pf_dreq *q, int64_t tokens, int64_t blocks)
+{
+	q->quota_tokens = tokens;
+	q->quota_blocks = blocks;
+	s->quota_tokens += tokens;
+	s->quota_blocks += blocks;
+	if (s->usage) {
+		s->usage->tokens += tokens;
+		s->usage->blocks += blocks;
+	}
 }
 
 void pf_session_add_req(struct pf_session *s, struct pf_dreq *q)
@@ -624,10 +691,7 @@ static void handle_submit(struct pf_session *s, const struct pf_sqe *e)
 		pf_session_post_error(s, e->tag, -r, err[0] ? err : strerror(-r));
 		goto out;
 	}
-	q->quota_tokens = q_tokens;
-	q->quota_blocks = q_blocks;
-	s->quota_tokens += q_tokens;
-	s->quota_blocks += q_blocks;
+	pf_session_charge(s, q, q_tokens, q_blocks);
 	pf_session_add_req(s, q);
 	s->tokens_in += (uint64_t)n_prompt;
 	if (s->paused)

@@ -55,13 +55,14 @@ void pf_waker_add(struct pf_waker *w, _Atomic uint32_t *futex_word, int efd)
 		}
 	}
 	if (efd >= 0) {
+		/* efd is the write end of the session's wake pipe, an open
+		 * file description only this process holds, created
+		 * O_NONBLOCK: a pipe the client never drains fails the write
+		 * with EAGAIN (it is readable anyway, so nothing is lost), and
+		 * no client can make it blocking.  io_uring returns EAGAIN for
+		 * an O_NONBLOCK file instead of parking the write. */
 		if (w->uring && (sqe = get_sqe(w))) {
-			/* a counter a hostile client saturated must fail with
-			 * EAGAIN, not stall us */
 			io_uring_prep_write(sqe, efd, &w->one, sizeof(w->one), (uint64_t)-1);
-			/* without RWF_NOWAIT io_uring would park the write until the
-			 * counter has room — one request per step held forever */
-			sqe->rw_flags = RWF_NOWAIT;
 			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 			w->queued++;
 		} else {

@@ -152,6 +152,12 @@ int main(int argc, char **argv)
 			close(s->pidfd);
 		pf_session_free(s);
 	}
+	while (d->uid_usage) {
+		struct pf_uid_usage *u = d->uid_usage;
+		d->uid_usage = u->next;
+		free(u);
+	}
+	free(d->uid_clients);
 	pf_engine_destroy(d->engine);
 	pf_daemon_parked_free(d);
 	pf_waker_destroy(&d->waker);

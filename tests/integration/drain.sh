@@ -67,7 +67,8 @@ grep -q "saved 3 unfinished requests" "$log" && ok "$(grep -o 'saved 3 unfinishe
 test -s "$state" && ok "state file written ($(stat -c %s "$state") bytes, mode $(stat -c %a "$state"))" || fail "no state file"
 cp "$state" "$work/good.state" 2>/dev/null
 start_daemon
-grep -q "restored 3 requests" "$log" && ok "the new pinferd restored them" || fail "not restored: $(grep restored "$log")"
+# (the socket exists a moment before the state file is read: wait for the line)
+wait_for 30 grep -q "restored 3 requests" "$log" && ok "the new pinferd restored them" || fail "not restored: $(grep restored "$log")"
 test ! -e "$state" && ok "the loaded state file was removed" || fail "state file still there after loading"
 for i in "${!pids[@]}"; do
   wait "${pids[$i]}"; rc=$?
@@ -96,7 +97,7 @@ for v in "${variants[@]}"; do
   esac
   : >"$log"
   start_daemon
-  if grep -q "moved it to .*corrupt" "$log" && ls "$state".corrupt-* >/dev/null 2>&1 && [ ! -e "$state" ]; then
+  if wait_for 30 grep -q "moved it to .*corrupt" "$log" && ls "$state".corrupt-* >/dev/null 2>&1 && [ ! -e "$state" ]; then
     reply=$(timeout 120 "$pinfer" generate --socket "$sock" --temperature 0 --max-tokens 4 "Hi" 2>/dev/null)
     [ -n "$reply" ] && ok "$v: $(grep -o 'error: .*' "$log" | head -1 | cut -c1-160)" || fail "$v: daemon does not serve"
   else

@@ -22,17 +22,22 @@
  *   v1       an honest client of the previous protocol version (--proto 1):
  *            greedy "Say hello." for 16 tokens, sleeping on the futex as v1
  *            clients do; prints the reply as `pinfer generate` would, so the
- *            test can compare it with a current client's.
+ *            test can compare it with a current client's;
+ *   wakeblock  clear O_NONBLOCK on the wake descriptor, saturate it if it
+ *            can be written (an eventfd's counter), then keep requests
+ *            running with cq_waiting asking for eventfd wakes: the
+ *            daemon's wake must never block (wakefd.sh).
  *
- * Garbage mode also abuses the v2 wake eventfd: it saturates its counter
- * (the daemon's wake writes must fail, not block) and sets random
- * cq_waiting bits.
+ * Garbage mode also abuses the v2 wake descriptor: it tries to saturate it
+ * (an eventfd's counter, with daemons that shared one; the read end of a
+ * pipe refuses the write) and sets random cq_waiting bits.
  *
- * usage: hostile --socket PATH [--seconds N] [--seed S] [--mode garbage|noread|quota|v1] [--proto V]
+ * usage: hostile --socket PATH [--seconds N] [--seed S] [--mode garbage|noread|quota|v1|wakeblock] [--proto V]
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,10 +82,47 @@ static void put_request(struct pf_sqe *e, uint8_t *payload, uint32_t off, uint64
 	e->n = 1;
 }
 
-static int well_formed_mode(const char *mode, int sock, const struct pf_welcome *w, struct pf_c2d_hdr *ch,
+static int well_formed_mode(const char *mode, int sock, int wake_fd, const struct pf_welcome *w, struct pf_c2d_hdr *ch,
 			    const struct pf_d2c_hdr *dh, struct pf_sqe *sq, uint8_t *payload, double secs)
 {
 	const struct pf_cqe *cq = (const struct pf_cqe *)(dh + 1);
+	if (!strcmp(mode, "wakeblock")) {
+		if (wake_fd < 0)
+			return 2;
+		/* the wake descriptor made blocking and, if we can write it,
+		 * filled to the brim: a daemon that write(2)s the same open file
+		 * description blocks in its next wake */
+		int fl = fcntl(wake_fd, F_GETFL);
+		if (fl >= 0)
+			fcntl(wake_fd, F_SETFL, fl & ~O_NONBLOCK);
+		uint64_t big = 0xfffffffffffffffeULL;
+		bool filled = write(wake_fd, &big, sizeof(big)) == sizeof(big);
+		uint32_t head = 0, tail = 0, finished = 0, got = 0;
+		double end = now() + secs;
+		while (now() < end) {
+			if (tail == finished) { /* one request at a time */
+				put_request(&sq[tail & (w->sq_entries - 1)], payload, 0, 500 + tail, 32);
+				atomic_store(&ch->sq_tail, ++tail);
+				atomic_fetch_add(&ch->sq_seq, 1);
+				pf_futex_wake(&ch->sq_seq, 1);
+			}
+			uint32_t t = atomic_load(&dh->cq_tail);
+			for (; head != t; head++) {
+				const struct pf_cqe *e = &cq[head & (w->cq_entries - 1)];
+				got++;
+				if ((e->kind == PF_CQ_FINISHED && (e->flags & PF_CQE_LAST) && !(e->flags & PF_CQE_MORE)) ||
+				    e->kind == PF_CQ_ERROR)
+					finished++;
+			}
+			atomic_store(&ch->cq_head, head);
+			/* ask for eventfd wakes, every time (the daemon may clear it) */
+			atomic_store(&ch->cq_waiting, PF_WAIT_EVENTFD);
+			usleep(2000);
+		}
+		printf("hostile: wake descriptor made blocking%s; %u requests finished, %u completions read\n",
+		       filled ? " and its counter saturated" : " (not writable by us)", finished, got);
+		return 0;
+	}
 	if (!strcmp(mode, "noread")) {
 		put_request(&sq[0], payload, 0, 1, 2000);
 		atomic_store(&ch->sq_tail, 1);
@@ -290,7 +332,7 @@ int main(int argc, char **argv)
 	uint8_t *payload = (uint8_t *)(sq + w.sq_entries);
 
 	if (strcmp(mode, "garbage"))
-		return bad ? bad : well_formed_mode(mode, s, &w, ch, dh, sq, payload, secs);
+		return bad ? bad : well_formed_mode(mode, s, fds[2], &w, ch, dh, sq, payload, secs);
 
 	/* 2. garbage */
 	double end = now() + secs;
