@@ -314,6 +314,36 @@ static struct eseq *eseq_new(struct pf_engine *e, struct ereq *r, struct pf_seq 
 	return es;
 }
 
+/*
+ * Beam search needs every beam's K/V at once: a step chooses the next beams
+ * only when all live beams have their candidates, so beams that cannot all
+ * hold their blocks wait for each other forever.  Their worst case is known
+ * at submission: the prompt's full blocks are shared by every beam (forks
+ * share them copy-on-write, and after a preemption the prefix cache hands
+ * them back — without it a recomputed beam needs its own), each beam owns
+ * the rest of its at most n_prompt + max_tokens - 1 positions (the last
+ * token is chosen, never computed).  Returns 0 or -ENOSPC with the numbers.
+ */
+static int beam_fit_check(const struct pf_engine *e, int32_t n_prompt, const struct pf_request_params *p, char *err,
+			  size_t errlen)
+{
+	if (p->beam_width <= 1)
+		return 0;
+	int64_t bs = e->cfg.block_size;
+	int64_t positions = (int64_t)n_prompt + (p->sampling.max_tokens > 0 ? p->sampling.max_tokens - 1 : 0);
+	int64_t per_beam = (positions + bs - 1) / bs;
+	int64_t shared = e->cfg.sched.prefix_caching ? n_prompt / bs : 0;
+	int64_t need = shared + (int64_t)p->beam_width * (per_beam - shared);
+	struct pf_kv_stats st;
+	pf_kv_get_stats(e->kv, &st);
+	if (need > st.n_blocks) {
+		snprintf(err, errlen, "beam search: %d beams x %lld tokens need %lld KV blocks, the pool has %d",
+			 p->beam_width, (long long)positions, (long long)need, st.n_blocks);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
 int pf_engine_submit(struct pf_engine *e, const int32_t *prompt, int32_t n, const struct pf_request_params *p,
 		     void *user, uint64_t *ret_id, char *err, size_t errlen)
 {
@@ -346,6 +376,9 @@ int pf_engine_submit(struct pf_engine *e, const int32_t *prompt, int32_t n, cons
 			 n, p->sampling.max_tokens, (long long)need, e->max_model_len);
 		return -EINVAL;
 	}
+	r = beam_fit_check(e, n, p, err, errlen);
+	if (r)
+		return r;
 	struct ereq *rq = calloc(1, sizeof(*rq));
 	if (!rq)
 		return -ENOMEM;
@@ -857,9 +890,12 @@ int pf_engine_step(struct pf_engine *e)
 	}
 	for (int32_t k = 0; k < n_beam; k++) {
 		struct ereq *rq = beam_reqs[k];
+		/* a beam preempted after it got its candidates waits to be
+		 * recomputed (forking it needs it running): its logits come
+		 * again, the same, when it is */
 		bool ready = true;
 		for (int i = 0; i < MAX_N; i++)
-			if (rq->seqs[i] && !rq->seqs[i]->has_cand)
+			if (rq->seqs[i] && (!rq->seqs[i]->has_cand || rq->seqs[i]->q->state != PF_SEQ_RUNNING))
 				ready = false;
 		if (ready)
 			beam_step(e, rq);
@@ -1029,6 +1065,9 @@ static int resume_check(const struct pf_engine *e, const struct pf_engine_snapsh
 		return resume_fail(err, errlen,
 				   "prompt (%d tokens) + max_tokens (%d) = %lld exceeds the context limit of %d tokens",
 				   s0->n_prompt, p->sampling.max_tokens, (long long)need, e->max_model_len);
+	r = beam_fit_check(e, s0->n_prompt, p, err, errlen);
+	if (r)
+		return r;
 	uint32_t seen = 0;
 	for (int32_t k = 0; k < n_seqs; k++) {
 		const struct pf_engine_snapshot *s = &seqs[k];

@@ -134,7 +134,9 @@ void pf_engine_destroy(struct pf_engine *e);
 /*
  * Queue a request.  Returns 0 and its id, or -EINVAL with a message (bad
  * parameters, token ids out of range, prompt + max_tokens over the context
- * limit — the message states both numbers), -ENOMEM.
+ * limit — the message states both numbers), -ENOSPC with a message when
+ * beam search's beams could not all hold their KV blocks in the pool at
+ * once (they wait for each other, so they would never finish), -ENOMEM.
  */
 int pf_engine_submit(struct pf_engine *e, const int32_t *prompt, int32_t n, const struct pf_request_params *p,
 		     void *user, uint64_t *ret_id, char *err, size_t errlen);

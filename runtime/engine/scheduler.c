@@ -436,11 +436,23 @@ static void emit(struct pf_sched *s, struct pf_seq *q, int32_t n_new)
  * sequence, so the running ones can grow a while without preempting anyone
  * (the static baseline reserves whole requests and keeps only the
  * watermark).  With nothing running there is nobody to keep room for: a
- * request that fits the pool at all must be admitted, or it waits forever.
+ * request that fits the pool at all must be admitted, or it waits forever;
+ * the same holds for a sequence whose request already runs (below).
  */
-static int32_t admission_headroom(const struct pf_sched *s)
+static int32_t admission_headroom(const struct pf_sched *s, const struct pf_seq *q)
 {
 	if (s->running.n == 0)
+		return 0;
+	/* A sequence whose request already runs (a preempted beam or
+	 * sibling) gets in whenever it fits: beam search chooses the next
+	 * beams only when every beam has its logits, so the running ones wait
+	 * for it, and room kept for them would be kept from them. */
+	int32_t waiting = 0;
+	for (const struct pf_seq *p = q; p && p->req == q->req; p = p->next)
+		waiting++; /* siblings share their arrival order: they sit together */
+	for (const struct pf_seq *p = q->prev; p && p->req == q->req; p = p->prev)
+		waiting++;
+	if (waiting < q->req->n_seqs)
 		return 0;
 	return s->cfg.watermark_blocks + (s->cfg.static_batching ? 0 : s->running.n + 1);
 }
@@ -457,7 +469,7 @@ static int admit_swapped(struct pf_sched *s, struct pf_seq *q, int32_t budget)
 	int32_t left = q->n_tokens - q->n_computed;
 	int32_t n_new = left < budget ? left : budget;
 	int32_t need = (q->n_computed + n_new + s->bs - 1) / s->bs;
-	if (pf_kv_num_available(s->kv) - need < admission_headroom(s))
+	if (pf_kv_num_available(s->kv) - need < admission_headroom(s, q))
 		return 0;
 	int r = pairs_room(&b->swap_in, &s->cap_swap_in, b->n_swap_in, q->kv.n_blocks);
 	if (!r)
@@ -552,7 +564,7 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		/* the baseline reserves the whole prompt + max_tokens up front */
 		int32_t reserve = s->cfg.static_batching ? q->n_prompt + q->req->max_tokens : q->n_computed + n_new;
 		int32_t need = (reserve + s->bs - 1) / s->bs - q->kv.n_blocks;
-		if (need > 0 && pf_kv_num_available(s->kv) - need < admission_headroom(s)) {
+		if (need > 0 && pf_kv_num_available(s->kv) - need < admission_headroom(s, q)) {
 			/* give matched prefix blocks back while it waits */
 			pf_kv_seq_release(s->kv, &q->kv);
 			q->n_computed = 0;

@@ -43,6 +43,8 @@
  *      their arrival so they come first) while the token budget and
  *      max_num_seqs allow and the pool keeps `watermark` free blocks after
  *      the admission — that margin is what keeps preemption from thrashing.
+ *      A sequence whose request already runs (a preempted beam) needs no
+ *      margin: the running beams wait for it.
  *      Admission stops at the first that does not fit (no overtaking).
  *   3. With prefix caching on, admission first takes every cached leading
  *      block of the sequence's tokens and skips computing them.  The

@@ -298,6 +298,121 @@ static void test_shared_prefix_same_tokens_less_compute(void **state)
 	pf_engine_destroy(without);
 }
 
+/* An engine whose KV pool holds exactly n_blocks blocks of 16 tokens. */
+static struct pf_engine *make_engine_blocks(int32_t n_blocks, bool prefix_caching)
+{
+	struct pf_engine_config cfg = pf_engine_config_default();
+	struct pf_engine_events ev = { .on_token = on_token, .on_finish = on_finish, .on_beam = on_beam };
+	struct pf_engine *e;
+	char err[512];
+	cfg.model_path = tu_model_path();
+	cfg.sched.prefix_caching = prefix_caching;
+	if (pf_engine_create(&cfg, &ev, &e, err, sizeof(err)))
+		fail_msg("engine: %s", err);
+	size_t bb = pf_kv_block_bytes(&pf_engine_model(e)->w.hp, 16, PF_DT_F16);
+	pf_engine_destroy(e);
+	cfg.kv_memory = (int64_t)((size_t)n_blocks * bb);
+	if (pf_engine_create(&cfg, &ev, &e, err, sizeof(err)))
+		fail_msg("engine: %s", err);
+	struct pf_engine_stats st;
+	pf_engine_get_stats(e, &st);
+	assert_int_equal(st.kv.n_blocks, n_blocks);
+	return e;
+}
+
+/* Step until idle; a step that computes nothing while work is left means
+ * the engine is stuck (nothing here waits for a batching window). */
+static void run_until_idle_unstuck(struct pf_engine *e)
+{
+	for (int guard = 0; pf_engine_has_work(e); guard++) {
+		int n = pf_engine_step(e);
+		assert_true(n >= 0);
+		if (n == 0)
+			fail_msg("stuck: work left but nothing to compute after %d steps", guard);
+		assert_true(guard < 10000);
+	}
+}
+
+/*
+ * Beam search needs all its beams' blocks at once; a request whose beams
+ * cannot fit the pool used to be admitted and hang (2 beams running and
+ * waiting for 2 that could never be admitted).  It is refused at
+ * submission with the numbers; one that fits — to the last block — runs to
+ * the end, also while another request competes for the pool.
+ */
+static void test_beams_that_cannot_fit(void **state)
+{
+	(void)state;
+	struct pf_engine *e = make_engine_blocks(5, true);
+	int32_t ids[64];
+	int32_t n = encode(e, "Hello world", ids, 64);
+	assert_true(n > 0 && n < 16);
+	struct pf_request_params p = pf_request_params_default();
+	p.beam_width = 4;
+	p.sampling.max_tokens = 60;
+	p.sampling.ignore_eos = true;
+	struct capture *c = calloc(1, sizeof(*c));
+	uint64_t id;
+	char err[256] = "";
+	/* the brief's case: 4 beams x up to 4 blocks on a 5-block pool */
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, c, &id, err, sizeof(err)), -ENOSPC);
+	printf("# refused: %s\n", err);
+	assert_non_null(strstr(err, "need 16 KV blocks"));
+	assert_non_null(strstr(err, "the pool has 5"));
+	assert_false(pf_engine_has_work(e));
+	/* one position over a block per beam: 4 x 2 blocks */
+	p.sampling.max_tokens = 16 - n + 2;
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, c, &id, err, sizeof(err)), -ENOSPC);
+	/* every beam within one block: 5 beams fill the pool exactly */
+	p.sampling.max_tokens = 16 - n + 1;
+	p.beam_width = 5;
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, c, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	assert_int_equal(c->n_beams, 5);
+	for (int b = 0; b < 5; b++)
+		assert_int_equal(c->beam_n[b], p.sampling.max_tokens);
+	struct pf_engine_stats st;
+	pf_engine_get_stats(e, &st);
+	assert_int_equal(st.kv.n_used, 0);
+
+	/* 4 beams alone, then beside a greedy request that holds 3 of the 5
+	 * blocks: the beams get preempted, come back, and choose the same */
+	struct capture *alone = calloc(1, sizeof(*alone)), *with = calloc(1, sizeof(*with));
+	struct capture *other = calloc(1, sizeof(*other));
+	p.beam_width = 4;
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, alone, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	assert_int_equal(alone->n_beams, 4);
+	struct pf_request_params g = pf_request_params_default();
+	g.sampling.temperature = 0;
+	g.sampling.ignore_eos = true;
+	g.sampling.max_tokens = 40;
+	assert_int_equal(pf_engine_submit(e, ids, n, &g, other, &id, err, sizeof(err)), 0);
+	for (int i = 0; i < 3; i++)
+		assert_true(pf_engine_step(e) > 0);
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, with, &id, err, sizeof(err)), 0);
+	g.sampling.max_tokens = 20;
+	struct capture *other2 = calloc(1, sizeof(*other2));
+	assert_int_equal(pf_engine_submit(e, ids, n, &g, other2, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	assert_int_equal(other->n[0], 40);
+	assert_int_equal(other2->n[0], 20);
+	free(other2);
+	assert_int_equal(with->n_beams, 4);
+	for (int b = 0; b < 4; b++) {
+		assert_int_equal(with->beam_n[b], alone->beam_n[b]);
+		assert_memory_equal(with->beam_tokens[b], alone->beam_tokens[b], sizeof(int32_t) * (size_t)alone->beam_n[b]);
+	}
+	pf_engine_get_stats(e, &st);
+	printf("# beams beside a greedy request on 5 blocks: %llu preemptions\n", (unsigned long long)st.preemptions);
+	assert_int_equal(st.kv.n_used, 0);
+	free(c);
+	free(alone);
+	free(with);
+	free(other);
+	pf_engine_destroy(e);
+}
+
 static void test_cancel_frees_and_limits(void **state)
 {
 	(void)state;
@@ -915,6 +1030,7 @@ int main(void)
 		cmocka_unit_test(test_parallel_sampling_matches_alone),
 		cmocka_unit_test(test_swap_preemption_exact),
 		cmocka_unit_test(test_beam_search_consistent),
+		cmocka_unit_test(test_beams_that_cannot_fit),
 		cmocka_unit_test(test_shared_prefix_same_tokens_less_compute),
 		cmocka_unit_test(test_cancel_frees_and_limits),
 		cmocka_unit_test(test_resume_greedy),
@@ -924,5 +1040,8 @@ int main(void)
 		cmocka_unit_test(test_resume_utf8_split),
 		cmocka_unit_test(test_resume_beam_and_checks),
 	};
+	/* PF_TEST_FILTER=pattern runs only the matching tests (while working on one) */
+	if (getenv("PF_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("PF_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
