@@ -74,6 +74,7 @@ struct ereq {
 	struct hyp hyps[MAX_N];
 	int32_t n_hyps;
 	uint64_t base_seed;   /* Philox key of sequence 0; sibling k uses base + k·golden */
+	uint64_t beam_mark;   /* the step that listed it for its beam step */
 	/* resumed forked siblings after the first: each is its own request to
 	 * the scheduler (it adds one sequence per request and counts requests
 	 * by that), while the engine reports them as one */
@@ -100,6 +101,8 @@ struct pf_engine {
 	struct pf_sample_row *dev_rows;
 	int32_t *dev_tokens;
 	float *dev_logprobs;
+	struct ereq **beam_reqs; /* (cap_logits) beam requests with rows in the step */
+	uint64_t step_no;        /* marks them (ereq.beam_mark) */
 	int32_t *n_prompt;    /* (cap_seqs) per-sequence prompt lengths of the step */
 	int32_t cap_seqs;
 	char *text;           /* detokenizer output scratch */
@@ -784,7 +787,10 @@ int pf_engine_step(struct pf_engine *e)
 		float *dl = realloc(e->dev_logprobs, sizeof(*dl) * (size_t)b.n_logits);
 		if (dl)
 			e->dev_logprobs = dl;
-		if (!l || !dr || !dt || !dl)
+		struct ereq **br = realloc(e->beam_reqs, sizeof(*br) * (size_t)b.n_logits);
+		if (br)
+			e->beam_reqs = br;
+		if (!l || !dr || !dt || !dl || !br)
 			r = -ENOMEM;
 		else
 			e->cap_logits = b.n_logits;
@@ -839,9 +845,11 @@ int pf_engine_step(struct pf_engine *e)
 	e->last_step_tokens = b.n_tokens;
 
 	/* Sequences never end before this loop has seen every row: beam
-	 * bookkeeping is deferred to after it. */
-	struct ereq *beam_reqs[256];
+	 * bookkeeping is deferred to after it.  Every beam request with a row
+	 * here is listed once (marked with the step), however many there are:
+	 * one left out would wait for its beam step forever. */
 	int32_t n_beam = 0;
+	e->step_no++;
 	for (int32_t i = 0; i < b.n_logits; i++) {
 		struct eseq *es = b.logit_seqs[i]->user;
 		float *lg = e->logits + (size_t)i * (size_t)e->n_vocab;
@@ -859,11 +867,11 @@ int pf_engine_step(struct pf_engine *e)
 			}
 			es->n_cand = top_logprobs(lg, e->n_vocab, 2 * rq->p.beam_width, es->cand);
 			es->has_cand = true;
-			bool seen = false;
-			for (int32_t k = 0; k < n_beam; k++)
-				seen |= beam_reqs[k] == rq;
-			if (!seen && n_beam < 256)
-				beam_reqs[n_beam++] = rq;
+			if (rq->beam_mark != e->step_no) {
+				rq->beam_mark = e->step_no;
+				/* b.n_logits entries at most: sized before the loop */
+				e->beam_reqs[n_beam++] = rq;
+			}
 			continue;
 		}
 		if (!rq->forked && rq->p.n > 1) {
@@ -889,7 +897,7 @@ int pf_engine_step(struct pf_engine *e)
 		sample_one(e, es, lg);
 	}
 	for (int32_t k = 0; k < n_beam; k++) {
-		struct ereq *rq = beam_reqs[k];
+		struct ereq *rq = e->beam_reqs[k];
 		/* a beam preempted after it got its candidates waits to be
 		 * recomputed (forking it needs it running): its logits come
 		 * again, the same, when it is */
@@ -955,6 +963,7 @@ void pf_engine_destroy(struct pf_engine *e)
 	free(e->dev_rows);
 	free(e->dev_tokens);
 	free(e->dev_logprobs);
+	free(e->beam_reqs);
 	free(e->n_prompt);
 	free(e->text);
 	free(e);

@@ -327,8 +327,12 @@ static void run_until_idle_unstuck(struct pf_engine *e)
 	for (int guard = 0; pf_engine_has_work(e); guard++) {
 		int n = pf_engine_step(e);
 		assert_true(n >= 0);
-		if (n == 0)
-			fail_msg("stuck: work left but nothing to compute after %d steps", guard);
+		if (n == 0) {
+			struct pf_engine_stats st;
+			pf_engine_get_stats(e, &st);
+			fail_msg("stuck: work left but nothing to compute after %d steps (%d sequences running, %d waiting, "
+				 "%d of %d blocks used)", guard, st.running, st.waiting, st.kv.n_used, st.kv.n_blocks);
+		}
 		assert_true(guard < 10000);
 	}
 }
@@ -410,6 +414,57 @@ static void test_beams_that_cannot_fit(void **state)
 	free(alone);
 	free(with);
 	free(other);
+	pf_engine_destroy(e);
+}
+
+/*
+ * More beam requests in one step than the engine once had room to list
+ * (256): every one must get its beam step and finish, each with the
+ * hypotheses of the same request run alone.
+ */
+static void test_300_beam_requests(void **state)
+{
+	(void)state;
+	enum { NR = 300 };
+	struct pf_engine_config cfg = pf_engine_config_default();
+	struct pf_engine_events ev = { .on_token = on_token, .on_finish = on_finish, .on_beam = on_beam };
+	struct pf_engine *e;
+	char err[512];
+	cfg.model_path = tu_model_path();
+	cfg.kv_memory = 512LL << 20;
+	cfg.sched.max_num_seqs = 2 * NR;
+	cfg.sched.max_num_batched_tokens = 4096;
+	if (pf_engine_create(&cfg, &ev, &e, err, sizeof(err)))
+		fail_msg("engine: %s", err);
+	int32_t ids[64];
+	int32_t n = encode(e, "The sky is", ids, 64);
+	struct pf_request_params p = pf_request_params_default();
+	p.beam_width = 2;
+	p.sampling.max_tokens = 2;
+	p.sampling.ignore_eos = true;
+	uint64_t id;
+	struct capture *alone = calloc(1, sizeof(*alone));
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, alone, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	assert_int_equal(alone->n_beams, 2);
+	struct capture *c = calloc(NR, sizeof(*c));
+	for (int i = 0; i < NR; i++)
+		assert_int_equal(pf_engine_submit(e, ids, n, &p, &c[i], &id, err, sizeof(err)), 0);
+	/* all 300 prefill in one step and decode side by side */
+	assert_int_equal(pf_engine_step(e), NR * n);
+	run_until_idle_unstuck(e);
+	for (int i = 0; i < NR; i++) {
+		assert_int_equal(c[i].n_beams, 2);
+		for (int b = 0; b < 2; b++) {
+			assert_int_equal(c[i].beam_n[b], alone->beam_n[b]);
+			assert_memory_equal(c[i].beam_tokens[b], alone->beam_tokens[b], sizeof(int32_t) * (size_t)alone->beam_n[b]);
+		}
+	}
+	struct pf_engine_stats st;
+	pf_engine_get_stats(e, &st);
+	assert_int_equal(st.kv.n_used, 0);
+	free(c);
+	free(alone);
 	pf_engine_destroy(e);
 }
 
@@ -1031,6 +1086,7 @@ int main(void)
 		cmocka_unit_test(test_swap_preemption_exact),
 		cmocka_unit_test(test_beam_search_consistent),
 		cmocka_unit_test(test_beams_that_cannot_fit),
+		cmocka_unit_test(test_300_beam_requests),
 		cmocka_unit_test(test_shared_prefix_same_tokens_less_compute),
 		cmocka_unit_test(test_cancel_frees_and_limits),
 		cmocka_unit_test(test_resume_greedy),
