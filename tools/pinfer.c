@@ -259,12 +259,8 @@ static int on_event(void *ctx, const struct pinfer_event *ev)
 				record_logprob(r, ev);
 			break;
 		}
-		/* beam search ends with one more FINISHED (LAST) for index 0 after
-		 * the hypotheses: keep the hypothesis' own reason and count */
-		if (!(r->seen[i] && ev->last && r->cli->p.beam_width > 1)) {
-			r->reason[i] = ev->reason;
-			r->generated[i] = ev->usage.generated_tokens;
-		}
+		r->reason[i] = ev->reason;
+		r->generated[i] = ev->usage.generated_tokens;
 		r->seen[i] = true;
 		if (!r->have_usage) {
 			r->usage = ev->usage;

@@ -315,13 +315,32 @@ static void post_finished(struct pf_session *s, struct pf_dreq *q, int32_t index
 	pf_session_post(s, &e);
 }
 
+static uint8_t finish_reason(enum pf_finish_reason why)
+{
+	return why == PF_FINISH_STOP ? PF_FINISHED_STOP : why == PF_FINISH_LENGTH ? PF_FINISHED_LENGTH
+	       : why == PF_FINISH_CANCELLED ? PF_FINISHED_CANCELLED : PF_FINISHED_ERROR;
+}
+
+/* The request's last FINISHED was posted: count it and forget it. */
+static void dreq_done(struct pf_session *s, struct pf_dreq *q, uint8_t reason, const struct pf_usage *u)
+{
+	struct pf_daemon *d = s->d;
+	d->acc.requests_finished[reason < PF_STATS_FIN_COUNT ? reason : PF_STATS_FIN_ERROR]++;
+	if (u->generated_tokens > 0) {
+		pf_daemon_stats_observe(d, PF_HIST_TTFT, u->ttft_s);
+		pf_daemon_stats_observe(d, PF_HIST_E2E, u->ttft_s + u->decode_s);
+		if (u->generated_tokens > 1)
+			pf_daemon_stats_observe(d, PF_HIST_ITL, u->decode_s / (u->generated_tokens - 1));
+	}
+	dreq_remove(s, q);
+}
+
 static void ev_finish(void *ctx, uint64_t id, void *user, int32_t index, enum pf_finish_reason why, const char *text,
 		      size_t len, const struct pf_usage *u)
 {
 	struct pf_dreq *q = user;
 	struct pf_session *s = q->s;
-	uint8_t reason = why == PF_FINISH_STOP ? PF_FINISHED_STOP : why == PF_FINISH_LENGTH ? PF_FINISHED_LENGTH
-			 : why == PF_FINISH_CANCELLED ? PF_FINISHED_CANCELLED : PF_FINISHED_ERROR;
+	uint8_t reason = finish_reason(why);
 	if (q->suspended) {
 		/* saved to the state file; the client was told SUSPENDED */
 		if (u->last)
@@ -334,28 +353,26 @@ static void ev_finish(void *ctx, uint64_t id, void *user, int32_t index, enum pf
 	    now_ns() - s->paused_since_ns >= (int64_t)s->d->cfg.stall_timeout_s * 1000000000)
 		reason = PF_FINISHED_STALLED;
 	post_finished(s, q, index, reason, text, len, u, u->last);
-	if (u->last) {
-		struct pf_daemon *d = s->d;
-		d->acc.requests_finished[reason < PF_STATS_FIN_COUNT ? reason : PF_STATS_FIN_ERROR]++;
-		if (u->generated_tokens > 0) {
-			pf_daemon_stats_observe(d, PF_HIST_TTFT, u->ttft_s);
-			pf_daemon_stats_observe(d, PF_HIST_E2E, u->ttft_s + u->decode_s);
-			if (u->generated_tokens > 1)
-				pf_daemon_stats_observe(d, PF_HIST_ITL, u->decode_s / (u->generated_tokens - 1));
-		}
-		dreq_remove(s, q);
-	}
+	if (u->last)
+		dreq_done(s, q, reason, u);
 }
 
-static void ev_beam(void *ctx, uint64_t id, void *user, int32_t rank, const int32_t *tokens, int32_t n,
-		    const char *text, size_t len, const struct pf_usage *u)
+static void ev_beam(void *ctx, uint64_t id, void *user, int32_t rank, enum pf_finish_reason why,
+		    const int32_t *tokens, int32_t n, const char *text, size_t len, const struct pf_usage *u)
 {
 	struct pf_dreq *q = user;
-	if (q->suspended)
+	struct pf_session *s = q->s;
+	uint8_t reason = finish_reason(why);
+	if (q->suspended) {
+		if (u->last)
+			dreq_remove(s, q);
 		return;
-	/* each hypothesis: its text and score, best first; the request's final
-	 * FINISHED (with LAST) follows from ev_finish */
-	post_finished(q->s, q, rank, PF_FINISHED_STOP, text, len, u, false);
+	}
+	/* one FINISHED per hypothesis (its text, reason and score, best
+	 * first); the last one ends the request */
+	post_finished(s, q, rank, reason, text, len, u, u->last);
+	if (u->last)
+		dreq_done(s, q, reason, u);
 }
 
 const struct pf_engine_events pf_daemon_events = {

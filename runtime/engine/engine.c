@@ -426,12 +426,14 @@ int pf_engine_cancel(struct pf_engine *e, uint64_t id)
 	struct ereq *r = find_req(e, id);
 	if (!r)
 		return -ENOENT;
-	/* seq_end frees r with the last sequence */
+	/* seq_end frees r with the last sequence.  Beams are one sequence
+	 * to the caller (they report hypotheses, not streams): the last
+	 * one reports the end. */
 	for (int i = MAX_N - 1; i >= 0; i--) {
 		if (!r->seqs[i])
 			continue;
 		bool last = r->n_live == 1;
-		seq_end(e, r->seqs[i], PF_FINISH_CANCELLED, NULL, 0, true);
+		seq_end(e, r->seqs[i], PF_FINISH_CANCELLED, NULL, 0, last || r->p.beam_width <= 1);
 		if (last)
 			break;
 	}
@@ -643,18 +645,21 @@ static void beam_finish(struct pf_engine *e, struct ereq *r)
 			len = 0;
 		u.generated_tokens = r->hyps[i].n;
 		u.beam_score = (float)r->hyps[i].score;
+		u.last = i + 1 == r->n_hyps || i + 1 == w;
 		if (e->ev.on_beam)
-			e->ev.on_beam(e->ev.ctx, r->id, r->user, i, r->hyps[i].tokens, r->hyps[i].n, txt, len, &u);
+			e->ev.on_beam(e->ev.ctx, r->id, r->user, i, r->hyps[i].why, r->hyps[i].tokens, r->hyps[i].n, txt,
+				      len, &u);
 		free(txt);
 	}
-	enum pf_finish_reason why = r->n_hyps ? r->hyps[0].why : PF_FINISH_LENGTH;
-	/* the first live beam reports the request's end; the rest go quietly */
-	bool reported = false;
+	/* The hypotheses were the request's report, the last one its end:
+	 * the beams go quietly.  Without any (out of memory), the last beam
+	 * reports the end as any request's last sequence does. */
+	bool quiet = r->n_hyps > 0;
 	for (int i = MAX_N - 1; i >= 0; i--) {
 		if (!r->seqs[i])
 			continue;
 		bool last = r->n_live == 1;
-		seq_end(e, r->seqs[i], why, NULL, 0, last && !reported);
+		seq_end(e, r->seqs[i], PF_FINISH_LENGTH, NULL, 0, last && !quiet);
 		if (last)
 			break;
 	}
@@ -835,9 +840,11 @@ int pf_engine_step(struct pf_engine *e)
 	}
 	if (r) {
 		/* the step failed: fail every request in it rather than loop */
-		for (int32_t i = 0; i < b.n_seqs; i++)
-			if (b.seqs[i]->user)
-				seq_end(e, b.seqs[i]->user, PF_FINISH_ERROR, NULL, 0, true);
+		for (int32_t i = 0; i < b.n_seqs; i++) {
+			struct eseq *es = b.seqs[i]->user;
+			if (es)
+				seq_end(e, es, PF_FINISH_ERROR, NULL, 0, es->r->p.beam_width <= 1 || es->r->n_live == 1);
+		}
 		return r;
 	}
 	for (int32_t i = 0; i < b.n_tokens; i++)

@@ -96,15 +96,21 @@ struct pf_engine_events {
 	/* Sequence `index` finished.  `text` is any text released at the end. */
 	void (*on_finish)(void *ctx, uint64_t req_id, void *req_user, int32_t index, enum pf_finish_reason why,
 			  const char *text, size_t len, const struct pf_usage *usage);
-	/* Beam search reports whole hypotheses instead of streaming tokens. */
-	void (*on_beam)(void *ctx, uint64_t req_id, void *req_user, int32_t rank, const int32_t *tokens,
-			int32_t n, const char *text, size_t len, const struct pf_usage *usage);
+	/* Beam search reports whole hypotheses instead of streaming tokens:
+	 * one call per hypothesis, best first (rank 0..), each with why it
+	 * ended (STOP: EOS or a stop token; LENGTH: max_tokens or the
+	 * context), usage->last on the final one — which ends the request:
+	 * no on_finish follows.  A beam request that is cancelled or fails
+	 * reports one on_finish (index 0, last) instead. */
+	void (*on_beam)(void *ctx, uint64_t req_id, void *req_user, int32_t rank, enum pf_finish_reason why,
+			const int32_t *tokens, int32_t n, const char *text, size_t len, const struct pf_usage *usage);
 };
 
 /* running/waiting count sequences (n > 1 and beams count each);
  * req_* count requests (see struct pf_sched_stats).  requests_admitted
  * counts accepted submissions: each ends in exactly one on_finish with
- * usage->last, so admitted == those finishes + req_running + req_waiting. */
+ * usage->last (a finished beam search: in one on_beam with usage->last),
+ * so admitted == those finishes + req_running + req_waiting. */
 struct pf_engine_stats {
 	int32_t running, waiting, preempted_waiting;
 	int32_t req_running, req_waiting, req_preempted;

@@ -40,6 +40,9 @@ struct capture {
 	int32_t beam_tokens[MAXSEQ][MAXTOK];
 	int32_t beam_n[MAXSEQ];
 	float beam_score[MAXSEQ];
+	enum pf_finish_reason beam_why[MAXSEQ];
+	int32_t beam_generated[MAXSEQ];
+	bool beam_last_seen;
 	int n_beams;
 };
 
@@ -65,15 +68,21 @@ static void on_finish(void *ctx, uint64_t id, void *user, int32_t index, enum pf
 	c->usage = *u;
 }
 
-static void on_beam(void *ctx, uint64_t id, void *user, int32_t rank, const int32_t *tokens, int32_t n,
-		    const char *text, size_t len, const struct pf_usage *u)
+static void on_beam(void *ctx, uint64_t id, void *user, int32_t rank, enum pf_finish_reason why,
+		    const int32_t *tokens, int32_t n, const char *text, size_t len, const struct pf_usage *u)
 {
 	struct capture *c = user;
 	(void)ctx; (void)id; (void)text; (void)len;
 	assert_true(rank < MAXSEQ && n <= MAXTOK);
+	/* ranks come in order, nothing after the last */
+	assert_int_equal(rank, c->n_beams);
+	assert_false(c->beam_last_seen);
 	memcpy(c->beam_tokens[rank], tokens, sizeof(int32_t) * (size_t)n);
 	c->beam_n[rank] = n;
 	c->beam_score[rank] = u->beam_score;
+	c->beam_why[rank] = why;
+	c->beam_generated[rank] = u->generated_tokens;
+	c->beam_last_seen = u->last;
 	c->n_beams++;
 }
 
@@ -211,7 +220,8 @@ static void test_beam_search_consistent(void **state)
 	assert_int_equal(pf_engine_submit(e, ids, n, &p, c, &id, err, sizeof(err)), 0);
 	run_until_idle(e);
 	assert_int_equal(c->n_beams, 4);
-	assert_int_equal(c->n_finished, 1);
+	assert_true(c->beam_last_seen);
+	assert_int_equal(c->n_finished, 0); /* the hypotheses are the report */
 	/* greedy for comparison */
 	struct capture *g = calloc(1, sizeof(*g));
 	struct pf_request_params gp = pf_request_params_default();
@@ -468,6 +478,69 @@ static void test_300_beam_requests(void **state)
 	pf_engine_destroy(e);
 }
 
+/*
+ * Beam search reports one event per hypothesis and nothing else: the
+ * reason each one ended (these hit max_tokens: LENGTH, not STOP), its own
+ * token count, `last` on the final one and no further on_finish (which
+ * the daemon turned into a third FINISHED for index 0 with 0 tokens).  A
+ * cancelled beam request reports its end once.
+ */
+static void test_beam_events(void **state)
+{
+	(void)state;
+	struct pf_engine *e = make_engine(true);
+	int32_t ids[64];
+	int32_t n = encode(e, "Hello world", ids, 64);
+	struct pf_request_params p = pf_request_params_default();
+	p.beam_width = 2;
+	p.sampling.max_tokens = 5;
+	p.sampling.ignore_eos = true;
+	struct capture *c = calloc(1, sizeof(*c));
+	uint64_t id;
+	char err[256];
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, c, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	assert_int_equal(c->n_beams, 2);
+	assert_int_equal(c->n_finished, 0);
+	assert_true(c->beam_last_seen);
+	for (int b = 0; b < 2; b++) {
+		assert_int_equal(c->beam_why[b], PF_FINISH_LENGTH);
+		assert_int_equal(c->beam_n[b], 5);
+		assert_int_equal(c->beam_generated[b], 5);
+	}
+	/* a hypothesis that ends in a stop token says STOP: make the best
+	 * one's third token a stop id */
+	struct capture *s = calloc(1, sizeof(*s));
+	p.sampling.stop_ids[0] = c->beam_tokens[0][2];
+	p.sampling.n_stop_ids = 1;
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, s, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	assert_int_equal(s->n_finished, 0);
+	assert_true(s->beam_last_seen);
+	int n_stop = 0;
+	for (int b = 0; b < s->n_beams; b++) {
+		assert_int_equal(s->beam_why[b], s->beam_n[b] < 5 ? PF_FINISH_STOP : PF_FINISH_LENGTH);
+		n_stop += s->beam_why[b] == PF_FINISH_STOP;
+	}
+	assert_true(n_stop > 0);
+	/* cancelled after two steps: one end, with index 0 and last */
+	struct capture *k = calloc(1, sizeof(*k));
+	p.sampling.n_stop_ids = 0;
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, k, &id, err, sizeof(err)), 0);
+	assert_true(pf_engine_step(e) > 0);
+	assert_true(pf_engine_step(e) > 0);
+	assert_int_equal(pf_engine_cancel(e, id), 0);
+	assert_int_equal(k->n_finished, 1);
+	assert_int_equal(k->why[0], PF_FINISH_CANCELLED);
+	assert_true(k->usage.last);
+	assert_int_equal(k->n_beams, 0);
+	assert_false(pf_engine_has_work(e));
+	free(c);
+	free(s);
+	free(k);
+	pf_engine_destroy(e);
+}
+
 static void test_cancel_frees_and_limits(void **state)
 {
 	(void)state;
@@ -583,11 +656,11 @@ static void rs_on_finish(void *ctx, uint64_t id, void *user, int32_t index, enum
 	rs_text(c, index, text, len);
 }
 
-static void rs_on_beam(void *ctx, uint64_t id, void *user, int32_t rank, const int32_t *tokens, int32_t n,
-		       const char *text, size_t len, const struct pf_usage *u)
+static void rs_on_beam(void *ctx, uint64_t id, void *user, int32_t rank, enum pf_finish_reason why,
+		       const int32_t *tokens, int32_t n, const char *text, size_t len, const struct pf_usage *u)
 {
 	struct rs_cap *c = user;
-	(void)ctx; (void)id; (void)text; (void)len;
+	(void)ctx; (void)id; (void)text; (void)len; (void)why;
 	assert_true(rank < RS_SEQ && n <= RS_TOK);
 	memcpy(c->beam_tok[rank], tokens, sizeof(int32_t) * (size_t)n);
 	c->beam_n[rank] = n;
@@ -1087,6 +1160,7 @@ int main(void)
 		cmocka_unit_test(test_beam_search_consistent),
 		cmocka_unit_test(test_beams_that_cannot_fit),
 		cmocka_unit_test(test_300_beam_requests),
+		cmocka_unit_test(test_beam_events),
 		cmocka_unit_test(test_shared_prefix_same_tokens_less_compute),
 		cmocka_unit_test(test_cancel_frees_and_limits),
 		cmocka_unit_test(test_resume_greedy),
