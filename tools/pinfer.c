@@ -29,6 +29,8 @@
 #define MAX_SEQS 16
 
 static volatile sig_atomic_t g_interrupted;
+/* the connection whose wait a Ctrl-C stops; set while it is open */
+static struct pinfer *volatile g_conn;
 
 static void on_sigint(int sig)
 {
@@ -36,6 +38,11 @@ static void on_sigint(int sig)
 	if (g_interrupted)
 		_exit(130);
 	g_interrupted = 1;
+	/* only this cancels a reply: other signals that break the wait
+	 * (Ctrl-Z then fg) do not */
+	struct pinfer *c = g_conn;
+	if (c)
+		pinfer_interrupt(c);
 	(void)sig;
 }
 
@@ -977,12 +984,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pinfer: %s\n", err);
 		return 1;
 	}
+	g_conn = c;
 	if (!strcmp(cli.cmd, "generate"))
 		status = cmd_generate(c, &cli, rest, rest_argv);
 	else if (!strcmp(cli.cmd, "chat"))
 		status = cmd_chat(c, &cli);
 	else
 		status = cmd_info(c, &cli);
+	g_conn = NULL;
 	pinfer_close(c);
 	return status;
 }
