@@ -56,6 +56,7 @@ struct pf_daemon_config {
 	int32_t max_model_len;
 	int32_t max_num_seqs;
 	int32_t max_batched_tokens;
+	int32_t max_step_ms;         /* 0: off; else the step time the prefill budget aims at */
 	bool prefix_caching;
 	bool priority_policy;
 	int32_t max_clients;

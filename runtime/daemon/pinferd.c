@@ -77,6 +77,7 @@ int main(int argc, char **argv)
 	ec.max_model_len = d->cfg.max_model_len;
 	ec.sched.max_num_seqs = d->cfg.max_num_seqs;
 	ec.sched.max_num_batched_tokens = d->cfg.max_batched_tokens;
+	ec.max_step_ms = d->cfg.max_step_ms;
 	ec.sched.prefix_caching = d->cfg.prefix_caching;
 	ec.sched.policy = d->cfg.priority_policy ? PF_SCHED_PRIORITY : PF_SCHED_FCFS;
 	ec.sched.static_batching = d->cfg.static_batching;

@@ -110,7 +110,11 @@ struct pf_engine {
 	struct ereq *reqs;    /* active requests */
 	uint64_t next_id;
 	uint64_t prompt_computed, generated;
-	int32_t last_step_tokens;
+	int32_t last_step_tokens, last_step_prompt;
+	/* max_step_ms: the step time model (seconds; 0: not measured yet)
+	 * and the prompt-token budget it gives */
+	double step_base_s, prompt_tok_s;
+	int32_t prefill_budget;
 	bool replay_pending;  /* a resumed sequence has tokens to report again */
 	char desc[512];
 };
@@ -757,15 +761,57 @@ static void beam_step(struct pf_engine *e, struct ereq *r)
 
 static void replay_all(struct pf_engine *e);
 
+/*
+ * max_step_ms: the prompt tokens the next step may take.  A step's time is
+ * modelled as base + prompt_tokens x cost: base from steps of decodes only
+ * (weights are read once a step whatever its rows), the cost from steps
+ * with prompt tokens, both moving averages so they follow the load and the
+ * context length.  Until a cost is measured, a probe-sized chunk.
+ */
+static void plan_step_budget(struct pf_engine *e)
+{
+	double target = e->cfg.max_step_ms * 1e-3;
+	int32_t cap = e->cfg.sched.max_num_batched_tokens, n;
+	if (e->prompt_tok_s <= 0) {
+		n = PF_ENGINE_PROBE_TOKENS;
+	} else {
+		double room = (target - e->step_base_s) / e->prompt_tok_s;
+		n = room >= (double)cap ? cap : (int32_t)room;
+	}
+	/* a prompt always moves, a token a step at the least */
+	if (n < 1)
+		n = 1;
+	e->prefill_budget = n < cap ? n : cap;
+	pf_sched_set_prefill_budget(e->sched, e->prefill_budget);
+}
+
+static void measure_step(struct pf_engine *e, int32_t n_tokens, int32_t n_prompt, double dt)
+{
+	const double w = 0.25; /* weight of the newest step */
+	if (n_prompt == 0) {
+		e->step_base_s = e->step_base_s > 0 ? (1 - w) * e->step_base_s + w * dt : dt;
+		return;
+	}
+	/* without a base yet, the whole step is charged to its tokens: an
+	 * overestimate, so the budget errs small */
+	double c = e->step_base_s > 0 ? (dt - e->step_base_s) / n_prompt : dt / n_tokens;
+	if (c < dt / (4.0 * n_tokens))
+		c = dt / (4.0 * n_tokens); /* noise: never near free */
+	e->prompt_tok_s = e->prompt_tok_s > 0 ? (1 - w) * e->prompt_tok_s + w * c : c;
+}
+
 int pf_engine_step(struct pf_engine *e)
 {
 	struct pf_sched_batch b;
 	if (e->replay_pending)
 		replay_all(e);
+	if (e->cfg.max_step_ms > 0)
+		plan_step_budget(e);
 	double t = now_s();
 	int n = pf_sched_step(e->sched, (int64_t)(t * 1000), &b);
 	if (n <= 0) {
 		e->last_step_tokens = 0;
+		e->last_step_prompt = 0;
 		return n;
 	}
 	int r = 0;
@@ -847,9 +893,12 @@ int pf_engine_step(struct pf_engine *e)
 		}
 		return r;
 	}
+	int32_t n_prompt_tok = 0;
 	for (int32_t i = 0; i < b.n_tokens; i++)
-		e->prompt_computed += b.pos[i] < b.seqs[b.seq_idx[i]]->n_prompt;
+		n_prompt_tok += b.pos[i] < b.seqs[b.seq_idx[i]]->n_prompt;
+	e->prompt_computed += (uint64_t)n_prompt_tok;
 	e->last_step_tokens = b.n_tokens;
+	e->last_step_prompt = n_prompt_tok;
 
 	/* Sequences never end before this loop has seen every row: beam
 	 * bookkeeping is deferred to after it.  Every beam request with a row
@@ -903,6 +952,8 @@ int pf_engine_step(struct pf_engine *e)
 		}
 		sample_one(e, es, lg);
 	}
+	if (e->cfg.max_step_ms > 0)
+		measure_step(e, b.n_tokens, n_prompt_tok, now_s() - t);
 	for (int32_t k = 0; k < n_beam; k++) {
 		struct ereq *rq = e->beam_reqs[k];
 		/* a beam preempted after it got its candidates waits to be
@@ -944,6 +995,10 @@ void pf_engine_get_stats(const struct pf_engine *e, struct pf_engine_stats *ret)
 	ret->prompt_tokens_computed = e->prompt_computed;
 	ret->generation_tokens = e->generated;
 	ret->last_step_tokens = e->last_step_tokens;
+	ret->last_step_prompt_tokens = e->last_step_prompt;
+	ret->prefill_budget = e->cfg.max_step_ms > 0 ? e->prefill_budget : 0;
+	ret->step_base_ms = e->step_base_s * 1e3;
+	ret->prompt_token_ms = e->prompt_tok_s * 1e3;
 }
 
 const struct pf_tok *pf_engine_tok(const struct pf_engine *e) { return e->tok; }

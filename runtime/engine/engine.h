@@ -66,8 +66,19 @@ struct pf_engine_config {
 	 * by its own steps, so a seeded request may pick another token than on
 	 * the CPU — as the GPU's arithmetic may anyway. */
 	bool device_sampling;
+	/* Target time of one step, in ms (0, the default: none).  The prompt
+	 * tokens a step takes (sched.max_num_batched_tokens at most) follow
+	 * the measured cost of a token — a step's time is fitted as a fixed
+	 * part (from steps of decodes only) plus a cost per prompt token — so
+	 * steps stay near the target and running streams keep a steady
+	 * inter-token latency while long prompts go in over several steps.
+	 * Decodes are never held back for it.  The first steps with a prompt
+	 * take PF_ENGINE_PROBE_TOKENS while there is nothing measured yet. */
+	double max_step_ms;
 	struct pf_sched_config sched;
 };
+
+#define PF_ENGINE_PROBE_TOKENS 8 /* prompt tokens per step before the cost is known */
 
 struct pf_request_params {
 	struct pf_sampling_params sampling;
@@ -121,6 +132,9 @@ struct pf_engine_stats {
 	int32_t swapped;               /* waiting sequences whose K/V is in host slots */
 	uint64_t prompt_tokens_computed, generation_tokens;
 	int32_t last_step_tokens;
+	int32_t last_step_prompt_tokens; /* of those, prompt tokens (prefill) */
+	int32_t prefill_budget;        /* max_step_ms: prompt tokens the next step may take; 0: no cap */
+	double step_base_ms, prompt_token_ms; /* max_step_ms: the fitted step time model */
 };
 
 struct pf_engine;

@@ -30,6 +30,7 @@ struct pf_sched {
 	 * admit static_batch requests, then closed until it drains) */
 	int32_t static_count;
 	bool static_forming;
+	int32_t prefill_budget;    /* pf_sched_set_prefill_budget; 0: none */
 };
 
 struct pf_sched_config pf_sched_config_default(void)
@@ -500,6 +501,10 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 
 	/* decodes first, then prefill chunks of running sequences */
 	for (int pass = 0; pass < 2 && budget > 0; pass++) {
+		/* prefill (and admission) takes at most the prefill budget:
+		 * decodes never wait for it, a long prompt goes in chunks */
+		if (pass == 1 && s->prefill_budget > 0 && budget > s->prefill_budget)
+			budget = s->prefill_budget;
 		struct pf_seq *q = s->running.head;
 		while (q && budget > 0) {
 			struct pf_seq *next = q->next;
@@ -608,6 +613,11 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		s->steps++;
 	*out = *b;
 	return b->n_tokens;
+}
+
+void pf_sched_set_prefill_budget(struct pf_sched *s, int32_t n)
+{
+	s->prefill_budget = n > 0 ? n : 0;
 }
 
 void pf_sched_step_done(struct pf_sched *s)

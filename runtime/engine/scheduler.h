@@ -187,6 +187,16 @@ int pf_sched_add(struct pf_sched *s, struct pf_req *req, const int32_t *prompt, 
  */
 int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *b);
 
+/*
+ * Cap the prompt tokens (prefill chunks and admissions) of each following
+ * step at n, under max_num_batched_tokens; decodes are not counted and never
+ * cut.  The engine sets it from the measured cost of a token so that a step
+ * stays near a target time (--max-step-ms): running streams keep their
+ * inter-token latency while a long prompt goes in over several steps.  n <=
+ * 0: no cap.  Cannot fail.
+ */
+void pf_sched_set_prefill_budget(struct pf_sched *s, int32_t n);
+
 /* The step ran: advance every scheduled sequence's computed count and
  * register its newly full blocks in the prefix cache.  Cannot fail. */
 void pf_sched_step_done(struct pf_sched *s);

@@ -541,6 +541,83 @@ static void test_beam_events(void **state)
 	pf_engine_destroy(e);
 }
 
+/*
+ * --max-step-ms: a long prompt goes in over several steps, each taking no
+ * more prompt tokens than the budget derived for it, while a running
+ * stream gets a token every step — and the tokens are the same as without
+ * the budget (chunking never changes a row's arithmetic).  Counted in
+ * steps and tokens, never in time: a 1 ms target keeps every budget near
+ * its floor of one token whatever this machine's speed.
+ */
+static void test_max_step_ms(void **state)
+{
+	(void)state;
+	struct capture *ref[2], *got[2];
+	int32_t ids[2][1024], n[2];
+	for (int run = 0; run < 2; run++) {
+		struct pf_engine_config cfg = pf_engine_config_default();
+		struct pf_engine_events ev = { .on_token = on_token, .on_finish = on_finish, .on_beam = on_beam };
+		struct pf_engine *e;
+		char err[512];
+		cfg.model_path = tu_model_path();
+		cfg.kv_memory = 64LL << 20;
+		cfg.max_step_ms = run ? 1 : 0;
+		if (pf_engine_create(&cfg, &ev, &e, err, sizeof(err)))
+			fail_msg("engine: %s", err);
+		struct capture **c = run ? got : ref;
+		c[0] = calloc(1, sizeof(**c));
+		c[1] = calloc(1, sizeof(**c));
+		n[0] = encode(e, "Write a poem about the sea.", ids[0], 1024);
+		char text[4096] = "";
+		for (int i = 0; i < 6; i++)
+			strcat(text, "The quick brown fox jumps over the lazy dog again. ");
+		n[1] = encode(e, text, ids[1], 1024);
+		assert_true(n[1] > 40);
+		struct pf_request_params p = pf_request_params_default();
+		p.sampling.temperature = 0;
+		p.sampling.ignore_eos = true;
+		p.sampling.max_tokens = 200; /* outlasts the prompt's steps */
+		uint64_t id;
+		assert_int_equal(pf_engine_submit(e, ids[0], n[0], &p, c[0], &id, err, sizeof(err)), 0);
+		for (int i = 0; i < 3; i++)
+			assert_true(pf_engine_step(e) > 0);
+		p.sampling.max_tokens = 4;
+		assert_int_equal(pf_engine_submit(e, ids[1], n[1], &p, c[1], &id, err, sizeof(err)), 0);
+		int steps = 0;
+		while (c[1]->n[0] == 0) {
+			int32_t before = c[0]->n[0];
+			assert_true(pf_engine_step(e) > 0);
+			struct pf_engine_stats st;
+			pf_engine_get_stats(e, &st);
+			assert_int_equal(c[0]->n[0], before + 1); /* the stream's token, every step */
+			if (run) {
+				assert_true(st.prefill_budget >= 1);
+				assert_true(st.last_step_prompt_tokens <= st.prefill_budget);
+			}
+			steps++;
+		}
+		struct pf_engine_stats st;
+		pf_engine_get_stats(e, &st);
+		printf("# max_step_ms %g: a %d-token prompt took %d steps beside a stream (budget %d; step %.1f ms + "
+		       "%.2f ms a prompt token)\n", cfg.max_step_ms, n[1], steps, st.prefill_budget, st.step_base_ms,
+		       st.prompt_token_ms);
+		if (run) {
+			assert_true(steps >= n[1] / PF_ENGINE_PROBE_TOKENS); /* in small chunks */
+			assert_true(st.prompt_token_ms > 0 && st.step_base_ms > 0);
+		} else {
+			assert_int_equal(steps, 1);
+		}
+		run_until_idle_unstuck(e);
+		pf_engine_destroy(e);
+	}
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(got[k]->n[0], ref[k]->n[0]);
+		assert_memory_equal(got[k]->tokens[0], ref[k]->tokens[0], sizeof(int32_t) * (size_t)ref[k]->n[0]);
+		free(got[k]);
+		free(ref[k]);
+	}
+}
+
 static void test_cancel_frees_and_limits(void **state)
 {
 	(void)state;
@@ -1161,6 +1238,7 @@ int main(void)
 		cmocka_unit_test(test_beams_that_cannot_fit),
 		cmocka_unit_test(test_300_beam_requests),
 		cmocka_unit_test(test_beam_events),
+		cmocka_unit_test(test_max_step_ms),
 		cmocka_unit_test(test_shared_prefix_same_tokens_less_compute),
 		cmocka_unit_test(test_cancel_frees_and_limits),
 		cmocka_unit_test(test_resume_greedy),

@@ -115,6 +115,70 @@ static void test_budget_and_chunked_prefill(void **state)
 	pf_kv_destroy(kv);
 }
 
+/*
+ * A prefill budget (what --max-step-ms derives) caps the prompt tokens of
+ * each step, never the decodes: three streams decode every step while a
+ * 300-token prompt goes in 20 tokens a step.
+ */
+static void test_prefill_budget(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	cfg.watermark_blocks = 0;
+	assert_int_equal(pf_kv_create(256, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	int32_t prompt[300];
+	for (int i = 0; i < 300; i++)
+		prompt[i] = i;
+	struct pf_req r[4] = { { .id = 1, .max_tokens = 100 }, { .id = 2, .max_tokens = 100 },
+			       { .id = 3, .max_tokens = 100 }, { .id = 4, .max_tokens = 4 } };
+	struct pf_seq *q[4];
+	struct pf_sched_batch b;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pf_sched_add(s, &r[i], prompt + 100 * i, 5, 0, &q[i]), 0);
+	assert_int_equal(pf_sched_step(s, 0, &b), 15);
+	pf_sched_step_done(s);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pf_sched_append(s, q[i], 1), 0);
+	pf_sched_set_prefill_budget(s, 20);
+	assert_int_equal(pf_sched_add(s, &r[3], prompt, 300, 0, &q[3]), 0);
+	int steps = 0;
+	while (q[3]->n_computed < 300) {
+		int n = pf_sched_step(s, 0, &b);
+		int decodes = 0, prompt_tokens = 0;
+		for (int32_t t = 0; t < b.n_tokens; t++) {
+			if (b.seqs[b.seq_idx[t]] == q[3])
+				prompt_tokens++;
+			else
+				decodes++;
+		}
+		assert_int_equal(decodes, 3);      /* every stream, every step */
+		assert_true(prompt_tokens <= 20);  /* the budget holds */
+		assert_int_equal(n, decodes + prompt_tokens);
+		pf_sched_step_done(s);
+		for (int i = 0; i < 3; i++)
+			assert_int_equal(pf_sched_append(s, q[i], 1), 0);
+		steps++;
+		check(s);
+	}
+	assert_int_equal(steps, 15); /* 300 / 20 */
+	/* no cap: the next prompt goes in whole, beside the decodes */
+	pf_sched_finish(s, q[3]);
+	pf_sched_set_prefill_budget(s, 0);
+	for (int i = 0; i < 300; i++)
+		prompt[i] = 1000 + i; /* another prompt: nothing of it cached */
+	assert_int_equal(pf_sched_add(s, &r[3], prompt, 300, 0, &q[3]), 0);
+	assert_int_equal(pf_sched_step(s, 0, &b), 303);
+	pf_sched_step_done(s);
+	for (int i = 0; i < 4; i++)
+		pf_sched_finish(s, q[i]);
+	check(s);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
 static void test_preemption_and_recompute(void **state)
 {
 	(void)state;
@@ -806,6 +870,7 @@ int main(void)
 		cmocka_unit_test(test_request_counts),
 		cmocka_unit_test(test_prefix_counted_once),
 		cmocka_unit_test(test_budget_and_chunked_prefill),
+		cmocka_unit_test(test_prefill_budget),
 		cmocka_unit_test(test_preemption_and_recompute),
 		cmocka_unit_test(test_priority_policy),
 		cmocka_unit_test(test_cancel_any_state),
