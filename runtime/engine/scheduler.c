@@ -488,6 +488,31 @@ static int admit_swapped(struct pf_sched *s, struct pf_seq *q, int32_t budget)
 	return n_new;
 }
 
+/*
+ * Beams of one request wait for each other: a beam with its logits computes
+ * nothing until its siblings have theirs, holding its blocks meanwhile.  So
+ * when a step finds nothing to schedule while sequences wait and no running
+ * sequence has anything left to compute, the running ones are all such
+ * beams, holding room their waiting siblings need: two beam requests can
+ * hold each other's room forever.  The newest of them is preempted
+ * (recompute; it recomputes its logits, the same, when it is back), so
+ * the oldest requests' beams get in and finish first.  Returns true when
+ * it preempted one (the caller tries admission again).
+ */
+static bool unwedge(struct pf_sched *s)
+{
+	if (s->b.n_tokens || !s->waiting.head || s->cfg.static_batching)
+		return false;
+	for (const struct pf_seq *p = s->running.head; p; p = p->next)
+		if (p->n_computed < p->n_tokens)
+			return false; /* something can still run (or is paused): no deadlock */
+	if (!s->running.tail)
+		return false;
+	preempt(s, s->running.tail, false); /* cannot fail without a swap */
+	s->b.n_preempted++;
+	return true;
+}
+
 int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out)
 {
 	struct pf_sched_batch *b = &s->b;
@@ -541,6 +566,7 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		may_admit = may_admit && s->static_forming;
 	}
 	int32_t admitted = 0;
+admit:
 	while (may_admit && budget > 0 && s->waiting.head && s->running.n < s->cfg.max_num_seqs) {
 		struct pf_seq *q = s->waiting.head;
 		if (s->cfg.static_batching && s->static_count >= s->cfg.static_batch)
@@ -598,6 +624,8 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		admitted++;
 		s->static_count++;
 	}
+	if (may_admit && unwedge(s))
+		goto admit;
 	/* a static batch keeps forming only while the token budget alone
 	 * cut admission short: a batch of static_batch requests must not
 	 * shrink to what one step's budget can prefill */

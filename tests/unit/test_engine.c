@@ -420,6 +420,45 @@ static void test_beams_that_cannot_fit(void **state)
 	pf_engine_get_stats(e, &st);
 	printf("# beams beside a greedy request on 5 blocks: %llu preemptions\n", (unsigned long long)st.preemptions);
 	assert_int_equal(st.kv.n_used, 0);
+	/* two beam requests that each fit the pool, but not together */
+	struct capture *two[2] = { calloc(1, sizeof(struct capture)), calloc(1, sizeof(struct capture)) };
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(pf_engine_submit(e, ids, n, &p, two[k], &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(two[k]->n_beams, 4);
+		for (int b = 0; b < 4; b++)
+			assert_memory_equal(two[k]->beam_tokens[b], alone->beam_tokens[b],
+					    sizeof(int32_t) * (size_t)alone->beam_n[b]);
+		free(two[k]);
+	}
+	pf_engine_get_stats(e, &st);
+	printf("# two beam requests that do not fit together: %llu preemptions\n", (unsigned long long)st.preemptions);
+	assert_int_equal(st.kv.n_used, 0);
+	/* the same with beams of two blocks: 2 x 2 each, 8 of 5 together */
+	struct pf_request_params p2 = p;
+	p2.beam_width = 2;
+	p2.sampling.max_tokens = 30 - n;
+	struct capture *solo = calloc(1, sizeof(*solo));
+	assert_int_equal(pf_engine_submit(e, ids, n, &p2, solo, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	for (int k = 0; k < 2; k++)
+		two[k] = calloc(1, sizeof(struct capture));
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(pf_engine_submit(e, ids, n, &p2, two[k], &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(two[k]->n_beams, 2);
+		for (int b = 0; b < 2; b++)
+			assert_memory_equal(two[k]->beam_tokens[b], solo->beam_tokens[b],
+					    sizeof(int32_t) * (size_t)solo->beam_n[b]);
+		free(two[k]);
+	}
+	free(solo);
+	pf_engine_get_stats(e, &st);
+	printf("# two 2-block beam requests that do not fit together: %llu preemptions\n",
+	       (unsigned long long)st.preemptions);
+	assert_int_equal(st.kv.n_used, 0);
 	free(c);
 	free(alone);
 	free(with);
