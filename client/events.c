@@ -690,6 +690,9 @@ int pinfer_stream(struct pinfer *c, uint64_t tag, pinfer_event_cb cb, void *ctx)
 			cb_cancelled = want_cancel = true;
 		if (ev.tag != tag || !ev.last)
 			continue;
+		/* an interrupt meant for this stream ends with it, rather than
+		 * cancel the caller's next one */
+		atomic_store_explicit(&c->interrupt, 0, memory_order_relaxed);
 		if (ev.kind == PINFER_EVENT_ERROR) {
 			pf_client_fail(c, -ev.error, "%s", ev.message);
 			return -ev.error;

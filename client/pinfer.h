@@ -371,7 +371,8 @@ typedef int (*pinfer_event_cb)(void *ctx, const struct pinfer_event *ev);
  * Deliver every event of request `tag` to cb (events of other tags on c are
  * delivered too; check ev->tag) until its last event.  pinfer_interrupt()
  * (say from a SIGINT handler) cancels the request, and the remaining events
- * are still delivered.  Any other signal that breaks the wait — a stop and
+ * are still delivered; one that comes as the request ends is dropped with
+ * it.  Any other signal that breaks the wait — a stop and
  * continue (Ctrl-Z, fg) does, with io_uring — is not a cancellation: the
  * stream goes on.  Returns 0 when
  * the request ended normally (FINISHED, any reason), -error (positive errno
