@@ -25,6 +25,7 @@
 #ifndef PF_CLIENT_IMPL_H
 #define PF_CLIENT_IMPL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -102,6 +103,9 @@ struct pinfer {
 	int spins;                      /* pause iterations before sleeping */
 	struct io_uring *ring;          /* private ring for sleeping, created at the first sleep */
 
+	/* pinfer_interrupt() was called (from a signal handler: a lock-free
+	 * store is all it does); the wait in progress takes it */
+	atomic_int interrupt;
 	bool gone;                      /* the daemon went away: sticky */
 	uint32_t resume_backlog;        /* suspended requests pinfer_reconnect could not send yet */
 	int64_t next_check_ns;          /* non-blocking pinfer_next: next socket check */

@@ -508,7 +508,10 @@ static int sleep_once(struct pinfer *c, uint32_t seq, int64_t slice_ns)
 	}
 }
 
-int pinfer_next(struct pinfer *c, struct pinfer_event *ev, int timeout_ms)
+/* pinfer_next; *ret_asked tells whether an -EINTR came from
+ * pinfer_interrupt() (taken: it is reported once) rather than from any
+ * signal that broke the sleep. */
+static int next_event(struct pinfer *c, struct pinfer_event *ev, int timeout_ms, bool *ret_asked)
 {
 	int64_t deadline = timeout_ms > 0 ? now_ns() + (int64_t)timeout_ms * 1000000 : 0;
 	int r;
@@ -567,11 +570,29 @@ int pinfer_next(struct pinfer *c, struct pinfer_event *ev, int timeout_ms)
 		}
 		r = sleep_once(c, seq, slice);
 		disarm_wait(c);
+		/* checked after the sleep: an interrupt that came just before it
+		 * is seen within one slice, also when its handler has SA_RESTART */
+		if (atomic_exchange_explicit(&c->interrupt, 0, memory_order_acq_rel)) {
+			*ret_asked = true;
+			return pf_client_fail(c, -EINTR, "interrupted (pinfer_interrupt)");
+		}
 		if (r == -EINTR)
 			return pf_client_fail(c, -EINTR, "interrupted by a signal");
 		if (!cq_avail(c))
 			pf_client_check_alive(c); /* sets gone: the loop drains, then reports */
 	}
+}
+
+int pinfer_next(struct pinfer *c, struct pinfer_event *ev, int timeout_ms)
+{
+	bool asked = false;
+	return next_event(c, ev, timeout_ms, &asked);
+}
+
+void pinfer_interrupt(struct pinfer *c)
+{
+	/* async-signal-safe: one lock-free atomic store, nothing else */
+	atomic_store_explicit(&c->interrupt, 1, memory_order_release);
 }
 
 int pinfer_poll_ready(struct pinfer *c)
@@ -654,9 +675,15 @@ int pinfer_stream(struct pinfer *c, uint64_t tag, pinfer_event_cb cb, void *ctx)
 			else if (r != -EAGAIN)
 				return r;
 		}
-		r = pinfer_next(c, &ev, -1);
+		bool asked = false;
+		r = next_event(c, &ev, -1, &asked);
 		if (r == -EINTR) {
-			interrupted = want_cancel = true;
+			/* only pinfer_interrupt() cancels: a signal that merely broke
+			 * the sleep — SIGSTOP/SIGCONT (Ctrl-Z, fg) makes an io_uring
+			 * wait return -EINTR, a handler of anything else may too — is
+			 * no reason to stop the user's reply */
+			if (asked)
+				interrupted = want_cancel = true;
 			continue;
 		}
 		if (r)
@@ -665,6 +692,9 @@ int pinfer_stream(struct pinfer *c, uint64_t tag, pinfer_event_cb cb, void *ctx)
 			cb_cancelled = want_cancel = true;
 		if (ev.tag != tag || !ev.last)
 			continue;
+		/* an interrupt meant for this stream ends with it, rather than
+		 * cancel the caller's next one */
+		atomic_store_explicit(&c->interrupt, 0, memory_order_relaxed);
 		if (ev.kind == PINFER_EVENT_ERROR) {
 			pf_client_fail(c, -ev.error, "%s", ev.message);
 			return -ev.error;

@@ -271,11 +271,20 @@ struct pinfer_event {
  * < 0 = wait forever, else at most that long.  Returns 0 with *ev filled,
  * or -EAGAIN (timeout_ms 0 and nothing ready), -ETIMEDOUT, -ENOMSG (no
  * request in flight, so nothing can arrive), -EINTR (a signal arrived while
- * sleeping; call again), -ECONNRESET (the daemon went away or shut down;
+ * sleeping, or pinfer_interrupt() was called; call again), -ECONNRESET (the daemon went away or shut down;
  * the events it posted before are still delivered first), -EPROTO (the
  * daemon broke the protocol).
  */
 int pinfer_next(struct pinfer *c, struct pinfer_event *ev, int timeout_ms);
+
+/*
+ * Ask c's wait to stop: the pinfer_next in progress (or the next one that
+ * would sleep) returns -EINTR within one sleep slice (~100 ms), whatever
+ * SA_RESTART says, and pinfer_stream cancels its request.  The one function
+ * of this library that is async-signal-safe — call it from a SIGINT
+ * handler.  Cannot fail.
+ */
+void pinfer_interrupt(struct pinfer *c);
 
 /* 1 when completions are waiting to be read (pinfer_next(c, ev, 0) may
  * still return -EAGAIN if they are the first part of a longer text), 0 when
@@ -364,9 +373,12 @@ typedef int (*pinfer_event_cb)(void *ctx, const struct pinfer_event *ev);
 
 /*
  * Deliver every event of request `tag` to cb (events of other tags on c are
- * delivered too; check ev->tag) until its last event.  A signal that
- * interrupts the wait (handler installed without SA_RESTART) cancels the
- * request, and the remaining events are still delivered.  Returns 0 when
+ * delivered too; check ev->tag) until its last event.  pinfer_interrupt()
+ * (say from a SIGINT handler) cancels the request, and the remaining events
+ * are still delivered; one that comes as the request ends is dropped with
+ * it.  Any other signal that breaks the wait — a stop and
+ * continue (Ctrl-Z, fg) does, with io_uring — is not a cancellation: the
+ * stream goes on.  Returns 0 when
  * the request ended normally (FINISHED, any reason), -error (positive errno
  * from the daemon negated) after an ERROR event, -EINTR when it ended after
  * an interrupt, -ECANCELED when it ended after cb asked to cancel, -ENOENT

@@ -33,6 +33,8 @@
 #define MAX_BEAMS 8 /* the daemon's limit */
 
 static volatile sig_atomic_t g_interrupted;
+/* the connection whose wait a Ctrl-C stops; set while it is open */
+static struct pinfer *volatile g_conn;
 
 static void on_sigint(int sig)
 {
@@ -40,6 +42,11 @@ static void on_sigint(int sig)
 	if (g_interrupted)
 		_exit(130);
 	g_interrupted = 1;
+	/* only this cancels a reply: other signals that break the wait
+	 * (Ctrl-Z then fg) do not */
+	struct pinfer *c = g_conn;
+	if (c)
+		pinfer_interrupt(c);
 	(void)sig;
 }
 
@@ -263,12 +270,8 @@ static int on_event(void *ctx, const struct pinfer_event *ev)
 				record_logprob(r, ev);
 			break;
 		}
-		/* beam search ends with one more FINISHED (LAST) for index 0 after
-		 * the hypotheses: keep the hypothesis' own reason and count */
-		if (!(r->seen[i] && ev->last && r->cli->p.beam_width > 1)) {
-			r->reason[i] = ev->reason;
-			r->generated[i] = ev->usage.generated_tokens;
-		}
+		r->reason[i] = ev->reason;
+		r->generated[i] = ev->usage.generated_tokens;
 		r->seen[i] = true;
 		if (!r->have_usage) {
 			r->usage = ev->usage;
@@ -1048,12 +1051,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pinfer: %s\n", err);
 		return 1;
 	}
+	g_conn = c;
 	if (!strcmp(cli.cmd, "generate"))
 		status = cmd_generate(c, &cli, rest, rest_argv);
 	else if (!strcmp(cli.cmd, "chat"))
 		status = cmd_chat(c, &cli);
 	else
 		status = cmd_info(c, &cli);
+	g_conn = NULL;
 	pinfer_close(c);
 	return status;
 }

@@ -56,6 +56,7 @@ struct pf_daemon_config {
 	int32_t max_model_len;
 	int32_t max_num_seqs;
 	int32_t max_batched_tokens;
+	int32_t max_step_ms;         /* 0: off; else the step time the prefill budget aims at */
 	bool prefix_caching;
 	bool priority_policy;
 	int32_t max_clients;
@@ -192,6 +193,38 @@ struct pf_parked {
 	struct pf_parked *next;
 };
 
+/* A prompt tokenized off the engine thread (daemon_tokenize.c). */
+struct pf_tokjob {
+	/* engine thread only */
+	struct pf_session *s;        /* NULL once its client is gone */
+	uint64_t tag;
+	int64_t deadline_ns;         /* 0: none; counted from the submission */
+	struct pf_request_params p;
+	_Atomic bool cancelled;      /* its client was answered (cancel) or is gone: the
+				      * worker skips it (the one field both threads read) */
+	struct pf_tokjob *prev, *next; /* d->tokjobs */
+	/* the worker's input, then its output */
+	struct pf_sqe e;
+	uint8_t *in;                 /* the payload's copy */
+	int r;
+	int32_t *prompt, n_prompt;
+	char err[256];
+	struct pf_tokjob *q_next;    /* the worker's queue, then the done list (under lock) */
+};
+
+struct pf_tokenizer {
+	bool started;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct pf_tokjob *todo, *todo_tail, *done; /* under lock */
+	bool stop;                   /* under lock */
+	_Atomic uint32_t n_done;     /* done jobs not yet collected (a hint for idle_wait) */
+};
+
+/* Text and chat prompts longer than this are tokenized by the worker. */
+#define PF_TOKENIZE_INLINE_BYTES 1024
+
 struct pf_daemon {
 	struct pf_daemon_config cfg;
 	char state_path[4096];       /* resolved; "" = persistence off */
@@ -214,6 +247,9 @@ struct pf_daemon {
 	bool drain_announced;        /* engine thread: DRAINING published to sessions */
 	_Atomic bool stop;
 	/* engine thread only */
+	struct pf_tokjob *tokjobs;   /* every prompt handed to the worker, not yet collected */
+	int32_t n_tokjobs;
+	struct pf_tokenizer tok;     /* its worker */
 	struct pf_session *sessions;
 	int n_sessions;
 	uint64_t next_session_id;
@@ -335,6 +371,35 @@ void *pf_daemon_control_main(void *arg);
 
 /* Bind and listen on the socket (before READY).  Returns 0 or -errno. */
 int pf_daemon_listen(struct pf_daemon *d);
+
+/*
+ * Prompts into tokens (daemon_tokenize.c).  pf_daemon_build_prompt: a
+ * submission's text, chat or token input as prompt ids (a malloc'ed array),
+ * refusing (-E2BIG) text that cannot fit the context with max_tokens
+ * before tokenizing it; any thread (it reads only the engine's tokenizer
+ * and template).  Returns 0 or a negative errno with a message.
+ * The worker (engine thread calls): pf_tokenize_start/stop; wanted: should
+ * this submission go to it; queue: hand it over (takes `in`; counts as one
+ * of the client's requests in flight); collect: submit the prompts the
+ * worker finished (each iteration); cancel: a CANCEL for a queued tag
+ * (true when it was one: FINISHED CANCELLED posted); cancel_all: every one
+ * of the session's; forget: the session is going away.
+ */
+int pf_daemon_build_prompt(const struct pf_engine *eng, const struct pf_sqe *e, const uint8_t *in, int32_t max_tokens,
+			   int32_t **ret, int32_t *ret_n, char *err, size_t errlen);
+int pf_tokenize_start(struct pf_daemon *d);
+void pf_tokenize_stop(struct pf_daemon *d);
+bool pf_tokenize_wanted(const struct pf_daemon *d, const struct pf_sqe *e);
+void pf_tokenize_queue(struct pf_session *s, const struct pf_sqe *e, const struct pf_request_params *p, uint8_t *in,
+		       int64_t deadline_ns);
+void pf_tokenize_collect(struct pf_daemon *d);
+bool pf_tokenize_cancel(struct pf_session *s, uint64_t tag);
+void pf_tokenize_cancel_all(struct pf_session *s);
+void pf_tokenize_forget(struct pf_session *s);
+/* Submit a request's prompt (not taken) to the engine: quotas, then the
+ * engine; an ERROR completion when refused.  Engine thread. */
+void pf_session_submit_prompt(struct pf_session *s, uint64_t tag, const struct pf_request_params *p,
+			      const int32_t *prompt, int32_t n_prompt, int64_t deadline_ns);
 
 /* Engine loop: returns when stop is set and every request has drained. */
 int pf_daemon_engine_loop(struct pf_daemon *d);

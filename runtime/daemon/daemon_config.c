@@ -25,7 +25,7 @@ enum {
 
 /* Batching mode: ids of their own, clear of the list above and of getopt's '?'/':'. */
 enum { O_BATCHING = 200, O_STATIC_BATCH, O_SWAP, O_PREEMPT, O_HANDSHAKE, O_UID_CLIENTS, O_UID_TOKENS, O_UID_BLOCKS,
-       O_TRUSTED };
+       O_TRUSTED, O_STEP_MS };
 
 static const struct option opts[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -40,6 +40,7 @@ static const struct option opts[] = {
 	{ "max-model-len", required_argument, NULL, O_MML },
 	{ "max-num-seqs", required_argument, NULL, O_SEQS },
 	{ "max-num-batched-tokens", required_argument, NULL, O_TOKENS },
+	{ "max-step-ms", required_argument, NULL, O_STEP_MS },
 	{ "no-prefix-caching", no_argument, NULL, O_NOPREFIX },
 	{ "policy", required_argument, NULL, O_POLICY },
 	{ "max-clients", required_argument, NULL, O_CLIENTS },
@@ -108,6 +109,9 @@ static void usage(FILE *f)
 		"  --max-model-len N             context limit per request (default: the model's, capped by the pool)\n"
 		"  --max-num-seqs N              running sequences per step (default 256)\n"
 		"  --max-num-batched-tokens N    token budget per step (default 2048)\n"
+		"  --max-step-ms N               keep steps near N ms: prompt tokens per step follow\n"
+		"                                their measured cost, decodes are never held back\n"
+		"                                (default 0: off)\n"
 		"  --no-prefix-caching           do not reuse cached prompt prefixes\n"
 		"  --policy fcfs|priority        scheduling policy (default fcfs)\n"
 		"  --batching continuous|static  continuous (iteration-level) batching, or the static\n"
@@ -236,6 +240,7 @@ static int apply(struct pf_daemon_config *c, int id, const char *name, const cha
 	case O_MML: r = int_arg(name, v, 1, 1 << 24, &x); c->max_model_len = (int32_t)x; break;
 	case O_SEQS: r = int_arg(name, v, 1, 65536, &x); c->max_num_seqs = (int32_t)x; break;
 	case O_TOKENS: r = int_arg(name, v, 1, 1 << 20, &x); c->max_batched_tokens = (int32_t)x; break;
+	case O_STEP_MS: r = int_arg(name, v, 0, 600000, &x); c->max_step_ms = (int32_t)x; break;
 	case O_NOPREFIX: c->prefix_caching = false; break;
 	case O_ECHO: c->echo_backend = true; break;
 	case O_DRAIN: r = int_arg(name, v, 0, 86400, &x); c->drain_timeout_s = (int32_t)x; break;

@@ -30,6 +30,12 @@ static bool has_work(struct pf_daemon *d)
 	return d->engine && pf_engine_has_work(d->engine);
 }
 
+/* Requests the drain waits for: in the engine, or still being tokenized. */
+static bool in_flight(struct pf_daemon *d)
+{
+	return has_work(d) || d->n_tokjobs > 0;
+}
+
 static void take_inbox(struct pf_daemon *d)
 {
 	pthread_mutex_lock(&d->lock);
@@ -58,6 +64,7 @@ static void take_inbox(struct pf_daemon *d)
 		 * before the next step, and their blocks return to the pool */
 		int32_t n_req = s->n_inflight;
 		pf_session_cancel_all(s);
+		pf_tokenize_forget(s); /* its prompts still in the worker */
 		struct pf_engine_stats st = { 0 };
 		if (d->engine)
 			pf_engine_get_stats(d->engine, &st);
@@ -159,7 +166,11 @@ static void idle_wait(struct pf_daemon *d)
 	 * Dekker pairing with the client's tail publish and sleeping check */
 	atomic_thread_fence(memory_order_seq_cst);
 	bool more = d->n_sessions >= 128; /* the rest are polled by the timeout */
-	if (!any_submissions(d) && !d->inbox_new && !d->inbox_dead && !atomic_load(&d->draining)) {
+	/* the worker counts a finished prompt before it moves d->wake, and
+	 * vals[0] was read before this: a prompt finished after the check
+	 * changes the word, so the wait returns at once */
+	if (!any_submissions(d) && !d->inbox_new && !d->inbox_dead && !atomic_load(&d->draining) &&
+	    !atomic_load(&d->tok.n_done)) {
 		int r = pf_futex_waitv(words, vals, n, more ? 1000000 : IDLE_TIMEOUT_NS);
 		if (r == -ENOSYS)
 			pf_futex_wait(&d->wake, vals[0], 1000000); /* old kernel: poll every ms */
@@ -192,6 +203,7 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 		take_inbox(d);
 		for (struct pf_session *s = d->sessions; s; s = s->next)
 			pf_session_poll_sq(s);
+		pf_tokenize_collect(d);
 		if (t0 - last_timeouts > 10000000) {
 			check_timeouts(d, t0);
 			pf_daemon_parked_expire(d, t0);
@@ -232,11 +244,14 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			sd_notifyf(0, "STOPPING=1\nSTATUS=draining: waiting up to %d s for in-flight requests", d->cfg.drain_timeout_s);
 		}
 		bool now_please = atomic_load(&d->drain_now);
-		if (atomic_load(&d->draining) && has_work(d) && !now_please && t0 - last_progress >= DRAIN_PROGRESS_NS) {
+		if (atomic_load(&d->draining) && in_flight(d) && !d->state_saved && !now_please &&
+		    t0 - last_progress >= DRAIN_PROGRESS_NS) {
 			log_drain_progress(d, t0 - drain_start);
 			last_progress = t0;
 		}
-		if (atomic_load(&d->draining) && has_work(d) &&
+		/* once: prompts the worker still holds are cancelled here but
+		 * stay in flight until it hands them back */
+		if (atomic_load(&d->draining) && in_flight(d) && !d->state_saved &&
 		    (now_please || t0 - drain_start >= (int64_t)d->cfg.drain_timeout_s * 1000000000)) {
 			/* the requests still running are saved for the next start
 			 * (their clients get SUSPENDED and a resume token); what
@@ -256,7 +271,7 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 			for (struct pf_session *s = d->sessions; s; s = s->next)
 				pf_session_cancel_all(s);
 		}
-		if (atomic_load(&d->draining) && !has_work(d) && undelivered(d)) {
+		if (atomic_load(&d->draining) && !in_flight(d) && undelivered(d)) {
 			/* the last completions (FINISHED, and the SUSPENDED that
 			 * carry resume tokens) still wait for room in some client's
 			 * CQ: give readers a moment before the segments go */
@@ -273,7 +288,7 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 						      "requests among them cannot be resumed", (unsigned long long)s->id, s->pid,
 						      s->n_pending);
 		}
-		if (atomic_load(&d->draining) && !has_work(d)) {
+		if (atomic_load(&d->draining) && !in_flight(d)) {
 			pf_daemon_log(d, PF_LOG_INFO, "drained: every request has finished or was saved");
 			/* restored requests nobody reclaimed go back to the file */
 			if (!d->state_saved && d->parked)

@@ -372,13 +372,31 @@ static void post_finished(struct pf_session *s, struct pf_dreq *q, int32_t index
 	pf_session_post(s, &e);
 }
 
+static uint8_t finish_reason(enum pf_finish_reason why)
+{
+	return why == PF_FINISH_STOP ? PF_FINISHED_STOP : why == PF_FINISH_LENGTH ? PF_FINISHED_LENGTH
+	       : why == PF_FINISH_CANCELLED ? PF_FINISHED_CANCELLED : PF_FINISHED_ERROR;
+}
+
+/* The request's last FINISHED was posted: count it and forget it. */
+static void dreq_done(struct pf_session *s, struct pf_dreq *q, uint8_t reason, const struct pf_usage *u)
+{
+	struct pf_daemon *d = s->d;
+	d->acc.requests_finished[reason < PF_STATS_FIN_COUNT ? reason : PF_STATS_FIN_ERROR]++;
+	if (u->generated_tokens > 0) {
+		count_prompt(d, q, u->prompt_tokens);
+		pf_daemon_stats_observe(d, PF_HIST_TTFT, u->ttft_s);
+		pf_daemon_stats_observe(d, PF_HIST_E2E, u->ttft_s + u->decode_s);
+	}
+	dreq_remove(s, q);
+}
+
 static void ev_finish(void *ctx, uint64_t id, void *user, int32_t index, enum pf_finish_reason why, const char *text,
 		      size_t len, const struct pf_usage *u)
 {
 	struct pf_dreq *q = user;
 	struct pf_session *s = q->s;
-	uint8_t reason = why == PF_FINISH_STOP ? PF_FINISHED_STOP : why == PF_FINISH_LENGTH ? PF_FINISHED_LENGTH
-			 : why == PF_FINISH_CANCELLED ? PF_FINISHED_CANCELLED : PF_FINISHED_ERROR;
+	uint8_t reason = finish_reason(why);
 	if (q->suspended) {
 		/* saved to the state file; the client was told SUSPENDED */
 		if (u->last)
@@ -391,28 +409,27 @@ static void ev_finish(void *ctx, uint64_t id, void *user, int32_t index, enum pf
 	    now_ns() - s->paused_since_ns >= (int64_t)s->d->cfg.stall_timeout_s * 1000000000)
 		reason = PF_FINISHED_STALLED;
 	post_finished(s, q, index, reason, text, len, u, u->last);
-	if (u->last) {
-		struct pf_daemon *d = s->d;
-		d->acc.requests_finished[reason < PF_STATS_FIN_COUNT ? reason : PF_STATS_FIN_ERROR]++;
-		if (u->generated_tokens > 0) {
-			count_prompt(d, q, u->prompt_tokens);
-			pf_daemon_stats_observe(d, PF_HIST_TTFT, u->ttft_s);
-			pf_daemon_stats_observe(d, PF_HIST_E2E, u->ttft_s + u->decode_s);
-		}
-		dreq_remove(s, q);
-	}
+	if (u->last)
+		dreq_done(s, q, reason, u);
 }
 
-static void ev_beam(void *ctx, uint64_t id, void *user, int32_t rank, const int32_t *tokens, int32_t n,
-		    const char *text, size_t len, const struct pf_usage *u)
+static void ev_beam(void *ctx, uint64_t id, void *user, int32_t rank, enum pf_finish_reason why,
+		    const int32_t *tokens, int32_t n, const char *text, size_t len, const struct pf_usage *u)
 {
 	struct pf_dreq *q = user;
-	if (q->suspended)
+	struct pf_session *s = q->s;
+	uint8_t reason = finish_reason(why);
+	if (q->suspended) {
+		if (u->last)
+			dreq_remove(s, q);
 		return;
-	count_prompt(q->s->d, q, u->prompt_tokens);
-	/* each hypothesis: its text and score, best first; the request's final
-	 * FINISHED (with LAST) follows from ev_finish */
-	post_finished(q->s, q, rank, PF_FINISHED_STOP, text, len, u, false);
+	}
+	count_prompt(s->d, q, u->prompt_tokens);
+	/* one FINISHED per hypothesis (its text, reason and score, best
+	 * first); the last one ends the request */
+	post_finished(s, q, rank, reason, text, len, u, u->last);
+	if (u->last)
+		dreq_done(s, q, reason, u);
 }
 
 const struct pf_engine_events pf_daemon_events = {
@@ -436,114 +453,6 @@ static int copy_payload(const struct pf_session *s, uint32_t off, uint32_t len, 
 	return 0;
 }
 
-/* Turn the request's input into prompt token ids. */
-static int build_prompt(struct pf_session *s, const struct pf_sqe *e, const uint8_t *in, int32_t **ret, int32_t *ret_n,
-			char *err, size_t errlen)
-{
-	struct pf_engine *eng = s->d->engine;
-	const struct pf_tok *tok = pf_engine_tok(eng);
-	char *text = NULL;
-	size_t tlen = 0, n = 0;
-	bool add_special = e->flags & PF_SQE_ADD_SPECIAL, parse_special = e->flags & PF_SQE_PARSE_SPECIAL;
-	int r;
-
-	if (e->input == PF_INPUT_TOKENS) {
-		if (e->payload_len % 4 || e->payload_len == 0) {
-			snprintf(err, errlen, "token input must be a non-empty array of int32 ids");
-			return -EINVAL;
-		}
-		int32_t *ids = malloc(e->payload_len);
-		if (!ids)
-			return -ENOMEM;
-		memcpy(ids, in, e->payload_len);
-		*ret = ids;
-		*ret_n = (int32_t)(e->payload_len / 4);
-		return 0;
-	}
-	if (e->input == PF_INPUT_TEXT) {
-		text = (char *)in;
-		tlen = e->payload_len;
-	} else if (e->input == PF_INPUT_CHAT) {
-		const struct pf_chat *chat = pf_engine_chat(eng);
-		struct pf_chat_msg msgs[MAX_CHAT_MSGS];
-		uint32_t nm, off = 4;
-		if (!chat) {
-			snprintf(err, errlen, "the model has no chat template pinferd can render; send text instead");
-			return -ENOTSUP;
-		}
-		if (e->payload_len < 4) {
-			snprintf(err, errlen, "chat input too short");
-			return -EINVAL;
-		}
-		memcpy(&nm, in, 4);
-		if (nm == 0 || nm > MAX_CHAT_MSGS) {
-			snprintf(err, errlen, "chat input must have 1..%d messages", MAX_CHAT_MSGS);
-			return -EINVAL;
-		}
-		for (uint32_t i = 0; i < nm; i++) {
-			uint32_t l;
-			for (int part = 0; part < 2; part++) {
-				if (e->payload_len - off < 4) {
-					snprintf(err, errlen, "chat message %u runs past the payload", i);
-					return -EINVAL;
-				}
-				memcpy(&l, in + off, 4);
-				off += 4;
-				if (l > e->payload_len - off) {
-					snprintf(err, errlen, "chat message %u runs past the payload", i);
-					return -EINVAL;
-				}
-				if (part == 0) {
-					msgs[i].role = (const char *)in + off;
-					msgs[i].role_len = l;
-				} else {
-					msgs[i].content = (const char *)in + off;
-					msgs[i].content_len = l;
-				}
-				off += l;
-			}
-		}
-		size_t need = 0;
-		r = pf_chat_render(chat, msgs, nm, true, NULL, 0, &need, err, errlen);
-		if (r && r != -ENOSPC)
-			return r;
-		text = malloc(need + 1);
-		if (!text)
-			return -ENOMEM;
-		r = pf_chat_render(chat, msgs, nm, true, text, need + 1, &tlen, err, errlen);
-		if (r) {
-			free(text);
-			return r;
-		}
-		/* the template's own markers are special tokens; the user's
-		 * content is not re-scanned separately — it is part of the text,
-		 * as llama.cpp's server does with its templated prompt */
-		add_special = true;
-		parse_special = true;
-	} else {
-		snprintf(err, errlen, "unknown input kind %u", e->input);
-		return -EINVAL;
-	}
-	r = pf_tok_encode(tok, text, tlen, add_special, parse_special, NULL, 0, &n);
-	int32_t *ids = (r == 0 || r == -ENOSPC) ? malloc(sizeof(int32_t) * (n + 1)) : NULL;
-	if (ids)
-		r = pf_tok_encode(tok, text, tlen, add_special, parse_special, ids, n, &n);
-	if (text != (char *)in)
-		free(text);
-	if (!ids || r) {
-		free(ids);
-		snprintf(err, errlen, "cannot tokenize the prompt");
-		return r ? r : -ENOMEM;
-	}
-	if (n == 0) {
-		free(ids);
-		snprintf(err, errlen, "the prompt is empty");
-		return -EINVAL;
-	}
-	*ret = ids;
-	*ret_n = (int32_t)n;
-	return 0;
-}
 
 /*
  * Per-client quotas on what a request may come to hold, counted at
@@ -621,6 +530,38 @@ void pf_session_add_req(struct pf_session *s, struct pf_dreq *q)
 	s->n_inflight++;
 }
 
+void pf_session_submit_prompt(struct pf_session *s, uint64_t tag, const struct pf_request_params *p,
+			      const int32_t *prompt, int32_t n_prompt, int64_t deadline_ns)
+{
+	char err[256] = "";
+	int64_t q_tokens = 0, q_blocks = 0;
+	int r = pf_session_check_quota(s, n_prompt, p, &q_tokens, &q_blocks, err, sizeof(err));
+	struct pf_dreq *q = NULL;
+	if (!r) {
+		q = calloc(1, sizeof(*q));
+		r = q ? 0 : -ENOMEM;
+	}
+	if (!r) {
+		q->s = s;
+		q->tag = tag;
+		q->n_prompt = n_prompt;
+		q->deadline_ns = deadline_ns;
+		r = pf_engine_submit(s->d->engine, prompt, n_prompt, p, q, &q->engine_id, err, sizeof(err));
+	}
+	if (r) {
+		free(q);
+		if (r == -EINVAL)
+			s->bad_entries++;
+		pf_session_post_error(s, tag, -r, err[0] ? err : strerror(-r));
+		return;
+	}
+	pf_session_charge(s, q, q_tokens, q_blocks);
+	pf_session_add_req(s, q);
+	s->tokens_in += (uint64_t)n_prompt;
+	if (s->paused)
+		pf_engine_pause(s->d->engine, q->engine_id, true);
+}
+
 static void handle_submit(struct pf_session *s, const struct pf_sqe *e)
 {
 	char err[256] = "";
@@ -667,35 +608,24 @@ static void handle_submit(struct pf_session *s, const struct pf_sqe *e)
 	int32_t ids[16];
 	memcpy(ids, sid, e->n_stop_ids * 4);
 	r = pf_sqe_to_params(e, stops, e->stop_len, ids, &p, err, sizeof(err));
-	if (!r)
-		r = build_prompt(s, e, in, &prompt, &n_prompt, err, sizeof(err));
-	int64_t q_tokens = 0, q_blocks = 0;
-	if (!r)
-		r = pf_session_check_quota(s, n_prompt, &p, &q_tokens, &q_blocks, err, sizeof(err));
-	struct pf_dreq *q = NULL;
-	if (!r) {
-		q = calloc(1, sizeof(*q));
-		r = q ? 0 : -ENOMEM;
+	int64_t deadline_ns = e->deadline_ms ? now_ns() + (int64_t)e->deadline_ms * 1000000 : 0;
+	if (!r && pf_tokenize_wanted(s->d, e)) {
+		/* a long text: tokenized by the worker, submitted when it is done
+		 * (pf_tokenize_collect); this thread goes on stepping meanwhile */
+		pf_tokenize_queue(s, e, &p, in, deadline_ns);
+		in = NULL;
+		goto out;
 	}
-	if (!r) {
-		q->s = s;
-		q->tag = e->tag;
-		q->n_prompt = n_prompt;
-		q->deadline_ns = e->deadline_ms ? now_ns() + (int64_t)e->deadline_ms * 1000000 : 0;
-		r = pf_engine_submit(s->d->engine, prompt, n_prompt, &p, q, &q->engine_id, err, sizeof(err));
-	}
+	if (!r)
+		r = pf_daemon_build_prompt(s->d->engine, e, in, p.sampling.max_tokens, &prompt, &n_prompt, err,
+					   sizeof(err));
 	if (r) {
-		free(q);
 		if (r == -EINVAL)
 			s->bad_entries++;
 		pf_session_post_error(s, e->tag, -r, err[0] ? err : strerror(-r));
 		goto out;
 	}
-	pf_session_charge(s, q, q_tokens, q_blocks);
-	pf_session_add_req(s, q);
-	s->tokens_in += (uint64_t)n_prompt;
-	if (s->paused)
-		pf_engine_pause(s->d->engine, q->engine_id, true);
+	pf_session_submit_prompt(s, e->tag, &p, prompt, n_prompt, deadline_ns);
 out:
 	free(prompt);
 	free(in);
@@ -716,6 +646,8 @@ int pf_session_poll_sq(struct pf_session *s)
 		} else if (e.op == PF_OP_RESUME && s->version >= 2) {
 			pf_daemon_resume(s, &e);
 		} else if (e.op == PF_OP_CANCEL) {
+			if (pf_tokenize_cancel(s, e.tag))
+				continue; /* still being tokenized: answered there */
 			for (struct pf_dreq *q = s->reqs; q; q = q->next)
 				if (q->tag == e.tag) {
 					pf_engine_cancel(s->d->engine, q->engine_id);
@@ -742,6 +674,7 @@ void pf_session_cancel_all(struct pf_session *s)
 {
 	if (!s->d->engine)
 		return;
+	pf_tokenize_cancel_all(s);
 	/* pf_engine_cancel reports through ev_finish, which frees the dreq */
 	while (s->reqs) {
 		struct pf_dreq *q = s->reqs;

@@ -84,6 +84,7 @@ int main(int argc, char **argv)
 	ec.max_model_len = d->cfg.max_model_len;
 	ec.sched.max_num_seqs = d->cfg.max_num_seqs;
 	ec.sched.max_num_batched_tokens = d->cfg.max_batched_tokens;
+	ec.max_step_ms = d->cfg.max_step_ms;
 	ec.sched.prefix_caching = d->cfg.prefix_caching;
 	ec.sched.policy = d->cfg.priority_policy ? PF_SCHED_PRIORITY : PF_SCHED_FCFS;
 	ec.sched.static_batching = d->cfg.static_batching;
@@ -130,6 +131,11 @@ int main(int argc, char **argv)
 	d->cfg_seen = malloc(sizeof(*d->cfg_seen));
 	if (d->cfg_seen)
 		*d->cfg_seen = d->cfg;
+	/* long prompts are tokenized off the engine thread; without the
+	 * worker they are tokenized inline, as before */
+	if (d->engine && (r = pf_tokenize_start(d)))
+		pf_daemon_log(d, PF_LOG_WARN, "no tokenizer thread (%s): long prompts are tokenized between steps",
+			      strerror(-r));
 	pthread_t ctl;
 	r = pthread_create(&ctl, NULL, pf_daemon_control_main, d);
 	if (r) {
@@ -140,6 +146,7 @@ int main(int argc, char **argv)
 	/* READY only now: the model is loaded and the socket accepts */
 	sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s", d->acc.model, d->socket_path);
 	pf_daemon_engine_loop(d);
+	pf_tokenize_stop(d); /* before the engine (its tokenizer) goes */
 	atomic_store(&d->stop, true);
 	pthread_join(ctl, NULL);
 	unlink(d->socket_path);

@@ -74,6 +74,7 @@ struct ereq {
 	struct hyp hyps[MAX_N];
 	int32_t n_hyps;
 	uint64_t base_seed;   /* Philox key of sequence 0; sibling k uses base + k·golden */
+	uint64_t beam_mark;   /* the step that listed it for its beam step */
 	/* resumed forked siblings after the first: each is its own request to
 	 * the scheduler (it adds one sequence per request and counts requests
 	 * by that), while the engine reports them as one */
@@ -100,6 +101,8 @@ struct pf_engine {
 	struct pf_sample_row *dev_rows;
 	int32_t *dev_tokens;
 	float *dev_logprobs;
+	struct ereq **beam_reqs; /* (cap_logits) beam requests with rows in the step */
+	uint64_t step_no;        /* marks them (ereq.beam_mark) */
 	int32_t *n_prompt;    /* (cap_seqs) per-sequence prompt lengths of the step */
 	int32_t cap_seqs;
 	char *text;           /* detokenizer output scratch */
@@ -107,7 +110,11 @@ struct pf_engine {
 	struct ereq *reqs;    /* active requests */
 	uint64_t next_id;
 	uint64_t prompt_computed, generated;
-	int32_t last_step_tokens;
+	int32_t last_step_tokens, last_step_prompt;
+	/* max_step_ms: the step time model (seconds; 0: not measured yet)
+	 * and the prompt-token budget it gives */
+	double step_base_s, prompt_tok_s;
+	int32_t prefill_budget;
 	bool replay_pending;  /* a resumed sequence has tokens to report again */
 	char desc[512];
 };
@@ -315,6 +322,36 @@ static struct eseq *eseq_new(struct pf_engine *e, struct ereq *r, struct pf_seq 
 	return es;
 }
 
+/*
+ * Beam search needs every beam's K/V at once: a step chooses the next beams
+ * only when all live beams have their candidates, so beams that cannot all
+ * hold their blocks wait for each other forever.  Their worst case is known
+ * at submission: the prompt's full blocks are shared by every beam (forks
+ * share them copy-on-write, and after a preemption the prefix cache hands
+ * them back — without it a recomputed beam needs its own), each beam owns
+ * the rest of its at most n_prompt + max_tokens - 1 positions (the last
+ * token is chosen, never computed).  Returns 0 or -ENOSPC with the numbers.
+ */
+static int beam_fit_check(const struct pf_engine *e, int32_t n_prompt, const struct pf_request_params *p, char *err,
+			  size_t errlen)
+{
+	if (p->beam_width <= 1)
+		return 0;
+	int64_t bs = e->cfg.block_size;
+	int64_t positions = (int64_t)n_prompt + (p->sampling.max_tokens > 0 ? p->sampling.max_tokens - 1 : 0);
+	int64_t per_beam = (positions + bs - 1) / bs;
+	int64_t shared = e->cfg.sched.prefix_caching ? n_prompt / bs : 0;
+	int64_t need = shared + (int64_t)p->beam_width * (per_beam - shared);
+	struct pf_kv_stats st;
+	pf_kv_get_stats(e->kv, &st);
+	if (need > st.n_blocks) {
+		snprintf(err, errlen, "beam search: %d beams x %lld tokens need %lld KV blocks, the pool has %d",
+			 p->beam_width, (long long)positions, (long long)need, st.n_blocks);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
 int pf_engine_submit(struct pf_engine *e, const int32_t *prompt, int32_t n, const struct pf_request_params *p,
 		     void *user, uint64_t *ret_id, char *err, size_t errlen)
 {
@@ -347,6 +384,9 @@ int pf_engine_submit(struct pf_engine *e, const int32_t *prompt, int32_t n, cons
 			 n, p->sampling.max_tokens, (long long)need, e->max_model_len);
 		return -EINVAL;
 	}
+	r = beam_fit_check(e, n, p, err, errlen);
+	if (r)
+		return r;
 	struct ereq *rq = calloc(1, sizeof(*rq));
 	if (!rq)
 		return -ENOMEM;
@@ -391,12 +431,14 @@ int pf_engine_cancel(struct pf_engine *e, uint64_t id)
 	struct ereq *r = find_req(e, id);
 	if (!r)
 		return -ENOENT;
-	/* seq_end frees r with the last sequence */
+	/* seq_end frees r with the last sequence.  Beams are one sequence
+	 * to the caller (they report hypotheses, not streams): the last
+	 * one reports the end. */
 	for (int i = MAX_N - 1; i >= 0; i--) {
 		if (!r->seqs[i])
 			continue;
 		bool last = r->n_live == 1;
-		seq_end(e, r->seqs[i], PF_FINISH_CANCELLED, NULL, 0, true);
+		seq_end(e, r->seqs[i], PF_FINISH_CANCELLED, NULL, 0, last || r->p.beam_width <= 1);
 		if (last)
 			break;
 	}
@@ -608,18 +650,21 @@ static void beam_finish(struct pf_engine *e, struct ereq *r)
 			len = 0;
 		u.generated_tokens = r->hyps[i].n;
 		u.beam_score = (float)r->hyps[i].score;
+		u.last = i + 1 == r->n_hyps || i + 1 == w;
 		if (e->ev.on_beam)
-			e->ev.on_beam(e->ev.ctx, r->id, r->user, i, r->hyps[i].tokens, r->hyps[i].n, txt, len, &u);
+			e->ev.on_beam(e->ev.ctx, r->id, r->user, i, r->hyps[i].why, r->hyps[i].tokens, r->hyps[i].n, txt,
+				      len, &u);
 		free(txt);
 	}
-	enum pf_finish_reason why = r->n_hyps ? r->hyps[0].why : PF_FINISH_LENGTH;
-	/* the first live beam reports the request's end; the rest go quietly */
-	bool reported = false;
+	/* The hypotheses were the request's report, the last one its end:
+	 * the beams go quietly.  Without any (out of memory), the last beam
+	 * reports the end as any request's last sequence does. */
+	bool quiet = r->n_hyps > 0;
 	for (int i = MAX_N - 1; i >= 0; i--) {
 		if (!r->seqs[i])
 			continue;
 		bool last = r->n_live == 1;
-		seq_end(e, r->seqs[i], why, NULL, 0, last && !reported);
+		seq_end(e, r->seqs[i], PF_FINISH_LENGTH, NULL, 0, last && !quiet);
 		if (last)
 			break;
 	}
@@ -717,15 +762,57 @@ static void beam_step(struct pf_engine *e, struct ereq *r)
 
 static void replay_all(struct pf_engine *e);
 
+/*
+ * max_step_ms: the prompt tokens the next step may take.  A step's time is
+ * modelled as base + prompt_tokens x cost: base from steps of decodes only
+ * (weights are read once a step whatever its rows), the cost from steps
+ * with prompt tokens, both moving averages so they follow the load and the
+ * context length.  Until a cost is measured, a probe-sized chunk.
+ */
+static void plan_step_budget(struct pf_engine *e)
+{
+	double target = e->cfg.max_step_ms * 1e-3;
+	int32_t cap = e->cfg.sched.max_num_batched_tokens, n;
+	if (e->prompt_tok_s <= 0) {
+		n = PF_ENGINE_PROBE_TOKENS;
+	} else {
+		double room = (target - e->step_base_s) / e->prompt_tok_s;
+		n = room >= (double)cap ? cap : (int32_t)room;
+	}
+	/* a prompt always moves, a token a step at the least */
+	if (n < 1)
+		n = 1;
+	e->prefill_budget = n < cap ? n : cap;
+	pf_sched_set_prefill_budget(e->sched, e->prefill_budget);
+}
+
+static void measure_step(struct pf_engine *e, int32_t n_tokens, int32_t n_prompt, double dt)
+{
+	const double w = 0.25; /* weight of the newest step */
+	if (n_prompt == 0) {
+		e->step_base_s = e->step_base_s > 0 ? (1 - w) * e->step_base_s + w * dt : dt;
+		return;
+	}
+	/* without a base yet, the whole step is charged to its tokens: an
+	 * overestimate, so the budget errs small */
+	double c = e->step_base_s > 0 ? (dt - e->step_base_s) / n_prompt : dt / n_tokens;
+	if (c < dt / (4.0 * n_tokens))
+		c = dt / (4.0 * n_tokens); /* noise: never near free */
+	e->prompt_tok_s = e->prompt_tok_s > 0 ? (1 - w) * e->prompt_tok_s + w * c : c;
+}
+
 int pf_engine_step(struct pf_engine *e)
 {
 	struct pf_sched_batch b;
 	if (e->replay_pending)
 		replay_all(e);
+	if (e->cfg.max_step_ms > 0)
+		plan_step_budget(e);
 	double t = now_s();
 	int n = pf_sched_step(e->sched, (int64_t)(t * 1000), &b);
 	if (n <= 0) {
 		e->last_step_tokens = 0;
+		e->last_step_prompt = 0;
 		return n;
 	}
 	int r = 0;
@@ -752,7 +839,10 @@ int pf_engine_step(struct pf_engine *e)
 		float *dl = realloc(e->dev_logprobs, sizeof(*dl) * (size_t)b.n_logits);
 		if (dl)
 			e->dev_logprobs = dl;
-		if (!l || !dr || !dt || !dl)
+		struct ereq **br = realloc(e->beam_reqs, sizeof(*br) * (size_t)b.n_logits);
+		if (br)
+			e->beam_reqs = br;
+		if (!l || !dr || !dt || !dl || !br)
 			r = -ENOMEM;
 		else
 			e->cap_logits = b.n_logits;
@@ -797,19 +887,26 @@ int pf_engine_step(struct pf_engine *e)
 	}
 	if (r) {
 		/* the step failed: fail every request in it rather than loop */
-		for (int32_t i = 0; i < b.n_seqs; i++)
-			if (b.seqs[i]->user)
-				seq_end(e, b.seqs[i]->user, PF_FINISH_ERROR, NULL, 0, true);
+		for (int32_t i = 0; i < b.n_seqs; i++) {
+			struct eseq *es = b.seqs[i]->user;
+			if (es)
+				seq_end(e, es, PF_FINISH_ERROR, NULL, 0, es->r->p.beam_width <= 1 || es->r->n_live == 1);
+		}
 		return r;
 	}
+	int32_t n_prompt_tok = 0;
 	for (int32_t i = 0; i < b.n_tokens; i++)
-		e->prompt_computed += b.pos[i] < b.seqs[b.seq_idx[i]]->n_prompt;
+		n_prompt_tok += b.pos[i] < b.seqs[b.seq_idx[i]]->n_prompt;
+	e->prompt_computed += (uint64_t)n_prompt_tok;
 	e->last_step_tokens = b.n_tokens;
+	e->last_step_prompt = n_prompt_tok;
 
 	/* Sequences never end before this loop has seen every row: beam
-	 * bookkeeping is deferred to after it. */
-	struct ereq *beam_reqs[256];
+	 * bookkeeping is deferred to after it.  Every beam request with a row
+	 * here is listed once (marked with the step), however many there are:
+	 * one left out would wait for its beam step forever. */
 	int32_t n_beam = 0;
+	e->step_no++;
 	for (int32_t i = 0; i < b.n_logits; i++) {
 		struct eseq *es = b.logit_seqs[i]->user;
 		float *lg = e->logits + (size_t)i * (size_t)e->n_vocab;
@@ -827,11 +924,11 @@ int pf_engine_step(struct pf_engine *e)
 			}
 			es->n_cand = top_logprobs(lg, e->n_vocab, 2 * rq->p.beam_width, es->cand);
 			es->has_cand = true;
-			bool seen = false;
-			for (int32_t k = 0; k < n_beam; k++)
-				seen |= beam_reqs[k] == rq;
-			if (!seen && n_beam < 256)
-				beam_reqs[n_beam++] = rq;
+			if (rq->beam_mark != e->step_no) {
+				rq->beam_mark = e->step_no;
+				/* b.n_logits entries at most: sized before the loop */
+				e->beam_reqs[n_beam++] = rq;
+			}
 			continue;
 		}
 		if (!rq->forked && rq->p.n > 1) {
@@ -856,11 +953,16 @@ int pf_engine_step(struct pf_engine *e)
 		}
 		sample_one(e, es, lg);
 	}
+	if (e->cfg.max_step_ms > 0)
+		measure_step(e, b.n_tokens, n_prompt_tok, now_s() - t);
 	for (int32_t k = 0; k < n_beam; k++) {
-		struct ereq *rq = beam_reqs[k];
+		struct ereq *rq = e->beam_reqs[k];
+		/* a beam preempted after it got its candidates waits to be
+		 * recomputed (forking it needs it running): its logits come
+		 * again, the same, when it is */
 		bool ready = true;
 		for (int i = 0; i < MAX_N; i++)
-			if (rq->seqs[i] && !rq->seqs[i]->has_cand)
+			if (rq->seqs[i] && (!rq->seqs[i]->has_cand || rq->seqs[i]->q->state != PF_SEQ_RUNNING))
 				ready = false;
 		if (ready)
 			beam_step(e, rq);
@@ -894,6 +996,10 @@ void pf_engine_get_stats(const struct pf_engine *e, struct pf_engine_stats *ret)
 	ret->prompt_tokens_computed = e->prompt_computed;
 	ret->generation_tokens = e->generated;
 	ret->last_step_tokens = e->last_step_tokens;
+	ret->last_step_prompt_tokens = e->last_step_prompt;
+	ret->prefill_budget = e->cfg.max_step_ms > 0 ? e->prefill_budget : 0;
+	ret->step_base_ms = e->step_base_s * 1e3;
+	ret->prompt_token_ms = e->prompt_tok_s * 1e3;
 }
 
 const struct pf_tok *pf_engine_tok(const struct pf_engine *e) { return e->tok; }
@@ -925,6 +1031,7 @@ void pf_engine_destroy(struct pf_engine *e)
 	free(e->dev_rows);
 	free(e->dev_tokens);
 	free(e->dev_logprobs);
+	free(e->beam_reqs);
 	free(e->n_prompt);
 	free(e->text);
 	free(e);
@@ -1035,6 +1142,9 @@ static int resume_check(const struct pf_engine *e, const struct pf_engine_snapsh
 		return resume_fail(err, errlen,
 				   "prompt (%d tokens) + max_tokens (%d) = %lld exceeds the context limit of %d tokens",
 				   s0->n_prompt, p->sampling.max_tokens, (long long)need, e->max_model_len);
+	r = beam_fit_check(e, s0->n_prompt, p, err, errlen);
+	if (r)
+		return r;
 	uint32_t seen = 0;
 	for (int32_t k = 0; k < n_seqs; k++) {
 		const struct pf_engine_snapshot *s = &seqs[k];

@@ -66,11 +66,22 @@ struct pf_engine_config {
 	 * by its own steps, so a seeded request may pick another token than on
 	 * the CPU — as the GPU's arithmetic may anyway. */
 	bool device_sampling;
+	/* Target time of one step, in ms (0, the default: none).  The prompt
+	 * tokens a step takes (sched.max_num_batched_tokens at most) follow
+	 * the measured cost of a token — a step's time is fitted as a fixed
+	 * part (from steps of decodes only) plus a cost per prompt token — so
+	 * steps stay near the target and running streams keep a steady
+	 * inter-token latency while long prompts go in over several steps.
+	 * Decodes are never held back for it.  The first steps with a prompt
+	 * take PF_ENGINE_PROBE_TOKENS while there is nothing measured yet. */
+	double max_step_ms;
 	struct pf_sched_config sched;
 	/* Where the backend's warnings and failed steps are reported (the
 	 * daemon's log); unset: dropped (backends never print). */
 	struct pf_backend_log backend_log;
 };
+
+#define PF_ENGINE_PROBE_TOKENS 8 /* prompt tokens per step before the cost is known */
 
 struct pf_request_params {
 	struct pf_sampling_params sampling;
@@ -99,15 +110,21 @@ struct pf_engine_events {
 	/* Sequence `index` finished.  `text` is any text released at the end. */
 	void (*on_finish)(void *ctx, uint64_t req_id, void *req_user, int32_t index, enum pf_finish_reason why,
 			  const char *text, size_t len, const struct pf_usage *usage);
-	/* Beam search reports whole hypotheses instead of streaming tokens. */
-	void (*on_beam)(void *ctx, uint64_t req_id, void *req_user, int32_t rank, const int32_t *tokens,
-			int32_t n, const char *text, size_t len, const struct pf_usage *usage);
+	/* Beam search reports whole hypotheses instead of streaming tokens:
+	 * one call per hypothesis, best first (rank 0..), each with why it
+	 * ended (STOP: EOS or a stop token; LENGTH: max_tokens or the
+	 * context), usage->last on the final one — which ends the request:
+	 * no on_finish follows.  A beam request that is cancelled or fails
+	 * reports one on_finish (index 0, last) instead. */
+	void (*on_beam)(void *ctx, uint64_t req_id, void *req_user, int32_t rank, enum pf_finish_reason why,
+			const int32_t *tokens, int32_t n, const char *text, size_t len, const struct pf_usage *usage);
 };
 
 /* running/waiting count sequences (n > 1 and beams count each);
  * req_* count requests (see struct pf_sched_stats).  requests_admitted
  * counts accepted submissions: each ends in exactly one on_finish with
- * usage->last, so admitted == those finishes + req_running + req_waiting. */
+ * usage->last (a finished beam search: in one on_beam with usage->last),
+ * so admitted == those finishes + req_running + req_waiting. */
 struct pf_engine_stats {
 	int32_t running, waiting, preempted_waiting;
 	int32_t req_running, req_waiting, req_preempted;
@@ -118,6 +135,9 @@ struct pf_engine_stats {
 	int32_t swapped;               /* waiting sequences whose K/V is in host slots */
 	uint64_t prompt_tokens_computed, generation_tokens;
 	int32_t last_step_tokens;
+	int32_t last_step_prompt_tokens; /* of those, prompt tokens (prefill) */
+	int32_t prefill_budget;        /* max_step_ms: prompt tokens the next step may take; 0: no cap */
+	double step_base_ms, prompt_token_ms; /* max_step_ms: the fitted step time model */
 };
 
 struct pf_engine;
@@ -137,7 +157,9 @@ void pf_engine_destroy(struct pf_engine *e);
 /*
  * Queue a request.  Returns 0 and its id, or -EINVAL with a message (bad
  * parameters, token ids out of range, prompt + max_tokens over the context
- * limit — the message states both numbers), -ENOMEM.
+ * limit — the message states both numbers), -ENOSPC with a message when
+ * beam search's beams could not all hold their KV blocks in the pool at
+ * once (they wait for each other, so they would never finish), -ENOMEM.
  */
 int pf_engine_submit(struct pf_engine *e, const int32_t *prompt, int32_t n, const struct pf_request_params *p,
 		     void *user, uint64_t *ret_id, char *err, size_t errlen);

@@ -30,6 +30,7 @@ struct pf_sched {
 	 * admit static_batch requests, then closed until it drains) */
 	int32_t static_count;
 	bool static_forming;
+	int32_t prefill_budget;    /* pf_sched_set_prefill_budget; 0: none */
 };
 
 struct pf_sched_config pf_sched_config_default(void)
@@ -436,11 +437,23 @@ static void emit(struct pf_sched *s, struct pf_seq *q, int32_t n_new)
  * sequence, so the running ones can grow a while without preempting anyone
  * (the static baseline reserves whole requests and keeps only the
  * watermark).  With nothing running there is nobody to keep room for: a
- * request that fits the pool at all must be admitted, or it waits forever.
+ * request that fits the pool at all must be admitted, or it waits forever;
+ * the same holds for a sequence whose request already runs (below).
  */
-static int32_t admission_headroom(const struct pf_sched *s)
+static int32_t admission_headroom(const struct pf_sched *s, const struct pf_seq *q)
 {
 	if (s->running.n == 0)
+		return 0;
+	/* A sequence whose request already runs (a preempted beam or
+	 * sibling) gets in whenever it fits: beam search chooses the next
+	 * beams only when every beam has its logits, so the running ones wait
+	 * for it, and room kept for them would be kept from them. */
+	int32_t waiting = 0;
+	for (const struct pf_seq *p = q; p && p->req == q->req; p = p->next)
+		waiting++; /* siblings share their arrival order: they sit together */
+	for (const struct pf_seq *p = q->prev; p && p->req == q->req; p = p->prev)
+		waiting++;
+	if (waiting < q->req->n_seqs)
 		return 0;
 	return s->cfg.watermark_blocks + (s->cfg.static_batching ? 0 : s->running.n + 1);
 }
@@ -457,7 +470,7 @@ static int admit_swapped(struct pf_sched *s, struct pf_seq *q, int32_t budget)
 	int32_t left = q->n_tokens - q->n_computed;
 	int32_t n_new = left < budget ? left : budget;
 	int32_t need = (q->n_computed + n_new + s->bs - 1) / s->bs;
-	if (pf_kv_num_available(s->kv) - need < admission_headroom(s))
+	if (pf_kv_num_available(s->kv) - need < admission_headroom(s, q))
 		return 0;
 	int r = pairs_room(&b->swap_in, &s->cap_swap_in, b->n_swap_in, q->kv.n_blocks);
 	if (!r)
@@ -475,6 +488,31 @@ static int admit_swapped(struct pf_sched *s, struct pf_seq *q, int32_t budget)
 	return n_new;
 }
 
+/*
+ * Beams of one request wait for each other: a beam with its logits computes
+ * nothing until its siblings have theirs, holding its blocks meanwhile.  So
+ * when a step finds nothing to schedule while sequences wait and no running
+ * sequence has anything left to compute, the running ones are all such
+ * beams, holding room their waiting siblings need: two beam requests can
+ * hold each other's room forever.  The newest of them is preempted
+ * (recompute; it recomputes its logits, the same, when it is back), so
+ * the oldest requests' beams get in and finish first.  Returns true when
+ * it preempted one (the caller tries admission again).
+ */
+static bool unwedge(struct pf_sched *s)
+{
+	if (s->b.n_tokens || !s->waiting.head || s->cfg.static_batching)
+		return false;
+	for (const struct pf_seq *p = s->running.head; p; p = p->next)
+		if (p->n_computed < p->n_tokens)
+			return false; /* something can still run (or is paused): no deadlock */
+	if (!s->running.tail)
+		return false;
+	preempt(s, s->running.tail, false); /* cannot fail without a swap */
+	s->b.n_preempted++;
+	return true;
+}
+
 int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out)
 {
 	struct pf_sched_batch *b = &s->b;
@@ -488,6 +526,10 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 
 	/* decodes first, then prefill chunks of running sequences */
 	for (int pass = 0; pass < 2 && budget > 0; pass++) {
+		/* prefill (and admission) takes at most the prefill budget:
+		 * decodes never wait for it, a long prompt goes in chunks */
+		if (pass == 1 && s->prefill_budget > 0 && budget > s->prefill_budget)
+			budget = s->prefill_budget;
 		struct pf_seq *q = s->running.head;
 		while (q && budget > 0) {
 			struct pf_seq *next = q->next;
@@ -524,6 +566,7 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		may_admit = may_admit && s->static_forming;
 	}
 	int32_t admitted = 0;
+admit:
 	while (may_admit && budget > 0 && s->waiting.head && s->running.n < s->cfg.max_num_seqs) {
 		struct pf_seq *q = s->waiting.head;
 		if (s->cfg.static_batching && s->static_count >= s->cfg.static_batch)
@@ -552,7 +595,7 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		/* the baseline reserves the whole prompt + max_tokens up front */
 		int32_t reserve = s->cfg.static_batching ? q->n_prompt + q->req->max_tokens : q->n_computed + n_new;
 		int32_t need = (reserve + s->bs - 1) / s->bs - q->kv.n_blocks;
-		if (need > 0 && pf_kv_num_available(s->kv) - need < admission_headroom(s)) {
+		if (need > 0 && pf_kv_num_available(s->kv) - need < admission_headroom(s, q)) {
 			/* give matched prefix blocks back while it waits */
 			pf_kv_seq_release(s->kv, &q->kv);
 			q->n_computed = 0;
@@ -581,6 +624,8 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		admitted++;
 		s->static_count++;
 	}
+	if (may_admit && unwedge(s))
+		goto admit;
 	/* a static batch keeps forming only while the token budget alone
 	 * cut admission short: a batch of static_batch requests must not
 	 * shrink to what one step's budget can prefill */
@@ -596,6 +641,11 @@ int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *out
 		s->steps++;
 	*out = *b;
 	return b->n_tokens;
+}
+
+void pf_sched_set_prefill_budget(struct pf_sched *s, int32_t n)
+{
+	s->prefill_budget = n > 0 ? n : 0;
 }
 
 void pf_sched_step_done(struct pf_sched *s)

@@ -43,6 +43,8 @@
  *      their arrival so they come first) while the token budget and
  *      max_num_seqs allow and the pool keeps `watermark` free blocks after
  *      the admission — that margin is what keeps preemption from thrashing.
+ *      A sequence whose request already runs (a preempted beam) needs no
+ *      margin: the running beams wait for it.
  *      Admission stops at the first that does not fit (no overtaking).
  *   3. With prefix caching on, admission first takes every cached leading
  *      block of the sequence's tokens and skips computing them.  The
@@ -184,6 +186,16 @@ int pf_sched_add(struct pf_sched *s, struct pf_req *req, const int32_t *prompt, 
  * number of tokens scheduled (0 when there is nothing to do), or -ENOMEM.
  */
 int pf_sched_step(struct pf_sched *s, int64_t now_ms, struct pf_sched_batch *b);
+
+/*
+ * Cap the prompt tokens (prefill chunks and admissions) of each following
+ * step at n, under max_num_batched_tokens; decodes are not counted and never
+ * cut.  The engine sets it from the measured cost of a token so that a step
+ * stays near a target time (--max-step-ms): running streams keep their
+ * inter-token latency while a long prompt goes in over several steps.  n <=
+ * 0: no cap.  Cannot fail.
+ */
+void pf_sched_set_prefill_budget(struct pf_sched *s, int32_t n);
 
 /* The step ran: advance every scheduled sequence's computed count and
  * register its newly full blocks in the prefix cache.  Cannot fail. */

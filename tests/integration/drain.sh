@@ -97,7 +97,9 @@ for v in "${variants[@]}"; do
   esac
   : >"$log"
   start_daemon
-  if wait_for 30 grep -q "moved it to .*corrupt" "$log" && ls "$state".corrupt-* >/dev/null 2>&1 && [ ! -e "$state" ]; then
+  # the daemon loads the state file just after its socket appears (it
+  # must be sure to serve first): wait for the verdict, do not race it
+  if wait_for 30 bash -c "grep -q 'moved it to .*corrupt' '$log' && ls '$state'.corrupt-* >/dev/null 2>&1 && [ ! -e '$state' ]"; then
     reply=$(timeout 120 "$pinfer" generate --socket "$sock" --temperature 0 --max-tokens 4 "Hi" 2>/dev/null)
     [ -n "$reply" ] && ok "$v: $(grep -o 'error: .*' "$log" | head -1 | cut -c1-160)" || fail "$v: daemon does not serve"
   else

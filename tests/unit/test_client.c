@@ -1220,6 +1220,53 @@ static void test_generate(void **state)
 	pinfer_close(c);
 }
 
+struct interrupt_ctx {
+	struct result r;
+	struct pinfer *c;
+};
+
+static int cb_interrupt_at_end(void *ctx, const struct pinfer_event *ev)
+{
+	struct interrupt_ctx *x = ctx;
+	collect(&x->r, ev);
+	if (ev->last)
+		pinfer_interrupt(x->c); /* as a Ctrl-C that comes just as the reply ends */
+	return 0;
+}
+
+/*
+ * pinfer_interrupt() is what cancels a stream (an interrupted wait alone no
+ * longer does: tests/integration/sigstop.sh stops and continues a client).
+ * It works without any signal breaking the wait (as with SA_RESTART), and
+ * one that comes as the request ends does not cancel the next request.
+ */
+static void test_interrupt(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f);
+	struct pinfer *c = must_connect(&e->f, 0, 0, 0);
+	uint64_t tag;
+	struct interrupt_ctx x;
+	memset(&x, 0, sizeof(x));
+	x.c = c;
+	/* a held request: the interrupt is taken at the next sleep, the
+	 * request is cancelled and its end still delivered */
+	assert_int_equal(pinfer_submit_text(c, "hold", 4, NULL, &tag), 0);
+	pinfer_interrupt(c);
+	assert_int_equal(pinfer_stream(c, tag, cb_collect, &x.r), -EINTR);
+	assert_true(x.r.done);
+	assert_int_equal(x.r.fin.reason, PINFER_FINISH_CANCELLED);
+	/* an interrupt as the reply ends goes with it: the next request (which
+	 * makes the client sleep before it answers) runs to its end */
+	memset(&x.r, 0, sizeof(x.r));
+	assert_int_equal(pinfer_generate(c, "first reply", NULL, cb_interrupt_at_end, &x), 0);
+	memset(&x.r, 0, sizeof(x.r));
+	assert_int_equal(pinfer_generate(c, "wait for it", NULL, cb_collect, &x.r), 0);
+	assert_string_equal(x.r.text[0], "wait for it");
+	pinfer_close(c);
+	assert_string_equal(e->f.problem, "");
+}
+
 static void test_param_validation(void **state)
 {
 	struct env *e = *state;
@@ -1619,6 +1666,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_more_continuations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_cancel_inputs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_generate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_interrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_param_validation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_payload_wraparound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eagain_when_full, setup, teardown),

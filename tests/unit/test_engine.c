@@ -40,6 +40,9 @@ struct capture {
 	int32_t beam_tokens[MAXSEQ][MAXTOK];
 	int32_t beam_n[MAXSEQ];
 	float beam_score[MAXSEQ];
+	enum pf_finish_reason beam_why[MAXSEQ];
+	int32_t beam_generated[MAXSEQ];
+	bool beam_last_seen;
 	int n_beams;
 };
 
@@ -65,15 +68,21 @@ static void on_finish(void *ctx, uint64_t id, void *user, int32_t index, enum pf
 	c->usage = *u;
 }
 
-static void on_beam(void *ctx, uint64_t id, void *user, int32_t rank, const int32_t *tokens, int32_t n,
-		    const char *text, size_t len, const struct pf_usage *u)
+static void on_beam(void *ctx, uint64_t id, void *user, int32_t rank, enum pf_finish_reason why,
+		    const int32_t *tokens, int32_t n, const char *text, size_t len, const struct pf_usage *u)
 {
 	struct capture *c = user;
 	(void)ctx; (void)id; (void)text; (void)len;
 	assert_true(rank < MAXSEQ && n <= MAXTOK);
+	/* ranks come in order, nothing after the last */
+	assert_int_equal(rank, c->n_beams);
+	assert_false(c->beam_last_seen);
 	memcpy(c->beam_tokens[rank], tokens, sizeof(int32_t) * (size_t)n);
 	c->beam_n[rank] = n;
 	c->beam_score[rank] = u->beam_score;
+	c->beam_why[rank] = why;
+	c->beam_generated[rank] = u->generated_tokens;
+	c->beam_last_seen = u->last;
 	c->n_beams++;
 }
 
@@ -211,7 +220,8 @@ static void test_beam_search_consistent(void **state)
 	assert_int_equal(pf_engine_submit(e, ids, n, &p, c, &id, err, sizeof(err)), 0);
 	run_until_idle(e);
 	assert_int_equal(c->n_beams, 4);
-	assert_int_equal(c->n_finished, 1);
+	assert_true(c->beam_last_seen);
+	assert_int_equal(c->n_finished, 0); /* the hypotheses are the report */
 	/* greedy for comparison */
 	struct capture *g = calloc(1, sizeof(*g));
 	struct pf_request_params gp = pf_request_params_default();
@@ -296,6 +306,355 @@ static void test_shared_prefix_same_tokens_less_compute(void **state)
 	assert_true(prompt_computed[0] * 3 < prompt_computed[1]);
 	pf_engine_destroy(with);
 	pf_engine_destroy(without);
+}
+
+/* An engine whose KV pool holds exactly n_blocks blocks of 16 tokens. */
+static struct pf_engine *make_engine_blocks(int32_t n_blocks, bool prefix_caching)
+{
+	struct pf_engine_config cfg = pf_engine_config_default();
+	struct pf_engine_events ev = { .on_token = on_token, .on_finish = on_finish, .on_beam = on_beam };
+	struct pf_engine *e;
+	char err[512];
+	cfg.model_path = tu_model_path();
+	cfg.sched.prefix_caching = prefix_caching;
+	if (pf_engine_create(&cfg, &ev, &e, err, sizeof(err)))
+		fail_msg("engine: %s", err);
+	size_t bb = pf_kv_block_bytes(&pf_engine_model(e)->w.hp, 16, PF_DT_F16);
+	pf_engine_destroy(e);
+	cfg.kv_memory = (int64_t)((size_t)n_blocks * bb);
+	if (pf_engine_create(&cfg, &ev, &e, err, sizeof(err)))
+		fail_msg("engine: %s", err);
+	struct pf_engine_stats st;
+	pf_engine_get_stats(e, &st);
+	assert_int_equal(st.kv.n_blocks, n_blocks);
+	return e;
+}
+
+/* Step until idle; a step that computes nothing while work is left means
+ * the engine is stuck (nothing here waits for a batching window). */
+static void run_until_idle_unstuck(struct pf_engine *e)
+{
+	for (int guard = 0; pf_engine_has_work(e); guard++) {
+		int n = pf_engine_step(e);
+		assert_true(n >= 0);
+		if (n == 0) {
+			struct pf_engine_stats st;
+			pf_engine_get_stats(e, &st);
+			fail_msg("stuck: work left but nothing to compute after %d steps (%d sequences running, %d waiting, "
+				 "%d of %d blocks used)", guard, st.running, st.waiting, st.kv.n_used, st.kv.n_blocks);
+		}
+		assert_true(guard < 10000);
+	}
+}
+
+/*
+ * Beam search needs all its beams' blocks at once; a request whose beams
+ * cannot fit the pool used to be admitted and hang (2 beams running and
+ * waiting for 2 that could never be admitted).  It is refused at
+ * submission with the numbers; one that fits — to the last block — runs to
+ * the end, also while another request competes for the pool.
+ */
+static void test_beams_that_cannot_fit(void **state)
+{
+	(void)state;
+	struct pf_engine *e = make_engine_blocks(5, true);
+	int32_t ids[64];
+	int32_t n = encode(e, "Hello world", ids, 64);
+	assert_true(n > 0 && n < 16);
+	struct pf_request_params p = pf_request_params_default();
+	p.beam_width = 4;
+	p.sampling.max_tokens = 60;
+	p.sampling.ignore_eos = true;
+	struct capture *c = calloc(1, sizeof(*c));
+	uint64_t id;
+	char err[256] = "";
+	/* the brief's case: 4 beams x up to 4 blocks on a 5-block pool */
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, c, &id, err, sizeof(err)), -ENOSPC);
+	printf("# refused: %s\n", err);
+	assert_non_null(strstr(err, "need 16 KV blocks"));
+	assert_non_null(strstr(err, "the pool has 5"));
+	assert_false(pf_engine_has_work(e));
+	/* one position over a block per beam: 4 x 2 blocks */
+	p.sampling.max_tokens = 16 - n + 2;
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, c, &id, err, sizeof(err)), -ENOSPC);
+	/* every beam within one block: 5 beams fill the pool exactly */
+	p.sampling.max_tokens = 16 - n + 1;
+	p.beam_width = 5;
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, c, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	assert_int_equal(c->n_beams, 5);
+	for (int b = 0; b < 5; b++)
+		assert_int_equal(c->beam_n[b], p.sampling.max_tokens);
+	struct pf_engine_stats st;
+	pf_engine_get_stats(e, &st);
+	assert_int_equal(st.kv.n_used, 0);
+
+	/* 4 beams alone, then beside a greedy request that holds 3 of the 5
+	 * blocks: the beams get preempted, come back, and choose the same */
+	struct capture *alone = calloc(1, sizeof(*alone)), *with = calloc(1, sizeof(*with));
+	struct capture *other = calloc(1, sizeof(*other));
+	p.beam_width = 4;
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, alone, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	assert_int_equal(alone->n_beams, 4);
+	struct pf_request_params g = pf_request_params_default();
+	g.sampling.temperature = 0;
+	g.sampling.ignore_eos = true;
+	g.sampling.max_tokens = 40;
+	assert_int_equal(pf_engine_submit(e, ids, n, &g, other, &id, err, sizeof(err)), 0);
+	for (int i = 0; i < 3; i++)
+		assert_true(pf_engine_step(e) > 0);
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, with, &id, err, sizeof(err)), 0);
+	g.sampling.max_tokens = 20;
+	struct capture *other2 = calloc(1, sizeof(*other2));
+	assert_int_equal(pf_engine_submit(e, ids, n, &g, other2, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	assert_int_equal(other->n[0], 40);
+	assert_int_equal(other2->n[0], 20);
+	free(other2);
+	assert_int_equal(with->n_beams, 4);
+	for (int b = 0; b < 4; b++) {
+		assert_int_equal(with->beam_n[b], alone->beam_n[b]);
+		assert_memory_equal(with->beam_tokens[b], alone->beam_tokens[b], sizeof(int32_t) * (size_t)alone->beam_n[b]);
+	}
+	pf_engine_get_stats(e, &st);
+	printf("# beams beside a greedy request on 5 blocks: %llu preemptions\n", (unsigned long long)st.preemptions);
+	assert_int_equal(st.kv.n_used, 0);
+	/* two beam requests that each fit the pool, but not together */
+	struct capture *two[2] = { calloc(1, sizeof(struct capture)), calloc(1, sizeof(struct capture)) };
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(pf_engine_submit(e, ids, n, &p, two[k], &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(two[k]->n_beams, 4);
+		for (int b = 0; b < 4; b++)
+			assert_memory_equal(two[k]->beam_tokens[b], alone->beam_tokens[b],
+					    sizeof(int32_t) * (size_t)alone->beam_n[b]);
+		free(two[k]);
+	}
+	pf_engine_get_stats(e, &st);
+	printf("# two beam requests that do not fit together: %llu preemptions\n", (unsigned long long)st.preemptions);
+	assert_int_equal(st.kv.n_used, 0);
+	/* the same with beams of two blocks: 2 x 2 each, 8 of 5 together */
+	struct pf_request_params p2 = p;
+	p2.beam_width = 2;
+	p2.sampling.max_tokens = 30 - n;
+	struct capture *solo = calloc(1, sizeof(*solo));
+	assert_int_equal(pf_engine_submit(e, ids, n, &p2, solo, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	for (int k = 0; k < 2; k++)
+		two[k] = calloc(1, sizeof(struct capture));
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(pf_engine_submit(e, ids, n, &p2, two[k], &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(two[k]->n_beams, 2);
+		for (int b = 0; b < 2; b++)
+			assert_memory_equal(two[k]->beam_tokens[b], solo->beam_tokens[b],
+					    sizeof(int32_t) * (size_t)solo->beam_n[b]);
+		free(two[k]);
+	}
+	free(solo);
+	pf_engine_get_stats(e, &st);
+	printf("# two 2-block beam requests that do not fit together: %llu preemptions\n",
+	       (unsigned long long)st.preemptions);
+	assert_int_equal(st.kv.n_used, 0);
+	free(c);
+	free(alone);
+	free(with);
+	free(other);
+	pf_engine_destroy(e);
+}
+
+/*
+ * More beam requests in one step than the engine once had room to list
+ * (256): every one must get its beam step and finish, each with the
+ * hypotheses of the same request run alone.
+ */
+static void test_300_beam_requests(void **state)
+{
+	(void)state;
+	enum { NR = 300 };
+	struct pf_engine_config cfg = pf_engine_config_default();
+	struct pf_engine_events ev = { .on_token = on_token, .on_finish = on_finish, .on_beam = on_beam };
+	struct pf_engine *e;
+	char err[512];
+	cfg.model_path = tu_model_path();
+	cfg.kv_memory = 512LL << 20;
+	cfg.sched.max_num_seqs = 2 * NR;
+	cfg.sched.max_num_batched_tokens = 4096;
+	if (pf_engine_create(&cfg, &ev, &e, err, sizeof(err)))
+		fail_msg("engine: %s", err);
+	int32_t ids[64];
+	int32_t n = encode(e, "The sky is", ids, 64);
+	struct pf_request_params p = pf_request_params_default();
+	p.beam_width = 2;
+	p.sampling.max_tokens = 2;
+	p.sampling.ignore_eos = true;
+	uint64_t id;
+	struct capture *alone = calloc(1, sizeof(*alone));
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, alone, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	assert_int_equal(alone->n_beams, 2);
+	struct capture *c = calloc(NR, sizeof(*c));
+	for (int i = 0; i < NR; i++)
+		assert_int_equal(pf_engine_submit(e, ids, n, &p, &c[i], &id, err, sizeof(err)), 0);
+	/* all 300 prefill in one step and decode side by side */
+	assert_int_equal(pf_engine_step(e), NR * n);
+	run_until_idle_unstuck(e);
+	for (int i = 0; i < NR; i++) {
+		assert_int_equal(c[i].n_beams, 2);
+		for (int b = 0; b < 2; b++) {
+			assert_int_equal(c[i].beam_n[b], alone->beam_n[b]);
+			assert_memory_equal(c[i].beam_tokens[b], alone->beam_tokens[b], sizeof(int32_t) * (size_t)alone->beam_n[b]);
+		}
+	}
+	struct pf_engine_stats st;
+	pf_engine_get_stats(e, &st);
+	assert_int_equal(st.kv.n_used, 0);
+	free(c);
+	free(alone);
+	pf_engine_destroy(e);
+}
+
+/*
+ * Beam search reports one event per hypothesis and nothing else: the
+ * reason each one ended (these hit max_tokens: LENGTH, not STOP), its own
+ * token count, `last` on the final one and no further on_finish (which
+ * the daemon turned into a third FINISHED for index 0 with 0 tokens).  A
+ * cancelled beam request reports its end once.
+ */
+static void test_beam_events(void **state)
+{
+	(void)state;
+	struct pf_engine *e = make_engine(true);
+	int32_t ids[64];
+	int32_t n = encode(e, "Hello world", ids, 64);
+	struct pf_request_params p = pf_request_params_default();
+	p.beam_width = 2;
+	p.sampling.max_tokens = 5;
+	p.sampling.ignore_eos = true;
+	struct capture *c = calloc(1, sizeof(*c));
+	uint64_t id;
+	char err[256];
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, c, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	assert_int_equal(c->n_beams, 2);
+	assert_int_equal(c->n_finished, 0);
+	assert_true(c->beam_last_seen);
+	for (int b = 0; b < 2; b++) {
+		assert_int_equal(c->beam_why[b], PF_FINISH_LENGTH);
+		assert_int_equal(c->beam_n[b], 5);
+		assert_int_equal(c->beam_generated[b], 5);
+	}
+	/* a hypothesis that ends in a stop token says STOP: make the best
+	 * one's third token a stop id */
+	struct capture *s = calloc(1, sizeof(*s));
+	p.sampling.stop_ids[0] = c->beam_tokens[0][2];
+	p.sampling.n_stop_ids = 1;
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, s, &id, err, sizeof(err)), 0);
+	run_until_idle_unstuck(e);
+	assert_int_equal(s->n_finished, 0);
+	assert_true(s->beam_last_seen);
+	int n_stop = 0;
+	for (int b = 0; b < s->n_beams; b++) {
+		assert_int_equal(s->beam_why[b], s->beam_n[b] < 5 ? PF_FINISH_STOP : PF_FINISH_LENGTH);
+		n_stop += s->beam_why[b] == PF_FINISH_STOP;
+	}
+	assert_true(n_stop > 0);
+	/* cancelled after two steps: one end, with index 0 and last */
+	struct capture *k = calloc(1, sizeof(*k));
+	p.sampling.n_stop_ids = 0;
+	assert_int_equal(pf_engine_submit(e, ids, n, &p, k, &id, err, sizeof(err)), 0);
+	assert_true(pf_engine_step(e) > 0);
+	assert_true(pf_engine_step(e) > 0);
+	assert_int_equal(pf_engine_cancel(e, id), 0);
+	assert_int_equal(k->n_finished, 1);
+	assert_int_equal(k->why[0], PF_FINISH_CANCELLED);
+	assert_true(k->usage.last);
+	assert_int_equal(k->n_beams, 0);
+	assert_false(pf_engine_has_work(e));
+	free(c);
+	free(s);
+	free(k);
+	pf_engine_destroy(e);
+}
+
+/*
+ * --max-step-ms: a long prompt goes in over several steps, each taking no
+ * more prompt tokens than the budget derived for it, while a running
+ * stream gets a token every step — and the tokens are the same as without
+ * the budget (chunking never changes a row's arithmetic).  Counted in
+ * steps and tokens, never in time: a 1 ms target keeps every budget near
+ * its floor of one token whatever this machine's speed.
+ */
+static void test_max_step_ms(void **state)
+{
+	(void)state;
+	struct capture *ref[2], *got[2];
+	int32_t ids[2][1024], n[2];
+	for (int run = 0; run < 2; run++) {
+		struct pf_engine_config cfg = pf_engine_config_default();
+		struct pf_engine_events ev = { .on_token = on_token, .on_finish = on_finish, .on_beam = on_beam };
+		struct pf_engine *e;
+		char err[512];
+		cfg.model_path = tu_model_path();
+		cfg.kv_memory = 64LL << 20;
+		cfg.max_step_ms = run ? 1 : 0;
+		if (pf_engine_create(&cfg, &ev, &e, err, sizeof(err)))
+			fail_msg("engine: %s", err);
+		struct capture **c = run ? got : ref;
+		c[0] = calloc(1, sizeof(**c));
+		c[1] = calloc(1, sizeof(**c));
+		n[0] = encode(e, "Write a poem about the sea.", ids[0], 1024);
+		char text[4096] = "";
+		for (int i = 0; i < 6; i++)
+			strcat(text, "The quick brown fox jumps over the lazy dog again. ");
+		n[1] = encode(e, text, ids[1], 1024);
+		assert_true(n[1] > 40);
+		struct pf_request_params p = pf_request_params_default();
+		p.sampling.temperature = 0;
+		p.sampling.ignore_eos = true;
+		p.sampling.max_tokens = 200; /* outlasts the prompt's steps */
+		uint64_t id;
+		assert_int_equal(pf_engine_submit(e, ids[0], n[0], &p, c[0], &id, err, sizeof(err)), 0);
+		for (int i = 0; i < 3; i++)
+			assert_true(pf_engine_step(e) > 0);
+		p.sampling.max_tokens = 4;
+		assert_int_equal(pf_engine_submit(e, ids[1], n[1], &p, c[1], &id, err, sizeof(err)), 0);
+		int steps = 0;
+		while (c[1]->n[0] == 0) {
+			int32_t before = c[0]->n[0];
+			assert_true(pf_engine_step(e) > 0);
+			struct pf_engine_stats st;
+			pf_engine_get_stats(e, &st);
+			assert_int_equal(c[0]->n[0], before + 1); /* the stream's token, every step */
+			if (run) {
+				assert_true(st.prefill_budget >= 1);
+				assert_true(st.last_step_prompt_tokens <= st.prefill_budget);
+			}
+			steps++;
+		}
+		struct pf_engine_stats st;
+		pf_engine_get_stats(e, &st);
+		printf("# max_step_ms %g: a %d-token prompt took %d steps beside a stream (budget %d; step %.1f ms + "
+		       "%.2f ms a prompt token)\n", cfg.max_step_ms, n[1], steps, st.prefill_budget, st.step_base_ms,
+		       st.prompt_token_ms);
+		if (run) {
+			assert_true(steps >= n[1] / PF_ENGINE_PROBE_TOKENS); /* in small chunks */
+			assert_true(st.prompt_token_ms > 0 && st.step_base_ms > 0);
+		} else {
+			assert_int_equal(steps, 1);
+		}
+		run_until_idle_unstuck(e);
+		pf_engine_destroy(e);
+	}
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(got[k]->n[0], ref[k]->n[0]);
+		assert_memory_equal(got[k]->tokens[0], ref[k]->tokens[0], sizeof(int32_t) * (size_t)ref[k]->n[0]);
+		free(got[k]);
+		free(ref[k]);
+	}
 }
 
 static void test_cancel_frees_and_limits(void **state)
@@ -413,11 +772,11 @@ static void rs_on_finish(void *ctx, uint64_t id, void *user, int32_t index, enum
 	rs_text(c, index, text, len);
 }
 
-static void rs_on_beam(void *ctx, uint64_t id, void *user, int32_t rank, const int32_t *tokens, int32_t n,
-		       const char *text, size_t len, const struct pf_usage *u)
+static void rs_on_beam(void *ctx, uint64_t id, void *user, int32_t rank, enum pf_finish_reason why,
+		       const int32_t *tokens, int32_t n, const char *text, size_t len, const struct pf_usage *u)
 {
 	struct rs_cap *c = user;
-	(void)ctx; (void)id; (void)text; (void)len;
+	(void)ctx; (void)id; (void)text; (void)len; (void)why;
 	assert_true(rank < RS_SEQ && n <= RS_TOK);
 	memcpy(c->beam_tok[rank], tokens, sizeof(int32_t) * (size_t)n);
 	c->beam_n[rank] = n;
@@ -915,6 +1274,10 @@ int main(void)
 		cmocka_unit_test(test_parallel_sampling_matches_alone),
 		cmocka_unit_test(test_swap_preemption_exact),
 		cmocka_unit_test(test_beam_search_consistent),
+		cmocka_unit_test(test_beams_that_cannot_fit),
+		cmocka_unit_test(test_300_beam_requests),
+		cmocka_unit_test(test_beam_events),
+		cmocka_unit_test(test_max_step_ms),
 		cmocka_unit_test(test_shared_prefix_same_tokens_less_compute),
 		cmocka_unit_test(test_cancel_frees_and_limits),
 		cmocka_unit_test(test_resume_greedy),
@@ -924,5 +1287,8 @@ int main(void)
 		cmocka_unit_test(test_resume_utf8_split),
 		cmocka_unit_test(test_resume_beam_and_checks),
 	};
+	/* PF_TEST_FILTER=pattern runs only the matching tests (while working on one) */
+	if (getenv("PF_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("PF_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

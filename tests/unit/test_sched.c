@@ -115,6 +115,138 @@ static void test_budget_and_chunked_prefill(void **state)
 	pf_kv_destroy(kv);
 }
 
+/*
+ * A prefill budget (what --max-step-ms derives) caps the prompt tokens of
+ * each step, never the decodes: three streams decode every step while a
+ * 300-token prompt goes in 20 tokens a step.
+ */
+static void test_prefill_budget(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	cfg.watermark_blocks = 0;
+	assert_int_equal(pf_kv_create(256, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	int32_t prompt[300];
+	for (int i = 0; i < 300; i++)
+		prompt[i] = i;
+	struct pf_req r[4] = { { .id = 1, .max_tokens = 100 }, { .id = 2, .max_tokens = 100 },
+			       { .id = 3, .max_tokens = 100 }, { .id = 4, .max_tokens = 4 } };
+	struct pf_seq *q[4];
+	struct pf_sched_batch b;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pf_sched_add(s, &r[i], prompt + 100 * i, 5, 0, &q[i]), 0);
+	assert_int_equal(pf_sched_step(s, 0, &b), 15);
+	pf_sched_step_done(s);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pf_sched_append(s, q[i], 1), 0);
+	pf_sched_set_prefill_budget(s, 20);
+	assert_int_equal(pf_sched_add(s, &r[3], prompt, 300, 0, &q[3]), 0);
+	int steps = 0;
+	while (q[3]->n_computed < 300) {
+		int n = pf_sched_step(s, 0, &b);
+		int decodes = 0, prompt_tokens = 0;
+		for (int32_t t = 0; t < b.n_tokens; t++) {
+			if (b.seqs[b.seq_idx[t]] == q[3])
+				prompt_tokens++;
+			else
+				decodes++;
+		}
+		assert_int_equal(decodes, 3);      /* every stream, every step */
+		assert_true(prompt_tokens <= 20);  /* the budget holds */
+		assert_int_equal(n, decodes + prompt_tokens);
+		pf_sched_step_done(s);
+		for (int i = 0; i < 3; i++)
+			assert_int_equal(pf_sched_append(s, q[i], 1), 0);
+		steps++;
+		check(s);
+	}
+	assert_int_equal(steps, 15); /* 300 / 20 */
+	/* no cap: the next prompt goes in whole, beside the decodes */
+	pf_sched_finish(s, q[3]);
+	pf_sched_set_prefill_budget(s, 0);
+	for (int i = 0; i < 300; i++)
+		prompt[i] = 1000 + i; /* another prompt: nothing of it cached */
+	assert_int_equal(pf_sched_add(s, &r[3], prompt, 300, 0, &q[3]), 0);
+	assert_int_equal(pf_sched_step(s, 0, &b), 303);
+	pf_sched_step_done(s);
+	for (int i = 0; i < 4; i++)
+		pf_sched_finish(s, q[i]);
+	check(s);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
+/*
+ * Two beam requests holding each other's room: each has a beam running
+ * that has its logits and waits (computes nothing) for its sibling, and a
+ * sibling waiting for blocks the other request's running beam holds.
+ * Nothing could be scheduled ever again; the newest idle beam must make
+ * room so the older request's beam gets in, then the rest follow.
+ */
+static void test_idle_beams_unwedged(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	cfg.watermark_blocks = 0;
+	cfg.prefix_caching = false;
+	assert_int_equal(pf_kv_create(5, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	int32_t pa[20], pb[20];
+	for (int i = 0; i < 20; i++) {
+		pa[i] = i;
+		pb[i] = 100 + i;
+	}
+	struct pf_req ra = { .id = 1, .max_tokens = 100 }, rb = { .id = 2, .max_tokens = 100 };
+	struct pf_seq *a1, *b1, *a2, *b2;
+	struct pf_sched_batch b;
+	assert_int_equal(pf_sched_add(s, &ra, pa, 16, 0, &a1), 0);
+	assert_int_equal(pf_sched_add(s, &rb, pb, 16, 0, &b1), 0);
+	assert_int_equal(pf_sched_step(s, 0, &b), 32);
+	pf_sched_step_done(s);
+	/* both grow into a second block: 1 of 5 left */
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pf_sched_append(s, a1, 1), 0);
+		assert_int_equal(pf_sched_append(s, b1, 1), 0);
+		assert_int_equal(pf_sched_step(s, 0, &b), 2);
+		pf_sched_step_done(s);
+	}
+	/* each forks a sibling (a beam) that gets preempted: a1 and b1 now
+	 * wait for them (they have their logits), and they need 2 blocks each
+	 * to recompute, with 1 free */
+	assert_int_equal(pf_sched_fork(s, a1, &a2), 0);
+	assert_int_equal(pf_sched_fork(s, b1, &b2), 0);
+	pf_sched_preempt(s, a2);
+	pf_sched_preempt(s, b2);
+	check(s);
+	int n = pf_sched_step(s, 0, &b);
+	assert_true(n > 0); /* before: 0, for ever */
+	assert_int_equal(a1->state, PF_SEQ_RUNNING);
+	assert_int_equal(a2->state, PF_SEQ_RUNNING); /* the older request's beam got in */
+	assert_int_equal(b1->state, PF_SEQ_WAITING); /* the newest idle beam made room */
+	assert_int_equal(n, 20);
+	check(s);
+	pf_sched_step_done(s);
+	/* the older request finishes; the other one gets back in whole */
+	pf_sched_finish(s, a1);
+	pf_sched_finish(s, a2);
+	int guard = 0;
+	while (b1->n_computed < b1->n_tokens || b2->n_computed < b2->n_tokens) {
+		assert_true(pf_sched_step(s, 0, &b) > 0);
+		pf_sched_step_done(s);
+		assert_true(++guard < 10);
+	}
+	check(s);
+	pf_sched_finish(s, b1);
+	pf_sched_finish(s, b2);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
 static void test_preemption_and_recompute(void **state)
 {
 	(void)state;
@@ -806,6 +938,8 @@ int main(void)
 		cmocka_unit_test(test_request_counts),
 		cmocka_unit_test(test_prefix_counted_once),
 		cmocka_unit_test(test_budget_and_chunked_prefill),
+		cmocka_unit_test(test_prefill_budget),
+		cmocka_unit_test(test_idle_beams_unwedged),
 		cmocka_unit_test(test_preemption_and_recompute),
 		cmocka_unit_test(test_priority_policy),
 		cmocka_unit_test(test_cancel_any_state),
