@@ -924,5 +924,7 @@ int main(void)
 		cmocka_unit_test(test_resume_utf8_split),
 		cmocka_unit_test(test_resume_beam_and_checks),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+
+	tu_need_model("test_engine");
+	return tu_run_group_tests("test_engine", tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "runtime/engine/kv.h"
+#include "tests/unit/testutil.h"
 
 static void check(struct pf_kv *kv, const struct pf_kv_seq *const *seqs, int n)
 {
@@ -248,5 +249,5 @@ int main(void)
 		cmocka_unit_test(test_prefix_cache_and_lru),
 		cmocka_unit_test(test_random_ops_invariants),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return tu_run_group_tests("test_kv", tests, NULL, NULL);
 }

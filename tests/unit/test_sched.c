@@ -17,6 +17,7 @@
 
 #include "runtime/engine/kv.h"
 #include "runtime/engine/scheduler.h"
+#include "tests/unit/testutil.h"
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -817,5 +818,5 @@ int main(void)
 		cmocka_unit_test(test_swap_kv_unit),
 		cmocka_unit_test(test_swap_preemption),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return tu_run_group_tests("test_sched", tests, NULL, NULL);
 }
