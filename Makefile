@@ -196,13 +196,18 @@ run: deps model
 	@bash scripts/run-demo.sh "$(BUILD)" "$(MODEL)"
 
 # Each suite's time is printed; the final line is "N passed, N failed".
+# TEST_FILTER keeps the suites whose name contains one of its words; TEST_CASE
+# (a glob) runs only the matching cases of the unit binaries it names:
+#   make test TEST_FILTER=test_sched TEST_CASE=test_swap_in_order
+# The model was just fetched, so a suite that still cannot read it fails
+# (PF_REQUIRE_MODEL=1) instead of passing on skips.
 test: deps model
 	@$(MAKE) --no-print-directory build
-	@PF_MODEL="$(MODEL)" bash tests/run.sh "$(BUILD)" $(TEST_FILTER)
+	@PF_MODEL="$(MODEL)" PF_REQUIRE_MODEL=1 TEST_CASE="$(TEST_CASE)" bash tests/run.sh "$(BUILD)" $(TEST_FILTER)
 
 asan: deps model
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 CC=clang build
-	@PF_MODEL="$(MODEL)" PF_ASAN=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	@PF_MODEL="$(MODEL)" PF_REQUIRE_MODEL=1 TEST_CASE="$(TEST_CASE)" PF_ASAN=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 bash tests/run.sh build-asan $(TEST_FILTER)
 
 # libFuzzer harnesses (clang); PF_FUZZ_SECONDS per harness.
