@@ -49,7 +49,7 @@ declare -A budget=(
   [test_gguf]=300 [test_kv]=60 [test_perplexity]=900 [test_quant]=600
   [test_sampler]=300 [test_sched]=120 [test_statefile]=120 [test_tok]=300
   [daemon.sh]=900 [daemon-eventfd.sh]=900 [daemon-nouring.sh]=900 [drain.sh]=600
-  [fuzz.sh]=600 [gpu.sh]=900 [stats.sh]=600 [synth.sh]=600 [systemd.sh]=300
+  [fuzz.sh]=600 [gpu.sh]=900 [stats.sh]=600 [synth.sh]=600 [systemd.sh]=600
 )
 scale=${PF_TIMEOUT_SCALE:-1}
 [ "${PF_ASAN:-0}" = 1 ] && scale=$(awk -v s="$scale" 'BEGIN { print s * 3 }')
