@@ -209,7 +209,7 @@ run: deps model
 # Each suite's time is printed; the final line is "N passed, N failed".
 # TEST_FILTER keeps the suites whose name contains one of its words; TEST_CASE
 # (a glob) runs only the matching cases of the unit binaries it names:
-#   make test TEST_FILTER=test_sched TEST_CASE=test_swap_in_order
+#   make test TEST_FILTER=test_sched TEST_CASE=test_cancel_any_state
 # The model was just fetched, so a suite that still cannot read it fails
 # (PF_REQUIRE_MODEL=1) instead of passing on skips.
 test: deps model
