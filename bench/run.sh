@@ -9,7 +9,7 @@
 #   3. serving: continuous vs static batching (bench/serve.sh), if built.
 #   4. end-to-end: the same comparison through pinferd from several client
 #      processes (bench/e2e.sh; size with PF_E2E_REQUESTS/_CLIENTS/_MAX_OUTPUT).
-# Results go to stdout and build/bench-*.txt.
+# Results go to stdout and BUILD/bench-*.txt (make bench: build-bench/).
 set -uo pipefail
 build=${1:-build} model=${2:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 reps=${PF_BENCH_REPS:-3}

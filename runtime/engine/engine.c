@@ -761,6 +761,19 @@ static void beam_step(struct pf_engine *e, struct ereq *r)
 /* ---- the step --------------------------------------------------------------- */
 
 static void replay_all(struct pf_engine *e);
+static int engine_step(struct pf_engine *e);
+
+/* Test builds check every scheduler and KV invariant after each step
+ * (PF_CHECK_INVARIANTS: the Makefile's default and ASan builds; off for
+ * make bench) and abort on the first broken one. */
+#ifndef PF_CHECK_INVARIANTS
+#define PF_CHECK_INVARIANTS 0
+#endif
+
+bool pf_engine_checks_invariants(void)
+{
+	return PF_CHECK_INVARIANTS;
+}
 
 /*
  * max_step_ms: the prompt tokens the next step may take.  A step's time is
@@ -802,6 +815,14 @@ static void measure_step(struct pf_engine *e, int32_t n_tokens, int32_t n_prompt
 }
 
 int pf_engine_step(struct pf_engine *e)
+{
+	int n = engine_step(e);
+	if (PF_CHECK_INVARIANTS)
+		pf_sched_check_or_abort(e->sched, "pf_engine_step");
+	return n;
+}
+
+static int engine_step(struct pf_engine *e)
 {
 	struct pf_sched_batch b;
 	if (e->replay_pending)

@@ -174,6 +174,9 @@ int pf_engine_pause(struct pf_engine *e, uint64_t id, bool paused);
 /* Run one iteration.  Returns the tokens computed (0: nothing to do) or a
  * negative errno from the backend (the step's requests are failed). */
 int pf_engine_step(struct pf_engine *e);
+/* Whether this build checks the scheduler and KV invariants after every
+ * step (PF_CHECK_INVARIANTS; a broken one aborts with a message). */
+bool pf_engine_checks_invariants(void);
 
 bool pf_engine_has_work(const struct pf_engine *e);
 void pf_engine_get_stats(const struct pf_engine *e, struct pf_engine_stats *ret);

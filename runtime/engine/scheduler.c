@@ -697,6 +697,17 @@ void pf_sched_get_stats(const struct pf_sched *s, struct pf_sched_stats *ret)
 	ret->requests_done = s->requests_done;
 }
 
+void pf_sched_check_or_abort(const struct pf_sched *s, const char *where)
+{
+	char err[256] = "";
+	int r = pf_sched_check(s, err, sizeof(err));
+	if (r == 0 || r == -ENOMEM) /* no memory to check with is not a broken invariant */
+		return;
+	fprintf(stderr, "pinfer: invariant broken after %s: %s\n", where, err);
+	fflush(stderr);
+	abort();
+}
+
 struct pf_seq *pf_sched_first(const struct pf_sched *s, enum pf_seq_state st)
 {
 	return st == PF_SEQ_RUNNING ? s->running.head : st == PF_SEQ_WAITING ? s->waiting.head : NULL;

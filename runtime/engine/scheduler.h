@@ -223,6 +223,13 @@ void pf_sched_get_stats(const struct pf_sched *s, struct pf_sched_stats *ret);
  * waiting.  Returns 0 or -EFAULT with a message. */
 int pf_sched_check(const struct pf_sched *s, char *err, size_t errlen);
 
+/* pf_sched_check() for the engine's test builds (PF_CHECK_INVARIANTS, set
+ * by the Makefile for `make test` and ASan, not for `make bench`): a broken
+ * invariant prints "pinfer: invariant broken after WHERE: why" on stderr
+ * and aborts — a corrupt KV table must stop the run where it happened, not
+ * turn into wrong tokens many steps later. */
+void pf_sched_check_or_abort(const struct pf_sched *s, const char *where);
+
 /* Iterate: first/next over RUNNING then WAITING sequences (tests, stats). */
 struct pf_seq *pf_sched_first(const struct pf_sched *s, enum pf_seq_state st);
 

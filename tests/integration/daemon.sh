@@ -34,6 +34,7 @@ trap cleanup EXIT
 
 # shellcheck source=lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
+need_model "$model"
 
 start_daemon() {
   rm -f "$sock"
@@ -115,7 +116,7 @@ kill -0 "$dpid" 2>/dev/null && ok "pinferd survived the hostile client" || fail 
 
 # ---- 4. a client that never reads -------------------------------------------------
 "$build/it/hostile" --socket "$sock" --seconds 90 --mode noread >"$work/noread.out" 2>&1 \
-  && grep -q "has not read its completions" "$log" \
+  && wait_for 30 grep -q "has not read its completions" "$log" \
   && ok "$(cat "$work/noread.out"); the daemon logged the stall" || fail "stall: $(cat "$work/noread.out")"
 rss=$(awk '/VmRSS/{print $2}' /proc/$dpid/status 2>/dev/null)
 [ -n "$rss" ] && [ "$rss" -lt 1500000 ] && ok "daemon RSS ${rss} KiB" || fail "daemon RSS ${rss:-?} KiB"
@@ -127,7 +128,7 @@ rss=$(awk '/VmRSS/{print $2}' /proc/$dpid/status 2>/dev/null)
 "$build/it/hostile" --socket "$sock" --seconds 120 --mode v1 --proto 1 >"$work/v1" 2>"$work/v1.err"
 if cmp -s "$work/v1" "$work/bystander.ref"; then ok "a protocol v1 client got the same reply as a v2 client"
 else fail "v1 client: $(cat "$work/v1.err") $(head -c 200 "$work/v1")"; fi
-grep -q "protocol v1" "$log" && ok "the daemon registered it as protocol v1" || fail "no v1 registration logged"
+wait_for 30 grep -q "protocol v1" "$log" && ok "the daemon registered it as protocol v1" || fail "no v1 registration logged"
 
 # token and KV-block quotas: refused up front with the numbers and the option to change
 "$pinfer" generate --socket "$sock" --temperature 0 --max-tokens 2300 "Hi" >/dev/null 2>"$work/qb.err"

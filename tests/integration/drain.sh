@@ -28,12 +28,16 @@ cleanup() { [ -n "$dpid" ] && kill -KILL "$dpid" 2>/dev/null; wait 2>/dev/null; 
 trap cleanup EXIT
 # shellcheck source=lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
+need_model "$model"
 start_daemon() { # extra pinferd options...
   rm -f "$sock"
   "$build/bin/pinferd" --model "$model" --socket "$sock" --kv-memory 96M --state-file "$state" --drain-timeout 1 \
     --log-level info "$@" >>"$log" 2>&1 &
   dpid=$!
   wait_for 120 test -S "$sock" || { echo "pinferd did not start:"; tail -20 "$log"; exit 1; }
+}
+moved_aside() { # the corrupt state file reported and moved aside, none left in place
+  grep -q "moved it to .*corrupt" "$log" && ls "$state".corrupt-* >/dev/null 2>&1 && [ ! -e "$state" ]
 }
 stop_daemon() { # -> exit status
   kill -TERM "$dpid"; wait "$dpid"; local rc=$?; dpid=; return $rc
@@ -67,15 +71,14 @@ grep -q "saved 3 unfinished requests" "$log" && ok "$(grep -o 'saved 3 unfinishe
 test -s "$state" && ok "state file written ($(stat -c %s "$state") bytes, mode $(stat -c %a "$state"))" || fail "no state file"
 cp "$state" "$work/good.state" 2>/dev/null
 start_daemon
-# (the socket exists a moment before the state file is read: wait for the line)
-wait_for 30 grep -q "restored 3 requests" "$log" && ok "the new pinferd restored them" || fail "not restored: $(grep restored "$log")"
-test ! -e "$state" && ok "the loaded state file was removed" || fail "state file still there after loading"
+wait_for 60 grep -q "restored 3 requests" "$log" && ok "the new pinferd restored them" || fail "not restored: $(grep restored "$log")"
+wait_for 60 test ! -e "$state" && ok "the loaded state file was removed" || fail "state file still there after loading"
 for i in "${!pids[@]}"; do
   wait "${pids[$i]}"; rc=$?
   if [ $rc = 0 ] && cmp -s "$work/out.$i" "$work/ref.$i"; then ok "client $i resumed; its output equals the uninterrupted run's ($(wc -c <"$work/ref.$i") bytes)"
   else fail "client $i (exit $rc) differs from its uninterrupted run: $(tail -2 "$work/err.$i")"; diff <(head -c 400 "$work/ref.$i") <(head -c 400 "$work/out.$i") | head -5; fi
 done
-[ "$(grep -c 'resumed a saved request' "$log")" = 3 ] && ok "three requests resumed" || fail "resumed $(grep -c 'resumed a saved request' "$log") of 3"
+wait_for 60 bash -c "[ \$(grep -c 'resumed a saved request' '$log') = 3 ]" && ok "three requests resumed" || fail "resumed $(grep -c 'resumed a saved request' "$log") of 3"
 
 # ---- 2. a second drain with nothing running leaves no state file ---------------------------
 stop_daemon || fail "second drain failed"
@@ -97,9 +100,8 @@ for v in "${variants[@]}"; do
   esac
   : >"$log"
   start_daemon
-  # the daemon loads the state file just after its socket appears (it
-  # must be sure to serve first): wait for the verdict, do not race it
-  if wait_for 30 bash -c "grep -q 'moved it to .*corrupt' '$log' && ls '$state'.corrupt-* >/dev/null 2>&1 && [ ! -e '$state' ]"; then
+  # (the daemon reports the file just after its socket appears, not before)
+  if wait_for 60 moved_aside; then
     reply=$(timeout 120 "$pinfer" generate --socket "$sock" --temperature 0 --max-tokens 4 "Hi" 2>/dev/null)
     [ -n "$reply" ] && ok "$v: $(grep -o 'error: .*' "$log" | head -1 | cut -c1-160)" || fail "$v: daemon does not serve"
   else
@@ -118,7 +120,7 @@ printf 'max-inflight = 2\nstall-timeout = 45\nblock-size = 32\n' >"$conf"
 kill -HUP "$dpid"
 wait_for 30 grep -q "SIGHUP: configuration reloaded" "$log" && grep -q "max-inflight 4 -> 2, stall-timeout 30 -> 45" "$log" \
   && ok "SIGHUP: $(grep -o 'configuration reloaded:.*' "$log")" || fail "reload not reported: $(grep SIGHUP "$log")"
-grep -q "KV pool changed but can only change with a restart" "$log" && ok "restart-only change named and ignored" \
+wait_for 30 grep -q "KV pool changed but can only change with a restart" "$log" && ok "restart-only change named and ignored" \
   || fail "restart-only change not reported"
 "$build/it/hostile" --socket "$sock" --seconds 30 --mode quota >"$work/quota.out" 2>&1 && grep -q "limit 2 per client" "$work/quota.out" \
   && ok "new quota in force: $(cat "$work/quota.out")" || fail "quota after reload: $(cat "$work/quota.out")"

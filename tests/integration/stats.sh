@@ -262,8 +262,10 @@ have_model=0
 if [ -f "$model" ]; then
   have_model=1
   start_model
+elif [ "${PF_REQUIRE_MODEL:-0}" = 1 ]; then
+  fail "no model at $model and PF_REQUIRE_MODEL=1 (\`make model\` fetches it): the model-dependent checks cannot run"
 else
-  echo "# note: no model at $model: the model-dependent checks are left out"
+  echo "# note: no model at $model: the model-dependent checks are left out (make model)"
 fi
 
 # ---- 1. echo daemon: snapshots, a registered client listed ---------------------
@@ -298,7 +300,9 @@ fi
 # ---- 2. model daemon: figures after requests --------------------------------------
 if [ $have_model = 1 ]; then
   for i in 1 2 3; do gen "$msock" 16 "Question $i: what is $i plus $i?" || fail "request $i failed"; done
-  if topjson "$msock" && jq_py "j['tokens']['generation_total'] >= 48 and j['kv']['blocks_total'] > 0 and j['kv']['block_size'] > 0 and j['latency']['ttft_s']['count'] >= 3 and j['latency']['ttft_s']['p50'] is not None and j['requests']['finished']['length'] >= 3 and j['steps_total'] > 0"; then
+  # (the figures are published a moment after the replies end: waited for)
+  three_done() { topjson "$msock" && jq_py "j['tokens']['generation_total'] >= 48 and j['kv']['blocks_total'] > 0 and j['kv']['block_size'] > 0 and j['latency']['ttft_s']['count'] >= 3 and j['latency']['ttft_s']['p50'] is not None and j['requests']['finished']['length'] >= 3 and j['steps_total'] > 0"; }
+  if wait_for 30 three_done; then
     ok "pinfer-top --json (model): generation tokens, KV blocks, TTFT percentiles, finished requests"
   else
     fail "pinfer-top --json (model):"; cat "$work/top.json" "$work/top.err"
@@ -353,13 +357,23 @@ promcheck "$work/metrics" && ok "promtool check metrics: only the accepted remar
 if [ $have_model = 1 ]; then
   gen "$msock" 12 "One more question, please." || fail "request failed"
   gen "$msock" 12 "And another one." || fail "request failed"
-  metrics_ok && python3 "$work/check.py" "$work/metrics" "$model_name" >"$work/v2" || { fail "second scrape:"; cat "$work/v2"; }
-  promcheck "$work/metrics" || { fail "promtool, second scrape:"; cat "$work/promtool.out"; }
+  grown() { # scrape into v2; true when every counter grew since v1
+    metrics_ok && python3 "$work/check.py" "$work/metrics" "$model_name" >"$work/v2" || return 1
+    local n a b
+    for n in pinfer:generation_tokens_total pinfer:prompt_tokens_total pinfer:time_to_first_token_seconds_count finished; do
+      a=$(value "$work/v1" "$n"); b=$(value "$work/v2" "$n")
+      [ -n "$a" ] && [ -n "$b" ] && [ "$b" -gt "$a" ] || return 1
+    done
+  }
   grew=1
-  for n in pinfer:generation_tokens_total pinfer:prompt_tokens_total pinfer:time_to_first_token_seconds_count finished; do
-    a=$(value "$work/v1" "$n"); b=$(value "$work/v2" "$n")
-    [ -n "$a" ] && [ -n "$b" ] && [ "$b" -gt "$a" ] || { grew=0; echo "  $n: $a -> $b"; }
-  done
+  if ! wait_for 30 grown; then
+    grew=0
+    for n in pinfer:generation_tokens_total pinfer:prompt_tokens_total pinfer:time_to_first_token_seconds_count finished; do
+      echo "  $n: $(value "$work/v1" "$n") -> $(value "$work/v2" "$n")"
+    done
+    cat "$work/v2"
+  fi
+  promcheck "$work/metrics" || { fail "promtool, second scrape:"; cat "$work/promtool.out"; }
   [ $grew = 1 ] && ok "counters grew with requests ($(value "$work/v1" pinfer:generation_tokens_total) -> $(value "$work/v2" pinfer:generation_tokens_total) generation tokens)" \
     || fail "counters did not grow"
 fi
@@ -405,7 +419,10 @@ if [ $have_model = 1 ]; then
   wait_for 30 scrape2 s0 || fail "small pool: first scrape"
   # one request alone: one prefix-cache query of exactly its prompt tokens
   gen "$ssock" 1 "$story" || fail "small pool: calibration request"
-  scrape2 s1 || fail "small pool: scrape after one request"
+  one_done() { # scrape s1 until it shows the request finished
+    scrape2 s1 && [ "$(delta finished_length s0 s1)" -ge 1 ]
+  }
+  wait_for 30 one_done || fail "small pool: no scrape after one request shows it finished"
   ptok=$(delta pinfer:prefix_cache_queries_total s0 s1)
   [ "$ptok" -gt 16 ] && [ "$(delta pinfer:request_admitted_total s0 s1)" = 1 ] && [ "$(delta finished_length s0 s1)" = 1 ] \
     && ok "one request: admitted 1, finished 1 (length), $ptok prompt tokens queried in the prefix cache" \

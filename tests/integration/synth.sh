@@ -133,7 +133,7 @@ start_daemon() { # model
   "$build/bin/pinferd" --model "$1" --socket "$sock" --kv-memory 16M --threads 2 --state-file none \
     --log-level warn >"$work/d.log" 2>&1 &
   dpid=$!
-  wait_for 60 test -S "$sock" || { fail "pinferd did not start on $1:"; cat "$work/d.log"; kill -KILL $dpid 2>/dev/null; dpid=; return 1; }
+  wait_for 120 test -S "$sock" || { fail "pinferd did not start on $1:"; cat "$work/d.log"; kill -KILL $dpid 2>/dev/null; dpid=; return 1; }
 }
 
 stop_daemon() {

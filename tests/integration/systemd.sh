@@ -11,6 +11,10 @@ model=${PF_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 work=$(mktemp -d /tmp/pinfer-sd-XXXXXX)
 trap 'kill -KILL $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 fail=0
+failures=0
+# shellcheck source=lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
+need_model "$model"
 
 python3 - "$work/notify" "$work/msgs" <<'PY' &
 import socket, sys, os
@@ -28,18 +32,19 @@ with open(sys.argv[2], "w") as out:
             break
 PY
 listener=$!
-for _ in $(seq 1 100); do [ -S "$work/notify" ] && break; sleep 0.05; done
+# (waits for conditions with generous limits: python3 starts slowly on a loaded machine)
+wait_for 60 test -S "$work/notify" || { echo "FAIL: the notify listener did not start"; exit 1; }
 NOTIFY_SOCKET=$work/notify WATCHDOG_USEC=400000 "$build/bin/pinferd" --model "$model" --state-file none --socket "$work/d.sock" \
   --log-level warn 2>"$work/log" &
 d=$!
-for _ in $(seq 1 1200); do grep -q "READY=1" "$work/msgs" 2>/dev/null && break; sleep 0.1; done
+wait_for 200 grep -qs "READY=1" "$work/msgs"
 if grep -q "READY=1" "$work/msgs"; then
   [ -S "$work/d.sock" ] && echo "# ok: READY=1 sent with the socket listening" || { echo "FAIL: READY before the socket"; fail=1; }
 else
   echo "FAIL: no READY=1"; fail=1
 fi
 head -1 "$work/msgs" | grep -q "^STATUS=loading" && echo "# ok: STATUS=loading first" || { echo "FAIL: first message: $(head -1 "$work/msgs")"; fail=1; }
-for _ in $(seq 1 100); do grep -q "WATCHDOG=1" "$work/msgs" && break; sleep 0.1; done
+wait_for 60 grep -q "WATCHDOG=1" "$work/msgs"
 grep -q "WATCHDOG=1" "$work/msgs" && echo "# ok: WATCHDOG=1 from the engine loop" || { echo "FAIL: no WATCHDOG=1"; fail=1; }
 kill -TERM "$d"
 wait "$d"; rc=$?

@@ -24,6 +24,7 @@
 
 #include "runtime/text/chat.h"
 #include "runtime/model/gguf.h"
+#include "tests/unit/testutil.h"
 
 #define MAX_SHOW 10
 #define MAX_MSGS 32
@@ -208,6 +209,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
+	if (!f) /* the setup failed: CMocka calls the group teardown anyway */
+		return 0;
 	for (size_t i = 0; i < f->nc; i++) {
 		for (size_t k = 0; k < f->c[i].n; k++) {
 			free(f->c[i].role[k]);
@@ -562,5 +565,7 @@ int main(void)
 		cmocka_unit_test(test_llama3_trim),
 		cmocka_unit_test(test_errors),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+
+	tu_need_model("test_chat");
+	return tu_run_group_tests("test_chat", tests, setup, teardown);
 }

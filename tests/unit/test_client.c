@@ -62,6 +62,7 @@
 #include "shm/proto.h"
 #include "shm/ring.h"
 #include "shm/wait.h"
+#include "tests/unit/testutil.h"
 
 #define TIMEOUT_MS 10000 /* generous: sanitizer builds are slow */
 
@@ -668,9 +669,13 @@ struct env {
 static int setup(void **state)
 {
 	struct env *e = calloc(1, sizeof(*e));
-	snprintf(e->dir, sizeof(e->dir), "/tmp/pinfer-test-XXXXXX");
-	if (!mkdtemp(e->dir))
+	if (!e)
 		return -1;
+	snprintf(e->dir, sizeof(e->dir), "/tmp/pinfer-test-XXXXXX");
+	if (!mkdtemp(e->dir)) {
+		free(e);
+		return -1;
+	}
 	fake_init(&e->f, e->dir);
 	*state = e;
 	return 0;
@@ -679,6 +684,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct env *e = *state;
+	if (!e) /* the setup failed */
+		return 0;
 	fake_stop(&e->f);
 	rmdir(e->dir);
 	free(e);
@@ -1677,7 +1684,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_daemon_states, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_uring_futex_wait, setup, teardown),
 	};
-	if (getenv("TEST_FILTER"))
-		cmocka_set_test_filter(getenv("TEST_FILTER"));
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return tu_run_group_tests("test_client", tests, NULL, NULL);
 }

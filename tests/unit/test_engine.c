@@ -1233,6 +1233,18 @@ static void run_tight(enum pf_preempt_mode mode, int64_t swap_space, struct capt
 	pf_engine_destroy(e);
 }
 
+/* The build `make test` and `make asan` use checks every scheduler and KV
+ * invariant after each step of every engine in these tests (and in the
+ * daemon suites); that the checker catches corruption is test_sched's
+ * test_check_catches_corruption. */
+static void test_invariants_checked_every_step(void **state)
+{
+	(void)state;
+	if (!pf_engine_checks_invariants())
+		fail_msg("this build does not check invariants after each engine step: build it with the Makefile "
+			 "(PF_CHECK_INVARIANTS=1 is its default)");
+}
+
 static void test_swap_preemption_exact(void **state)
 {
 	(void)state;
@@ -1271,6 +1283,7 @@ static void test_swap_preemption_exact(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_invariants_checked_every_step),
 		cmocka_unit_test(test_parallel_sampling_matches_alone),
 		cmocka_unit_test(test_swap_preemption_exact),
 		cmocka_unit_test(test_beam_search_consistent),
@@ -1287,8 +1300,7 @@ int main(void)
 		cmocka_unit_test(test_resume_utf8_split),
 		cmocka_unit_test(test_resume_beam_and_checks),
 	};
-	/* PF_TEST_FILTER=pattern runs only the matching tests (while working on one) */
-	if (getenv("PF_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("PF_TEST_FILTER"));
-	return cmocka_run_group_tests(tests, NULL, NULL);
+
+	tu_need_model("test_engine");
+	return tu_run_group_tests("test_engine", tests, NULL, NULL);
 }

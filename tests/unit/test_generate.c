@@ -407,5 +407,6 @@ int main(void)
 		cmocka_unit_test(test_batch_invariance),
 		cmocka_unit_test(test_logits_identical_across_isas),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	tu_need_model("test_generate");
+	return tu_run_group_tests("test_generate", tests, setup, teardown);
 }

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "runtime/engine/kv.h"
+#include "tests/unit/testutil.h"
 
 static void check(struct pf_kv *kv, const struct pf_kv_seq *const *seqs, int n)
 {
@@ -22,6 +23,35 @@ static void check(struct pf_kv *kv, const struct pf_kv_seq *const *seqs, int n)
 	pf_kv_get_stats(kv, &st);
 	if (st.n_used + st.n_cached + st.n_free != st.n_blocks || st.n_used < 0 || st.n_cached < 0 || st.n_free < 0)
 		fail_msg("stats: used %d + cached %d + free %d != %d blocks", st.n_used, st.n_cached, st.n_free, st.n_blocks);
+}
+
+/* The checker itself: a corrupt refcount or table is reported, not missed. */
+static void test_check_catches_corruption(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	char err[256] = "";
+	assert_int_equal(pf_kv_create(8, 16, &kv), 0);
+	struct pf_kv_seq a = { 0 }, stray = { 0 };
+	assert_int_equal(pf_kv_seq_reserve(kv, &a, 40), 0);
+	const struct pf_kv_seq *one[] = { &a };
+	check(kv, one, 1);
+	/* a table the checker is not shown holds references: refcount 2, one holder */
+	assert_int_equal(pf_kv_seq_fork(kv, &a, &stray), 0);
+	assert_int_equal(pf_kv_check(kv, one, 1, err, sizeof(err)), -EFAULT);
+	assert_non_null(strstr(err, "refcount 2 but held by 1"));
+	pf_kv_seq_release(kv, &stray);
+	check(kv, one, 1);
+	/* a table entry overwritten with another block */
+	int32_t saved = a.blocks[1];
+	a.blocks[1] = a.blocks[0];
+	err[0] = 0;
+	assert_int_equal(pf_kv_check(kv, one, 1, err, sizeof(err)), -EFAULT);
+	assert_non_null(strstr(err, "refcount"));
+	a.blocks[1] = saved;
+	check(kv, one, 1);
+	pf_kv_seq_release(kv, &a);
+	pf_kv_destroy(kv);
 }
 
 static void test_alloc_free(void **state)
@@ -243,10 +273,11 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_alloc_free),
+		cmocka_unit_test(test_check_catches_corruption),
 		cmocka_unit_test(test_fork_refcount_cow),
 		cmocka_unit_test(test_hash_chaining),
 		cmocka_unit_test(test_prefix_cache_and_lru),
 		cmocka_unit_test(test_random_ops_invariants),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return tu_run_group_tests("test_kv", tests, NULL, NULL);
 }

@@ -22,6 +22,7 @@
 #include "kernels/dtype.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quant.h"
+#include "tests/unit/testutil.h"
 
 static uint64_t rng = 88172645463325252ull;
 
@@ -193,5 +194,5 @@ int main(void)
 		cmocka_unit_test(test_swiglu_bits),
 		cmocka_unit_test(test_attention_bits),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return tu_run_group_tests("test_ops", tests, NULL, NULL);
 }

@@ -152,5 +152,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_perplexity_matches_llamacpp),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+
+	tu_need_model("test_perplexity");
+	return tu_run_group_tests("test_perplexity", tests, NULL, NULL);
 }

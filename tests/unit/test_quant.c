@@ -31,6 +31,7 @@
 #include "kernels/dtype.h"
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/quant_impl.h"
+#include "tests/unit/testutil.h"
 
 #if PF_QUANT_X86
 #include <immintrin.h>
@@ -1047,5 +1048,5 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_vec_dot_4x),
 		cmocka_unit_test(test_vec_dot_extremes),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return tu_run_group_tests("test_quant", tests, NULL, NULL);
 }

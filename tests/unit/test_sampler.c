@@ -23,6 +23,7 @@
 
 #include "runtime/engine/philox.h"
 #include "runtime/engine/sampler.h"
+#include "tests/unit/testutil.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -1512,5 +1513,5 @@ int main(void)
 		cmocka_unit_test(test_stop_strings_random),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return tu_run_group_tests("test_sampler", tests, NULL, NULL);
 }

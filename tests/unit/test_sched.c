@@ -13,10 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "runtime/engine/kv.h"
 #include "runtime/engine/scheduler.h"
+#include "tests/unit/testutil.h"
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -932,6 +936,76 @@ static void test_static_batch_spans_budget(void **state)
 	pf_kv_destroy(kv);
 }
 
+/*
+ * The checks the engine runs after every step in test builds
+ * (PF_CHECK_INVARIANTS): a corrupt scheduler or KV state is reported by
+ * pf_sched_check(), and pf_sched_check_or_abort() stops the process loudly
+ * (seen here in a child, so this binary goes on).
+ */
+static void test_check_catches_corruption(void **state)
+{
+	(void)state;
+	struct pf_kv *kv;
+	struct pf_sched *s;
+	struct pf_sched_config cfg = pf_sched_config_default();
+	char err[256] = "";
+	assert_int_equal(pf_kv_create(32, 16, &kv), 0);
+	assert_int_equal(pf_sched_create(&cfg, kv, &s), 0);
+	int32_t p[40] = { 0 };
+	struct pf_req r = { .max_tokens = 8 };
+	struct pf_seq *q;
+	assert_int_equal(pf_sched_add(s, &r, p, 40, 0, &q), 0);
+	struct pf_sched_batch b;
+	assert_true(pf_sched_step(s, 0, &b) > 0);
+	pf_sched_step_done(s);
+	check(s);
+	pf_sched_check_or_abort(s, "a healthy step"); /* returns */
+
+	/* a reference the scheduler does not know of: a leaked fork */
+	struct pf_kv_seq stray = { 0 };
+	assert_int_equal(pf_kv_seq_fork(kv, &q->kv, &stray), 0);
+	assert_int_equal(pf_sched_check(s, err, sizeof(err)), -EFAULT);
+	assert_non_null(strstr(err, "refcount 2 but held by 1"));
+
+	/* the same state through the engine's hook: message and abort() */
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fds[1], 2);
+		pf_sched_check_or_abort(s, "the corrupting step");
+		_exit(0); /* not reached when the check works */
+	}
+	close(fds[1]);
+	char msg[512] = "";
+	size_t got = 0;
+	ssize_t n;
+	while (got < sizeof(msg) - 1 && (n = read(fds[0], msg + got, sizeof(msg) - 1 - got)) > 0)
+		got += (size_t)n;
+	close(fds[0]);
+	int st = 0;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFSIGNALED(st));
+	assert_int_equal(WTERMSIG(st), SIGABRT);
+	assert_non_null(strstr(msg, "pinfer: invariant broken after the corrupting step: block "));
+	assert_non_null(strstr(msg, "refcount 2 but held by 1"));
+
+	pf_kv_seq_release(kv, &stray);
+	check(s);
+
+	/* a sequence claiming more computed tokens than it has */
+	int32_t saved = q->n_computed;
+	q->n_computed = q->n_tokens + 1;
+	assert_int_equal(pf_sched_check(s, err, sizeof(err)), -EFAULT);
+	assert_non_null(strstr(err, "computed"));
+	q->n_computed = saved;
+	check(s);
+	pf_sched_destroy(s);
+	pf_kv_destroy(kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -950,6 +1024,7 @@ int main(void)
 		cmocka_unit_test(test_overload_no_thrash),
 		cmocka_unit_test(test_swap_kv_unit),
 		cmocka_unit_test(test_swap_preemption),
+		cmocka_unit_test(test_check_catches_corruption),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return tu_run_group_tests("test_sched", tests, NULL, NULL);
 }

@@ -180,5 +180,6 @@ int main(void)
 		cmocka_unit_test(test_healthy),
 		cmocka_unit_test(test_fault_falls_back),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	tu_need_model("test_selfcheck");
+	return tu_run_group_tests("test_selfcheck", tests, setup, teardown);
 }

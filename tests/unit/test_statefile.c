@@ -27,6 +27,7 @@
 #include <xxhash.h>
 
 #include "runtime/daemon/statefile.h"
+#include "tests/unit/testutil.h"
 
 #define FP 0x0123456789abcdefULL
 
@@ -641,5 +642,5 @@ int main(void)
 		cmocka_unit_test(test_write_is_atomic),
 		cmocka_unit_test(test_read_errors_and_quarantine),
 	};
-	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+	return tu_run_group_tests("test_statefile", tests, setup_dir, teardown_dir);
 }

@@ -12,3 +12,16 @@ wait_for() {
   while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.1; done
   return 1
 }
+
+# need_model MODEL: the suites that need the model call it before starting
+# pinferd.  Run by hand without it: skip (77) naming `make model`; under
+# `make test` (PF_REQUIRE_MODEL=1), which has just fetched it: a failure.
+need_model() {
+  [ -r "$1" ] && return 0
+  if [ "${PF_REQUIRE_MODEL:-0}" = 1 ]; then
+    echo "FAIL: the model $1 cannot be read and PF_REQUIRE_MODEL=1: \`make model\` fetches it"
+    exit 1
+  fi
+  echo "skip: the model $1 cannot be read: run \`make model\` or set PF_MODEL"
+  exit 77
+}
