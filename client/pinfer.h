@@ -119,6 +119,8 @@ uint32_t pinfer_inflight(const struct pinfer *c);       /* our requests not yet 
 
 /* ---- requests ------------------------------------------------------------------ */
 
+#define PINFER_MAX_N 16             /* completions per request (n) */
+#define PINFER_MAX_BEAM_WIDTH 8     /* beams per request */
 #define PINFER_MAX_STOP 8           /* stop strings per request */
 #define PINFER_MAX_STOP_LEN 64      /* bytes per stop string */
 #define PINFER_MAX_STOP_IDS 16      /* stop token ids per request */

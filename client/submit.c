@@ -14,6 +14,15 @@
 #include "shm/ring.h"
 #include "shm/wait.h"
 
+/* The public header's limits are the wire's (it cannot include shm/proto.h,
+ * which is not installed): one definition, checked here. */
+static_assert(PINFER_MAX_N == PF_WIRE_MAX_SEQS, "PINFER_MAX_N");
+static_assert(PINFER_MAX_BEAM_WIDTH == PF_WIRE_MAX_BEAMS, "PINFER_MAX_BEAM_WIDTH");
+static_assert(PINFER_MAX_STOP == PF_WIRE_MAX_STOP, "PINFER_MAX_STOP");
+static_assert(PINFER_MAX_STOP_LEN == PF_WIRE_MAX_STOP_LEN, "PINFER_MAX_STOP_LEN");
+static_assert(PINFER_MAX_STOP_IDS == PF_WIRE_MAX_STOP_IDS, "PINFER_MAX_STOP_IDS");
+static_assert(PINFER_MAX_TOP_LOGPROBS == PF_WIRE_MAX_TOP_LOGPROBS, "PINFER_MAX_TOP_LOGPROBS");
+
 void pinfer_params_init(struct pinfer_params *p)
 {
 	memset(p, 0, sizeof(*p));

@@ -164,6 +164,21 @@ static_assert(sizeof(struct pf_d2c_hdr) == 4 * PF_CACHELINE, "pf_d2c_hdr layout"
 static_assert(offsetof(struct pf_d2c_hdr, cq_tail) == 64, "pf_d2c_hdr layout");
 static_assert(offsetof(struct pf_d2c_hdr, sq_head) == 128, "pf_d2c_hdr layout");
 
+/* ---- wire limits ------------------------------------------------------------ */
+/*
+ * What one request may carry, defined once.  The public header repeats them
+ * as PINFER_MAX_* (it must stand alone when installed) and client/submit.c
+ * ties the two with static_assert; the sampler's limits are these
+ * (runtime/engine/sampler.h), the engine's MAX_N is PF_WIRE_MAX_SEQS, and
+ * the daemon's entry decoder (daemon_sqe.c) checks against them.
+ */
+#define PF_WIRE_MAX_SEQS 16         /* n: completions per request; resume's sequences */
+#define PF_WIRE_MAX_BEAMS 8         /* beam_width */
+#define PF_WIRE_MAX_STOP 8          /* stop strings per request */
+#define PF_WIRE_MAX_STOP_LEN 64     /* bytes per stop string */
+#define PF_WIRE_MAX_STOP_IDS 16     /* stop token ids per request */
+#define PF_WIRE_MAX_TOP_LOGPROBS 20 /* alternatives per token (OpenAI's limit) */
+
 /* ---- submission entries ----------------------------------------------------- */
 
 /*
@@ -174,7 +189,7 @@ static_assert(offsetof(struct pf_d2c_hdr, sq_head) == 128, "pf_d2c_hdr layout");
  */
 enum pf_sq_op { PF_OP_SUBMIT = 1, PF_OP_CANCEL = 2, PF_OP_RESUME = 3 };
 
-#define PF_RESUME_MAX_SEQS 16
+#define PF_RESUME_MAX_SEQS PF_WIRE_MAX_SEQS
 
 struct pf_resume_payload {
 	uint8_t token[16];        /* from the SUSPENDED completion */

@@ -29,7 +29,7 @@
 #include "client/pinfer.h"
 #include "tools/common/opts.h"
 
-#define MAX_SEQS 16
+#define MAX_SEQS PINFER_MAX_N
 #define MAX_BEAMS 8 /* the daemon's limit */
 
 static volatile sig_atomic_t g_interrupted;

@@ -605,7 +605,7 @@ static void handle_submit(struct pf_session *s, const struct pf_sqe *e)
 		s->tokens_out += (uint64_t)n;
 		goto out;
 	}
-	int32_t ids[16];
+	int32_t ids[PF_WIRE_MAX_STOP_IDS];
 	memcpy(ids, sid, e->n_stop_ids * 4);
 	r = pf_sqe_to_params(e, stops, e->stop_len, ids, &p, err, sizeof(err));
 	int64_t deadline_ns = e->deadline_ms ? now_ns() + (int64_t)e->deadline_ms * 1000000 : 0;

@@ -16,6 +16,13 @@ static int fail(char *err, size_t errlen, const char *msg)
 	return -EINVAL;
 }
 
+static int failf(char *err, size_t errlen, const char *fmt, int limit) __attribute__((format(printf, 3, 0)));
+static int failf(char *err, size_t errlen, const char *fmt, int limit)
+{
+	snprintf(err, errlen, fmt, limit);
+	return -EINVAL;
+}
+
 int pf_sqe_to_params(const struct pf_sqe *e, const uint8_t *stop_bytes, uint32_t stop_len, const int32_t *stop_ids,
 		     struct pf_request_params *p, char *err, size_t errlen)
 {
@@ -24,12 +31,12 @@ int pf_sqe_to_params(const struct pf_sqe *e, const uint8_t *stop_bytes, uint32_t
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
 		if (!isfinite(f[i]))
 			return fail(err, errlen, "a sampling parameter is NaN or infinite");
-	if (e->n < 1 || e->n > 16)
-		return fail(err, errlen, "n must be 1..16");
-	if (e->beam_width < 0 || e->beam_width > 8)
-		return fail(err, errlen, "beam_width must be 0..8");
-	if (e->n_stop_ids > 16)
-		return fail(err, errlen, "at most 16 stop token ids");
+	if (e->n < 1 || e->n > PF_WIRE_MAX_SEQS)
+		return failf(err, errlen, "n must be 1..%d", PF_WIRE_MAX_SEQS);
+	if (e->beam_width < 0 || e->beam_width > PF_WIRE_MAX_BEAMS)
+		return failf(err, errlen, "beam_width must be 0..%d", PF_WIRE_MAX_BEAMS);
+	if (e->n_stop_ids > PF_WIRE_MAX_STOP_IDS)
+		return failf(err, errlen, "at most %d stop token ids", PF_WIRE_MAX_STOP_IDS);
 	*p = pf_request_params_default();
 	struct pf_sampling_params *s = &p->sampling;
 	s->temperature = e->temperature;
@@ -57,9 +64,10 @@ int pf_sqe_to_params(const struct pf_sqe *e, const uint8_t *stop_bytes, uint32_t
 	for (uint32_t off = 0; off < stop_len;) {
 		uint32_t len = stop_bytes[off++];
 		if (len == 0 || len > PF_SAMPLER_STOP_STRING_MAX || len > stop_len - off)
-			return fail(err, errlen, "malformed stop strings (each 1..64 bytes, length-prefixed)");
+			return failf(err, errlen, "malformed stop strings (each 1..%d bytes, length-prefixed)",
+				     PF_WIRE_MAX_STOP_LEN);
 		if (pf_sampling_params_add_stop_string(s, (const char *)stop_bytes + off, len))
-			return fail(err, errlen, "at most 8 stop strings");
+			return failf(err, errlen, "at most %d stop strings", PF_WIRE_MAX_STOP);
 		off += len;
 	}
 	return 0;

@@ -28,7 +28,8 @@ static_assert(sizeof(struct pf_kv_copy) == sizeof(struct pf_block_pair) &&
 #include "runtime/engine/philox.h"
 #include "runtime/text/tok.h"
 
-#define MAX_N 16          /* completions or beams per request */
+#define MAX_N PF_WIRE_MAX_SEQS /* completions or beams (x2 candidates) per request */
+static_assert(PF_WIRE_MAX_BEAMS == MAX_N / 2, "a beam keeps two candidates in the MAX_N slots");
 
 struct ereq;
 

@@ -98,10 +98,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PF_SAMPLER_MAX_STOP_IDS     16
-#define PF_SAMPLER_MAX_STOP_STRINGS 8
-#define PF_SAMPLER_STOP_STRING_MAX  64  /* bytes, no NUL terminator needed */
-#define PF_SAMPLER_MAX_TOP_LOGPROBS 20  /* OpenAI's limit */
+#include "shm/proto.h"
+
+/* the wire's limits (shm/proto.h): what a request can carry is what the
+ * sampler holds */
+#define PF_SAMPLER_MAX_STOP_IDS     PF_WIRE_MAX_STOP_IDS
+#define PF_SAMPLER_MAX_STOP_STRINGS PF_WIRE_MAX_STOP
+#define PF_SAMPLER_STOP_STRING_MAX  PF_WIRE_MAX_STOP_LEN /* bytes, no NUL terminator needed */
+#define PF_SAMPLER_MAX_TOP_LOGPROBS PF_WIRE_MAX_TOP_LOGPROBS
 #define PF_SAMPLER_MAX_EOS          8
 #define PF_SAMPLER_GREEDY_TEMP      1e-5f /* below this, sampling is argmax (vLLM's _SAMPLING_EPS) */
 #define PF_SAMPLER_SCRATCH_KEEP     16384 /* candidates kept allocated between calls */
