@@ -417,8 +417,9 @@ void pf_session_flush(struct pf_session *s);
 /* Queue the client's wake on d->waker if it sleeps and completions were
  * posted; the caller flushes the waker once per step. */
 void pf_session_wake(struct pf_session *s);
-/* Cancel every request of the session (it died or stalled). */
-void pf_session_cancel_all(struct pf_session *s);
+/* End every request of the session with `why` (it died: CANCELLED; it
+ * stalled: STALLED). */
+void pf_session_cancel_all(struct pf_session *s, enum pf_finish_reason why);
 /* Engine callbacks that route output to sessions. */
 extern const struct pf_engine_events pf_daemon_events;
 

@@ -63,7 +63,7 @@ static void take_inbox(struct pf_daemon *d)
 		/* a dead client's sequences are cancelled in this iteration,
 		 * before the next step, and their blocks return to the pool */
 		int32_t n_req = s->n_inflight;
-		pf_session_cancel_all(s);
+		pf_session_cancel_all(s, PF_FINISH_CANCELLED);
 		pf_tokenize_forget(s); /* its prompts still in the worker */
 		struct pf_engine_stats st = { 0 };
 		if (d->engine)
@@ -93,14 +93,13 @@ static void check_timeouts(struct pf_daemon *d, int64_t now)
 		    now - s->paused_since_ns >= (int64_t)d->cfg.stall_timeout_s * 1000000000) {
 			pf_daemon_log(d, PF_LOG_WARN, "client %llu (pid %d) has not read its completions for %d s: cancelling its requests",
 				      (unsigned long long)s->id, s->pid, d->cfg.stall_timeout_s);
-			pf_session_cancel_all(s);
+			pf_session_cancel_all(s, PF_FINISH_STALLED);
 			continue;
 		}
 		for (struct pf_dreq *q = s->reqs, *next; q; q = next) {
 			next = q->next;
 			if (q->deadline_ns > 0 && now >= q->deadline_ns) {
-				q->deadline_ns = -1; /* ev_finish reports DEADLINE */
-				pf_engine_cancel(d->engine, q->engine_id);
+				pf_engine_cancel(d->engine, q->engine_id, PF_FINISH_DEADLINE);
 			}
 		}
 	}
@@ -269,7 +268,7 @@ int pf_daemon_engine_loop(struct pf_daemon *d)
 				pf_daemon_log(d, PF_LOG_ERROR, "saving failed (%s): cancelling them instead", strerror(-sr));
 			d->state_saved = true;
 			for (struct pf_session *s = d->sessions; s; s = s->next)
-				pf_session_cancel_all(s);
+				pf_session_cancel_all(s, PF_FINISH_CANCELLED);
 		}
 		if (atomic_load(&d->draining) && !in_flight(d) && undelivered(d)) {
 			/* the last completions (FINISHED, and the SUSPENDED that

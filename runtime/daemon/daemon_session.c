@@ -372,10 +372,17 @@ static void post_finished(struct pf_session *s, struct pf_dreq *q, int32_t index
 	pf_session_post(s, &e);
 }
 
+/* The engine's reasons are the wire's (engine.h) */
+static_assert((int)PF_FINISH_STOP == (int)PF_FINISHED_STOP && (int)PF_FINISH_LENGTH == (int)PF_FINISHED_LENGTH &&
+		      (int)PF_FINISH_CANCELLED == (int)PF_FINISHED_CANCELLED &&
+		      (int)PF_FINISH_ERROR == (int)PF_FINISHED_ERROR &&
+		      (int)PF_FINISH_DEADLINE == (int)PF_FINISHED_DEADLINE &&
+		      (int)PF_FINISH_STALLED == (int)PF_FINISHED_STALLED,
+	      "one finish-reason vocabulary");
+
 static uint8_t finish_reason(enum pf_finish_reason why)
 {
-	return why == PF_FINISH_STOP ? PF_FINISHED_STOP : why == PF_FINISH_LENGTH ? PF_FINISHED_LENGTH
-	       : why == PF_FINISH_CANCELLED ? PF_FINISHED_CANCELLED : PF_FINISHED_ERROR;
+	return why <= PF_FINISH_STALLED ? (uint8_t)why : PF_FINISHED_ERROR;
 }
 
 /* The request's last FINISHED was posted: count it and forget it. */
@@ -403,11 +410,6 @@ static void ev_finish(void *ctx, uint64_t id, void *user, int32_t index, enum pf
 			dreq_remove(s, q);
 		return;
 	}
-	if (why == PF_FINISH_CANCELLED && q->deadline_ns < 0)
-		reason = PF_FINISHED_DEADLINE;
-	if (why == PF_FINISH_CANCELLED && s->paused && s->d->cfg.stall_timeout_s > 0 &&
-	    now_ns() - s->paused_since_ns >= (int64_t)s->d->cfg.stall_timeout_s * 1000000000)
-		reason = PF_FINISHED_STALLED;
 	post_finished(s, q, index, reason, text, len, u, u->last);
 	if (u->last)
 		dreq_done(s, q, reason, u);
@@ -650,7 +652,7 @@ int pf_session_poll_sq(struct pf_session *s)
 				continue; /* still being tokenized: answered there */
 			for (struct pf_dreq *q = s->reqs; q; q = q->next)
 				if (q->tag == e.tag) {
-					pf_engine_cancel(s->d->engine, q->engine_id);
+					pf_engine_cancel(s->d->engine, q->engine_id, PF_FINISH_CANCELLED);
 					break;
 				}
 		} else {
@@ -670,7 +672,7 @@ int pf_session_poll_sq(struct pf_session *s)
 	return (int)n;
 }
 
-void pf_session_cancel_all(struct pf_session *s)
+void pf_session_cancel_all(struct pf_session *s, enum pf_finish_reason why)
 {
 	if (!s->d->engine)
 		return;
@@ -678,7 +680,7 @@ void pf_session_cancel_all(struct pf_session *s)
 	/* pf_engine_cancel reports through ev_finish, which frees the dreq */
 	while (s->reqs) {
 		struct pf_dreq *q = s->reqs;
-		if (pf_engine_cancel(s->d->engine, q->engine_id) == -ENOENT)
+		if (pf_engine_cancel(s->d->engine, q->engine_id, why) == -ENOENT)
 			dreq_remove(s, q);
 	}
 }

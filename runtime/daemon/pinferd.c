@@ -153,7 +153,7 @@ int main(int argc, char **argv)
 	while (d->sessions) {
 		struct pf_session *s = d->sessions;
 		d->sessions = s->next;
-		pf_session_cancel_all(s);
+		pf_session_cancel_all(s, PF_FINISH_CANCELLED);
 		close(s->sock);
 		if (s->pidfd >= 0)
 			close(s->pidfd);

@@ -427,11 +427,13 @@ static struct ereq *find_req(struct pf_engine *e, uint64_t id)
 	return NULL;
 }
 
-int pf_engine_cancel(struct pf_engine *e, uint64_t id)
+int pf_engine_cancel(struct pf_engine *e, uint64_t id, enum pf_finish_reason why)
 {
 	struct ereq *r = find_req(e, id);
 	if (!r)
 		return -ENOENT;
+	if (why != PF_FINISH_DEADLINE && why != PF_FINISH_STALLED)
+		why = PF_FINISH_CANCELLED;
 	/* seq_end frees r with the last sequence.  Beams are one sequence
 	 * to the caller (they report hypotheses, not streams): the last
 	 * one reports the end. */
@@ -439,7 +441,7 @@ int pf_engine_cancel(struct pf_engine *e, uint64_t id)
 		if (!r->seqs[i])
 			continue;
 		bool last = r->n_live == 1;
-		seq_end(e, r->seqs[i], PF_FINISH_CANCELLED, NULL, 0, last || r->p.beam_width <= 1);
+		seq_end(e, r->seqs[i], why, NULL, 0, last || r->p.beam_width <= 1);
 		if (last)
 			break;
 	}
@@ -1041,7 +1043,7 @@ void pf_engine_destroy(struct pf_engine *e)
 	if (!e)
 		return;
 	while (e->reqs)
-		pf_engine_cancel(e, e->reqs->id);
+		pf_engine_cancel(e, e->reqs->id, PF_FINISH_CANCELLED);
 	pf_sched_destroy(e->sched);
 	pf_kv_destroy(e->kv);
 	if (e->be.ops)

@@ -41,11 +41,18 @@ struct pf_tok;
 struct pf_chat;
 struct pf_model;
 
+/* Why a sequence ended: the one vocabulary, from the engine to the wire (the
+ * values are the wire's PF_FINISHED_*, shm/proto.h; the daemon passes them
+ * through, checked by static_assert).  The engine decides STOP, LENGTH and
+ * ERROR itself; CANCELLED, DEADLINE and STALLED are the reason its owner
+ * gives pf_engine_cancel(). */
 enum pf_finish_reason {
 	PF_FINISH_STOP = 0,      /* EOS, a stop token or a stop string */
 	PF_FINISH_LENGTH = 1,    /* max_tokens, or the model's context is full */
-	PF_FINISH_CANCELLED = 2,
+	PF_FINISH_CANCELLED = 2, /* asked for, or its client went away */
 	PF_FINISH_ERROR = 3,
+	PF_FINISH_DEADLINE = 4,  /* the request's deadline passed */
+	PF_FINISH_STALLED = 5,   /* its client stopped reading completions */
 };
 
 struct pf_engine_config {
@@ -164,9 +171,10 @@ void pf_engine_destroy(struct pf_engine *e);
 int pf_engine_submit(struct pf_engine *e, const int32_t *prompt, int32_t n, const struct pf_request_params *p,
 		     void *user, uint64_t *ret_id, char *err, size_t errlen);
 
-/* Cancel a request in any state; its blocks return to the pool now and
- * on_finish reports CANCELLED for each live sequence.  -ENOENT if unknown. */
-int pf_engine_cancel(struct pf_engine *e, uint64_t id);
+/* End a request in any state; its blocks return to the pool now and
+ * on_finish reports `why` (CANCELLED, DEADLINE or STALLED; anything else is
+ * taken as CANCELLED) for each live sequence.  -ENOENT if unknown. */
+int pf_engine_cancel(struct pf_engine *e, uint64_t id, enum pf_finish_reason why);
 
 /* Pause or resume a request's sequences (back-pressure).  -ENOENT if unknown. */
 int pf_engine_pause(struct pf_engine *e, uint64_t id, bool paused);

@@ -568,7 +568,7 @@ static void test_beam_events(void **state)
 	assert_int_equal(pf_engine_submit(e, ids, n, &p, k, &id, err, sizeof(err)), 0);
 	assert_true(pf_engine_step(e) > 0);
 	assert_true(pf_engine_step(e) > 0);
-	assert_int_equal(pf_engine_cancel(e, id), 0);
+	assert_int_equal(pf_engine_cancel(e, id, PF_FINISH_CANCELLED), 0);
 	assert_int_equal(k->n_finished, 1);
 	assert_int_equal(k->why[0], PF_FINISH_CANCELLED);
 	assert_true(k->usage.last);
@@ -676,12 +676,12 @@ static void test_cancel_frees_and_limits(void **state)
 	for (int i = 0; i < 5; i++)
 		assert_true(pf_engine_step(e) > 0);
 	assert_int_equal(c->n[0], 5);
-	assert_int_equal(pf_engine_cancel(e, id), 0);
+	assert_int_equal(pf_engine_cancel(e, id, PF_FINISH_CANCELLED), 0);
 	assert_int_equal(c->why[0], PF_FINISH_CANCELLED);
 	assert_false(pf_engine_has_work(e));
 	pf_engine_get_stats(e, &st1);
 	assert_int_equal(st1.kv.n_used, 0); /* blocks are back (free or cached) at once */
-	assert_int_equal(pf_engine_cancel(e, id), -ENOENT);
+	assert_int_equal(pf_engine_cancel(e, id, PF_FINISH_CANCELLED), -ENOENT);
 	/* prompt + max_tokens over the limit: a clear error with both numbers */
 	p.sampling.max_tokens = pf_engine_max_model_len(e);
 	assert_int_equal(pf_engine_submit(e, ids, n, &p, c, &id, err, sizeof(err)), -EINVAL);
@@ -919,7 +919,7 @@ static void rs_run_case(struct rs_case *c)
 			}
 			assert_int_equal(rs_min_n(part[j], ns), c->ks[j]);
 			n_rec[j] = rs_save(a, part[j], path[j]);
-			assert_int_equal(pf_engine_cancel(a, pid[j]), 0);
+			assert_int_equal(pf_engine_cancel(a, pid[j], PF_FINISH_CANCELLED), 0);
 			saved[j] = true;
 		}
 		if (!left)
@@ -968,7 +968,7 @@ static void rs_run_case(struct rs_case *c)
 			sv[i] = back[i].seq;
 		int32_t gen2 = sv[0].n_generated;
 		assert_true(gen2 > c->ks[2]);
-		assert_int_equal(pf_engine_cancel(b, rid), 0);
+		assert_int_equal(pf_engine_cancel(b, rid, PF_FINISH_CANCELLED), 0);
 		struct rs_cap *chained = calloc(1, sizeof(*chained));
 		assert_int_equal(pf_engine_resume(b, sv, k, chained, &id, err, sizeof(err)), 0);
 		pf_state_records_free(back);
