@@ -489,35 +489,51 @@ static int lp_record(struct eseq *es, const struct pf_sampling_params *sp, const
 
 /* The chosen token `tok` (or < 0: the draw failed) of a sequence, with
  * its sample result: accept, stream, check for the end. */
-static void take_token(struct pf_engine *e, struct eseq *es, int tok, const struct pf_sample_result *resp)
+/*
+ * The one token-emission path, for new tokens (take_token) and for a resumed
+ * sequence's replayed ones (replay_seq): the sampler takes the token (its
+ * counters and penalties), the detokenizer its bytes, the stop-string window
+ * decides what text may go out, on_token reports it, and a stop or the
+ * length limit ends the sequence.  Returns false when the sequence ended.
+ */
+static bool emit_token(struct pf_engine *e, struct eseq *es, int32_t tok, const struct pf_sample_result *res)
 {
 	struct ereq *r = es->r;
-	struct pf_sample_result res = *resp;
 	struct pf_stop_result st;
 	size_t n = 0;
-	if (tok < 0 || pf_sampler_accept(&es->smp, tok) || pf_sched_append(e->sched, es->q, tok) ||
-	    lp_record(es, &r->p.sampling, &res)) {
+	if (pf_sampler_accept(&es->smp, tok) || pf_detok_push(&es->detok, tok, e->text, e->text_cap, &n) ||
+	    pf_sampler_check_stop(&es->smp, &r->p.sampling, tok, e->text, n, &st) < 0) {
 		seq_end(e, es, PF_FINISH_ERROR, NULL, 0, true);
-		return;
-	}
-	e->generated++;
-	if (r->t_first == 0)
-		r->t_first = now_s();
-	pf_detok_push(&es->detok, tok, e->text, e->text_cap, &n);
-	if (pf_sampler_check_stop(&es->smp, &r->p.sampling, tok, e->text, n, &st) < 0) {
-		seq_end(e, es, PF_FINISH_ERROR, NULL, 0, true);
-		return;
+		return false;
 	}
 	if (e->ev.on_token)
-		e->ev.on_token(e->ev.ctx, r->id, r->user, es->index, tok, st.emit, st.emit_len, &res);
+		e->ev.on_token(e->ev.ctx, r->id, r->user, es->index, tok, st.emit, st.emit_len, res);
 	if (st.reason != PF_SAMPLER_CONTINUE) {
 		/* a trailing incomplete character is delivered as U+FFFD on LENGTH */
 		size_t fl = 0;
 		if (st.reason == PF_SAMPLER_LENGTH)
 			pf_detok_flush(&es->detok, e->text, e->text_cap, &fl);
 		seq_end(e, es, st.reason == PF_SAMPLER_LENGTH ? PF_FINISH_LENGTH : PF_FINISH_STOP, e->text, fl, true);
+		return false;
+	}
+	return true;
+}
+
+/* A newly sampled token: into the sequence's KV (scheduler) and logprob
+ * record, then out through emit_token; the context limit ends it too. */
+static void take_token(struct pf_engine *e, struct eseq *es, int tok, const struct pf_sample_result *resp)
+{
+	struct ereq *r = es->r;
+	struct pf_sample_result res = *resp;
+	if (tok < 0 || pf_sched_append(e->sched, es->q, tok) || lp_record(es, &r->p.sampling, &res)) {
+		seq_end(e, es, PF_FINISH_ERROR, NULL, 0, true);
 		return;
 	}
+	e->generated++;
+	if (r->t_first == 0)
+		r->t_first = now_s();
+	if (!emit_token(e, es, tok, &res))
+		return;
 	if (es->q->n_tokens >= e->max_model_len) {
 		const char *held;
 		size_t hl = pf_sampler_held(&es->smp, &held);
@@ -1319,8 +1335,6 @@ static void replay_seq(struct pf_engine *e, struct eseq *es)
 	for (int32_t i = 0; i < n; i++) {
 		int32_t tok = es->q->tokens[r->n_prompt + i];
 		struct pf_sample_result res = { .token = tok, .logprob = NAN, .replayed = true, .gen_index = (uint32_t)i };
-		struct pf_stop_result st;
-		size_t len = 0;
 		for (int32_t j = 0; i < es->n_lp && j < tk; j++) {
 			const struct pf_sample_logprob *t = &es->lp_top[(size_t)i * (size_t)tk + (size_t)j];
 			if (t->token >= 0)
@@ -1328,23 +1342,10 @@ static void replay_seq(struct pf_engine *e, struct eseq *es)
 		}
 		if (sp->logprobs && i < es->n_lp)
 			res.logprob = es->lp[i];
-		if (pf_sampler_accept(&es->smp, tok) || pf_detok_push(&es->detok, tok, e->text, e->text_cap, &len) ||
-		    pf_sampler_check_stop(&es->smp, sp, tok, e->text, len, &st) < 0) {
-			seq_end(e, es, PF_FINISH_ERROR, NULL, 0, true);
+		/* (a stop cannot happen for what pf_engine_export wrote: those
+		 * sequences had not stopped; it would end it as take_token does) */
+		if (!emit_token(e, es, tok, &res))
 			return;
-		}
-		if (e->ev.on_token)
-			e->ev.on_token(e->ev.ctx, r->id, r->user, es->index, tok, st.emit, st.emit_len, &res);
-		if (st.reason != PF_SAMPLER_CONTINUE) {
-			/* cannot happen for what pf_engine_export wrote (those
-			 * sequences had not stopped); ends it as sample_one would */
-			size_t fl = 0;
-			if (st.reason == PF_SAMPLER_LENGTH)
-				pf_detok_flush(&es->detok, e->text, e->text_cap, &fl);
-			seq_end(e, es, st.reason == PF_SAMPLER_LENGTH ? PF_FINISH_LENGTH : PF_FINISH_STOP, e->text, fl,
-				true);
-			return;
-		}
 	}
 }
 
