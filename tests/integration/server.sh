@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# pinfer-server against a real pinferd, driven by the official `openai`
+# Python package (tests/integration/server_test.py says what is checked).
+#
+# The package comes from PyPI into a virtual environment cached under the
+# build folder (BUILD/venv-openai), so reruns do not download again.  The
+# suite skips (77) only when PyPI cannot be reached, and says so; any other
+# failure to set the environment up is a failure.
+set -uo pipefail
+build=${PF_BUILD:-build}
+model=${PF_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+openai_pin=3.63.0
+venv=$build/venv-openai
+work=$(mktemp -d /tmp/pinfer-server-XXXXXX)
+sock=$work/d.sock
+pids=()
+failures=0
+
+cleanup() { for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+# shellcheck source=lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
+
+for b in pinferd pinfer-server pinfer pinfer-top; do
+  [ -x "$build/bin/$b" ] || { echo "FAIL: $build/bin/$b is not built"; exit 1; }
+done
+
+# ---- the Python environment -------------------------------------------------------
+if ! "$venv/bin/python" -c "import openai, sys; sys.exit(0 if openai.__version__ == '$openai_pin' else 1)" 2>/dev/null; then
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" >"$work/venv.log" 2>&1; then
+    echo "FAIL: python3 -m venv does not work (install python3-venv):"; cat "$work/venv.log"; exit 1
+  fi
+  if ! "$venv/bin/pip" install -q --disable-pip-version-check "openai==$openai_pin" >"$work/pip.log" 2>&1; then
+    if ! python3 -c "import urllib.request; urllib.request.urlopen('https://pypi.org/simple/openai/', timeout=20)" 2>/dev/null; then
+      echo "skip: pip cannot reach PyPI to install openai==$openai_pin:"; tail -3 "$work/pip.log"; rm -rf "$venv"; exit 77
+    fi
+    echo "FAIL: pip install openai==$openai_pin failed although PyPI answers:"; tail -20 "$work/pip.log"; rm -rf "$venv"; exit 1
+  fi
+fi
+echo "# openai $openai_pin in $venv"
+
+# ---- pinferd and two servers ----------------------------------------------------------
+"$build/bin/pinferd" --model "$model" --socket "$sock" --kv-memory 96M --state-file none --max-inflight 256 \
+  --log-level info >"$work/pinferd.log" 2>&1 &
+pids+=($!)
+wait_for 120 test -S "$sock" || { echo "FAIL: pinferd did not start:"; cat "$work/pinferd.log"; exit 1; }
+
+key=sk-test-$RANDOM$RANDOM
+printf '%s\n' "$key" >"$work/key"
+start_server() { # LOG ARGS... -> prints the port
+  "$build/bin/pinfer-server" --socket "$sock" --listen 127.0.0.1:0 --api-key-file "$work/key" "${@:2}" >"$1" 2>&1 &
+  pids+=($!)
+  wait_for 30 grep -q "listening on" "$1" || { echo "FAIL: pinfer-server did not start:" >&2; cat "$1" >&2; return 1; }
+  sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$1"
+}
+port=$(start_server "$work/server.log" --served-model-name smol --max-body 65536 --timeout 3) || exit 1
+spid=${pids[-1]}
+# a second server with room for one request at a time: the 429 path
+tport=$(start_server "$work/tight.log" --served-model-name smol --max-requests 1) || exit 1
+echo "# pinfer-server on ports $port and $tport (max-requests 1)"
+
+# --help explains; a bad flag is refused naming it
+"$build/bin/pinfer-server" --help | grep -q -- "--api-key-file" && ok "--help lists the options" || fail "--help"
+out=$("$build/bin/pinfer-server" --max-body lots 2>&1) && fail "--max-body lots accepted" \
+  || { echo "$out" | grep -q -- "--max-body" && ok "--max-body lots refused: $out" || fail "--max-body lots: $out"; }
+
+PF_URL="http://127.0.0.1:$port" PF_TIGHT_URL="http://127.0.0.1:$tport" PF_KEY="$key" PF_MODEL_ID=smol \
+  PF_SOCK="$sock" PF_BIN="$build/bin" PF_ASAN="${PF_ASAN:-0}" \
+  timeout 1200 "$venv/bin/python" "$(dirname "$0")/server_test.py"
+rc=$?
+[ $rc -eq 0 ] || fail "server_test.py exited $rc"
+
+# the server survived everything and stops cleanly
+kill -0 "$spid" 2>/dev/null && ok "pinfer-server still running" || { fail "pinfer-server died:"; tail -20 "$work/server.log"; }
+kill -TERM "$spid"
+if wait_for 30 bash -c "! kill -0 $spid 2>/dev/null"; then
+  wait "$spid"; src=$?
+  [ $src -eq 0 ] && ok "pinfer-server stops on SIGTERM with status 0" || fail "pinfer-server exited $src on SIGTERM"
+else
+  fail "pinfer-server did not stop on SIGTERM"
+fi
+if grep -qi "capital of" "$work/server.log"; then fail "prompt text in the server log at the default level"; else ok "no prompt text logged"; fi
+
+[ $failures -eq 0 ] || { echo "$failures failures"; tail -30 "$work/server.log"; exit 1; }
+echo "# all pinfer-server checks passed"
