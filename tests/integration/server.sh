@@ -49,16 +49,17 @@ wait_for 120 test -S "$sock" || { echo "FAIL: pinferd did not start:"; cat "$wor
 
 key=sk-test-$RANDOM$RANDOM
 printf '%s\n' "$key" >"$work/key"
-start_server() { # LOG ARGS... -> prints the port
-  "$build/bin/pinfer-server" --socket "$sock" --listen 127.0.0.1:0 --api-key-file "$work/key" "${@:2}" >"$1" 2>&1 &
-  pids+=($!)
-  wait_for 30 grep -q "listening on" "$1" || { echo "FAIL: pinfer-server did not start:" >&2; cat "$1" >&2; return 1; }
-  sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$1"
+start_server() { # LOG SOCKET ARGS...: sets port and spid
+  "$build/bin/pinfer-server" --socket "$2" --listen 127.0.0.1:0 --api-key-file "$work/key" "${@:3}" >"$1" 2>&1 &
+  spid=$!
+  pids+=($spid)
+  wait_for 30 grep -q "listening on" "$1" || { echo "FAIL: pinfer-server did not start:"; cat "$1"; exit 1; }
+  port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$1")
 }
-port=$(start_server "$work/server.log" --served-model-name smol --max-body 65536 --timeout 3) || exit 1
-spid=${pids[-1]}
-# a second server with room for one request at a time: the 429 path
-tport=$(start_server "$work/tight.log" --served-model-name smol --max-requests 1) || exit 1
+# a server with room for one request at a time: the 429 path
+start_server "$work/tight.log" "$sock" --served-model-name smol --max-requests 1
+tport=$port
+start_server "$work/server.log" "$sock" --served-model-name smol --max-body 65536 --timeout 3
 echo "# pinfer-server on ports $port and $tport (max-requests 1)"
 
 # --help explains; a bad flag is refused naming it
@@ -71,6 +72,40 @@ PF_URL="http://127.0.0.1:$port" PF_TIGHT_URL="http://127.0.0.1:$tport" PF_KEY="$
   timeout 1200 "$venv/bin/python" "$(dirname "$0")/server_test.py"
 rc=$?
 [ $rc -eq 0 ] || fail "server_test.py exited $rc"
+
+# ---- a pinferd drain + restart mid-stream: every stream completes, equal to an uninterrupted run ----
+sock2=$work/d2.sock
+start_daemon2() {
+  rm -f "$sock2"
+  "$build/bin/pinferd" --model "$model" --socket "$sock2" --kv-memory 96M --state-file "$work/d2.state" \
+    --drain-timeout 1 --log-level info >>"$work/pinferd2.log" 2>&1 &
+  d2pid=$!
+  pids+=($d2pid)
+  wait_for 120 test -S "$sock2" || { echo "FAIL: pinferd (2) did not start:"; tail -20 "$work/pinferd2.log"; exit 1; }
+}
+start_daemon2
+main_spid=$spid
+start_server "$work/drain-server.log" "$sock2" --served-model-name smol --resume-wait 120
+dport=$port
+spid=$main_spid
+PF_URL="http://127.0.0.1:$dport" PF_KEY="$key" PF_MODEL_ID=smol PF_MARKER="$work/go" \
+  timeout 900 "$venv/bin/python" "$(dirname "$0")/server_drain.py" &
+drainpy=$!
+if wait_for 600 test -f "$work/go"; then
+  kill -TERM "$d2pid"
+  wait "$d2pid"; drc=$?
+  [ $drc -eq 0 ] && ok "pinferd drained mid-stream and exited 0" || fail "pinferd drain exited $drc"
+  wait_for 30 bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$dport/health | grep -q 503" \
+    && ok "/health 503 while pinferd is away" || fail "/health did not say 503 while pinferd was away"
+  start_daemon2
+  grep -q "restored 3 requests" "$work/pinferd2.log" && ok "the new pinferd restored the 3 requests" \
+    || fail "not restored: $(grep restored "$work/pinferd2.log")"
+else
+  fail "the drain test's streams did not start"
+fi
+wait "$drainpy" || fail "streams across the drain and restart (server_drain.py)"
+grep -q "reattached" "$work/drain-server.log" && ok "pinfer-server: $(grep -m1 reattached "$work/drain-server.log" | sed 's/^pinfer-server: //')" \
+  || fail "pinfer-server did not reattach: $(tail -5 "$work/drain-server.log")"
 
 # the server survived everything and stops cleanly
 kill -0 "$spid" 2>/dev/null && ok "pinfer-server still running" || { fail "pinfer-server died:"; tail -20 "$work/server.log"; }
