@@ -107,6 +107,34 @@ wait "$drainpy" || fail "streams across the drain and restart (server_drain.py)"
 grep -q "reattached" "$work/drain-server.log" && ok "pinfer-server: $(grep -m1 reattached "$work/drain-server.log" | sed 's/^pinfer-server: //')" \
   || fail "pinfer-server did not reattach: $(tail -5 "$work/drain-server.log")"
 
+# ---- --route: one server, two daemons, chosen by the request's model ----------------------
+# (not start_server: it passes --socket, which --route refuses)
+"$build/bin/pinfer-server" --listen 127.0.0.1:0 --api-key-file "$work/key" --route "smol=$sock" --route "other=$sock2" \
+  >"$work/route.log" 2>&1 &
+rpid=$!
+pids+=($rpid)
+wait_for 30 grep -q "listening on" "$work/route.log" || fail "the route server did not start: $(cat "$work/route.log")"
+rport=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/route.log")
+rurl=http://127.0.0.1:$rport
+post() { curl -s -o "$work/body" -w '%{http_code}' -H "Authorization: Bearer $key" -H 'Content-Type: application/json' "$rurl$1" -d "$2"; }
+models=$(curl -s -H "Authorization: Bearer $key" "$rurl/v1/models" | python3 -c 'import json,sys; print(" ".join(sorted(m["id"] for m in json.load(sys.stdin)["data"])))')
+[ "$models" = "other smol" ] && ok "--route: /v1/models lists both names" || fail "--route: /v1/models lists '$models'"
+for m in smol other; do
+  st=$(post /v1/completions "{\"model\": \"$m\", \"prompt\": \"Hello\", \"max_tokens\": 4}")
+  [ "$st" = 200 ] && ok "--route: model $m answers" || fail "--route: model $m: $st $(cat "$work/body")"
+done
+st=$(post /v1/completions '{"model": "nope", "prompt": "Hello", "max_tokens": 4}')
+[ "$st" = 404 ] && grep -q "'smol'" "$work/body" && ok "--route: an unknown name is 404 listing the names" || fail "--route: unknown: $st $(cat "$work/body")"
+kill -TERM "$d2pid"; wait "$d2pid"
+wait_for 30 bash -c "curl -s -o /dev/null -w '%{http_code}' $rurl/health | grep -q 503" && ok "--route: /health 503 once one daemon is gone" \
+  || fail "--route: /health did not turn 503"
+st=$(post /v1/completions '{"model": "other", "prompt": "Hello", "max_tokens": 4}')
+st2=$(post /v1/completions '{"model": "smol", "prompt": "Hello", "max_tokens": 4}')
+[ "$st" = 503 ] && [ "$st2" = 200 ] && ok "--route: the stopped daemon's model 503, the other still 200" \
+  || fail "--route: after stopping 'other': other $st, smol $st2"
+out=$("$build/bin/pinfer-server" --route smol --listen 127.0.0.1:0 2>&1) && fail "--route smol accepted" \
+  || { echo "$out" | grep -q -- "--route" && ok "--route without =TARGET refused" || fail "--route smol: $out"; }
+
 # the server survived everything and stops cleanly
 kill -0 "$spid" 2>/dev/null && ok "pinfer-server still running" || { fail "pinfer-server died:"; tail -20 "$work/server.log"; }
 kill -TERM "$spid"

@@ -312,10 +312,10 @@ static void note_model(struct backend *b)
 static void try_connect(struct backend *b)
 {
 	struct pinfer *c = NULL;
-	b->cfg->conn.timeout_ms = 2000;
-	b->cfg->conn.err = b->why;
-	b->cfg->conn.err_len = sizeof(b->why);
-	if (pinfer_connect(&b->cfg->conn, &c) == 0) {
+	b->conn.timeout_ms = 2000;
+	b->conn.err = b->why;
+	b->conn.err_len = sizeof(b->why);
+	if (pinfer_connect(&b->conn, &c) == 0) {
 		b->c = c;
 		b->away_since = 0;
 		note_model(b);
@@ -533,10 +533,18 @@ void backend_reap(struct backend *b)
 	}
 }
 
-int backend_start(struct backend *b, struct srv_config *cfg)
+const char *backend_name(const struct backend *b)
+{
+	return b->served[0] ? b->served : b->model;
+}
+
+int backend_start(struct backend *b, struct srv_config *cfg, const struct pinfer_connect_opts *conn,
+		  const char *served)
 {
 	pthread_mutex_init(&b->mu, NULL);
 	b->cfg = cfg;
+	b->conn = *conn;
+	snprintf(b->served, sizeof(b->served), "%s", served ? served : "");
 	b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (b->wake_fd < 0)
 		return -errno;

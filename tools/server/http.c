@@ -35,7 +35,8 @@ struct conn_state {
 };
 
 struct http {
-	struct backend *b;
+	struct backend *b;          /* one per route */
+	int nb;
 	struct srv_config *cfg;
 	time_t started;
 };
@@ -104,32 +105,43 @@ static bool authorized(struct http *h, struct MHD_Connection *c)
 
 /* ---- GET endpoints ------------------------------------------------------------------------- */
 
+/* Health: 200 when every route's daemon answers; else 503 naming the first
+ * that does not.  Models: every route whose daemon was reached at least once
+ * (its name may come from the daemon), 503 when none was. */
 static enum MHD_Result get_endpoint(struct http *h, struct MHD_Connection *c, enum endpoint ep)
 {
-	struct backend *b = h->b;
-	pthread_mutex_lock(&b->mu);
-	bool up = b->c && b->away_since == 0;
-	char model[128], why[256];
-	snprintf(model, sizeof(model), "%s", h->cfg->served_name ? h->cfg->served_name : b->model);
-	snprintf(why, sizeof(why), "%s", b->why);
-	int32_t ctx = b->max_model_len;
-	pthread_mutex_unlock(&b->mu);
+	json_t *data = json_array();
+	char why[512] = "";
+	for (int i = 0; i < h->nb; i++) {
+		struct backend *b = &h->b[i];
+		pthread_mutex_lock(&b->mu);
+		if (!(b->c && b->away_since == 0) && !why[0])
+			snprintf(why, sizeof(why), "%s%s%s", h->nb > 1 ? backend_name(b) : "", h->nb > 1 ? ": " : "",
+				 b->why);
+		if (b->model[0])
+			json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s, s:i}", "id", backend_name(b), "object",
+							      "model", "created", (json_int_t)h->started, "owned_by",
+							      "pinfer", "max_model_len", b->max_model_len));
+		pthread_mutex_unlock(&b->mu);
+	}
 
 	switch (ep) {
 	case EP_HEALTH:
-		if (up)
+		json_decref(data);
+		if (!why[0])
 			return reply_json(c, 200, json_pack("{s:s}", "status", "ok"));
 		return reply_errf(c, 503, NULL, why);
 	case EP_VERSION:
+		json_decref(data);
 		return reply_json(c, 200, json_pack("{s:s}", "version", SRV_VERSION));
 	case EP_MODELS:
-		if (!model[0])
+		if (json_array_size(data) == 0) {
+			json_decref(data);
 			return reply_errf(c, 503, NULL, why);
-		return reply_json(c, 200,
-				  json_pack("{s:s, s:[{s:s, s:s, s:I, s:s, s:i}]}", "object", "list", "data", "id", model,
-					    "object", "model", "created", (json_int_t)h->started, "owned_by", "pinfer",
-					    "max_model_len", ctx));
+		}
+		return reply_json(c, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 	default:
+		json_decref(data);
 		return reply_errf(c, 404, NULL, "not found");
 	}
 }
@@ -173,7 +185,6 @@ static void stream_free(void *cls)
 
 static enum MHD_Result generate_start(struct http *h, struct MHD_Connection *c, struct conn_state *st)
 {
-	struct backend *b = h->b;
 	struct srv_err e;
 	if (st->too_big) {
 		srv_err_set(&e, 413, NULL, "the body is larger than the limit of %zu bytes (--max-body)", h->cfg->max_body);
@@ -182,18 +193,20 @@ static enum MHD_Result generate_start(struct http *h, struct MHD_Connection *c, 
 	struct srv_req *r = srv_req_new(st->ep == EP_CHAT ? SRV_CHAT : SRV_COMPLETION);
 	if (!r)
 		return reply_errf(c, 500, NULL, "out of memory");
-	r->backend = b;
 	st->r = r;
-	pthread_mutex_lock(&b->mu);
-	char served[128];
-	snprintf(served, sizeof(served), "%s", h->cfg->served_name ? h->cfg->served_name : b->model);
-	pthread_mutex_unlock(&b->mu);
-	if (!served[0]) {
-		srv_err_set(&e, 503, NULL, "pinferd is not reachable: %s", b->why);
+	char names[SRV_MAX_ROUTES][128];
+	for (int i = 0; i < h->nb; i++) {
+		pthread_mutex_lock(&h->b[i].mu);
+		snprintf(names[i], sizeof(names[i]), "%s", backend_name(&h->b[i]));
+		pthread_mutex_unlock(&h->b[i].mu);
+	}
+	if (h->nb == 1 && !names[0][0]) {
+		srv_err_set(&e, 503, NULL, "pinferd is not reachable: %s", h->b[0].why);
 		return reply_err(c, &e);
 	}
-	if (oai_parse(r, st->body.p ? st->body.p : "", st->body.len, served, h->cfg->default_max_tokens, &e) < 0)
+	if (oai_parse(r, st->body.p ? st->body.p : "", st->body.len, names, h->nb, h->cfg->default_max_tokens, &e) < 0)
 		return reply_err(c, &e);
+	struct backend *b = r->backend = &h->b[r->route];
 	if (h->cfg->log_level >= 2)
 		fprintf(stderr, "pinfer-server: %s: %s\n", r->id, st->body.p);
 	sbuf_free(&st->body);
@@ -214,7 +227,8 @@ static enum MHD_Result generate_start(struct http *h, struct MHD_Connection *c, 
 /* The connection was resumed: answer if there is something to answer with. */
 static enum MHD_Result generate_resume(struct http *h, struct MHD_Connection *c, struct srv_req *r)
 {
-	struct backend *b = h->b;
+	struct backend *b = r->backend;
+	(void)h;
 	pthread_mutex_lock(&b->mu);
 	if (r->client_gone) {
 		pthread_mutex_unlock(&b->mu);
@@ -339,27 +353,32 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-	struct http *h = cls;
 	struct conn_state *st = *con_cls;
+	(void)cls;
 	(void)c;
 	(void)toe;
 	if (!st)
 		return;
-	if (st->r) {
-		pthread_mutex_lock(&h->b->mu);
-		backend_release(h->b, st->r);
+	if (st->r && st->r->backend) {
+		struct backend *b = st->r->backend;
+		pthread_mutex_lock(&b->mu);
+		backend_release(b, st->r);
 		srv_req_unref(st->r);
-		pthread_mutex_unlock(&h->b->mu);
+		pthread_mutex_unlock(&b->mu);
+	} else if (st->r) {
+		srv_req_unref(st->r); /* never reached a backend: nobody else holds it */
 	}
 	sbuf_free(&st->body);
 	free(st);
 	*con_cls = NULL;
 }
 
-struct MHD_Daemon *http_start(struct backend *b, struct srv_config *cfg, const struct sockaddr *sa, bool ipv6)
+struct MHD_Daemon *http_start(struct backend *b, int nb, struct srv_config *cfg, const struct sockaddr *sa,
+			      bool ipv6)
 {
 	static struct http h;
 	h.b = b;
+	h.nb = nb;
 	h.cfg = cfg;
 	h.started = time(NULL);
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;

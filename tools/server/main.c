@@ -40,6 +40,12 @@ static void usage(FILE *f)
 		"  --socket PATH           pinferd's socket (default: resolved as every client does)\n"
 		"  --instance NAME         the pinferd instance (pinferd --instance NAME)\n"
 		"  --served-model-name N   the model id clients must send (default: pinferd's model name)\n"
+		"  --route NAME=TARGET     serve model id NAME from the pinferd instance TARGET\n"
+		"                          (pinferd --instance TARGET), or from the socket TARGET when\n"
+		"                          it contains a '/'.  Repeatable (up to 16): one server in\n"
+		"                          front of several models; /v1/models lists them all, an\n"
+		"                          unknown name is 404.  Not with --socket, --instance or\n"
+		"                          --served-model-name.\n"
 		"  --api-key KEY           require 'Authorization: Bearer KEY' on /v1/ (also\n"
 		"                          $PINFER_API_KEY); compared in constant time.  A key on the\n"
 		"                          command line is visible in ps: prefer --api-key-file.\n"
@@ -141,7 +147,7 @@ int main(int argc, char **argv)
 {
 	enum {
 		O_LISTEN = 256, O_SOCKET, O_INSTANCE, O_NAME, O_KEY, O_KEYFILE, O_BODY, O_REQS, O_CONNS, O_TIMEOUT,
-		O_DEFMAX, O_RESUME, O_LOG,
+		O_DEFMAX, O_RESUME, O_LOG, O_ROUTE,
 	};
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, O_LISTEN },
@@ -157,11 +163,13 @@ int main(int argc, char **argv)
 		{ "default-max-tokens", required_argument, NULL, O_DEFMAX },
 		{ "resume-wait", required_argument, NULL, O_RESUME },
 		{ "log-level", required_argument, NULL, O_LOG },
+		{ "route", required_argument, NULL, O_ROUTE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct srv_config cfg;
-	static struct backend b;
+	static struct backend b[SRV_MAX_ROUTES];
+	int nb = 0;
 	long long x;
 	int c;
 
@@ -235,6 +243,27 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case O_ROUTE: {
+			char *eq = strchr(optarg, '=');
+			if (!eq || eq == optarg || !eq[1] || (size_t)(eq - optarg) >= 128) {
+				fprintf(stderr, "pinfer-server: --route wants NAME=INSTANCE or NAME=/path/to/pinferd.sock, not '%s'\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+			if (cfg.n_routes == SRV_MAX_ROUTES) {
+				fprintf(stderr, "pinfer-server: at most %d --route\n", SRV_MAX_ROUTES);
+				return EXIT_USAGE;
+			}
+			*eq = '\0';
+			for (int i = 0; i < cfg.n_routes; i++)
+				if (strcmp(cfg.route[i].name, optarg) == 0) {
+					fprintf(stderr, "pinfer-server: --route %s given twice\n", optarg);
+					return EXIT_USAGE;
+				}
+			cfg.route[cfg.n_routes].name = optarg;
+			cfg.route[cfg.n_routes++].target = eq + 1;
+			break;
+		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -245,6 +274,10 @@ int main(int argc, char **argv)
 	}
 	if (cfg.conn.socket_path && cfg.conn.instance) {
 		fprintf(stderr, "pinfer-server: give --socket or --instance, not both\n");
+		return EXIT_USAGE;
+	}
+	if (cfg.n_routes && (cfg.conn.socket_path || cfg.conn.instance || cfg.served_name)) {
+		fprintf(stderr, "pinfer-server: --route names the daemons: not with --socket, --instance or --served-model-name\n");
 		return EXIT_USAGE;
 	}
 	struct sockaddr_storage sa;
@@ -267,15 +300,29 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (backend_start(&b, &cfg) < 0) {
-		fprintf(stderr, "pinfer-server: cannot start: %s\n", strerror(errno));
-		return EXIT_START;
+	if (cfg.n_routes == 0) {
+		if (backend_start(&b[nb++], &cfg, &cfg.conn, cfg.served_name) < 0) {
+			fprintf(stderr, "pinfer-server: cannot start: %s\n", strerror(errno));
+			return EXIT_START;
+		}
 	}
-	struct MHD_Daemon *d = http_start(&b, &cfg, (const struct sockaddr *)&sa, ipv6);
+	for (int i = 0; i < cfg.n_routes; i++) {
+		struct pinfer_connect_opts o = cfg.conn;
+		if (strchr(cfg.route[i].target, '/'))
+			o.socket_path = cfg.route[i].target;
+		else
+			o.instance = cfg.route[i].target;
+		if (backend_start(&b[nb++], &cfg, &o, cfg.route[i].name) < 0) {
+			fprintf(stderr, "pinfer-server: cannot start: %s\n", strerror(errno));
+			return EXIT_START;
+		}
+	}
+	struct MHD_Daemon *d = http_start(b, nb, &cfg, (const struct sockaddr *)&sa, ipv6);
 	if (!d) {
 		fprintf(stderr, "pinfer-server: cannot listen on %s (in use, or not an address of this host?)\n",
 			cfg.listen);
-		backend_stop(&b);
+		for (int i = 0; i < nb; i++)
+			backend_stop(&b[i]);
 		return EXIT_START;
 	}
 	unsigned port = 0;
@@ -295,7 +342,8 @@ int main(int argc, char **argv)
 	if (cfg.log_level >= 1)
 		fprintf(stderr, "pinfer-server: stopping (%s)\n", strsignal(sig));
 	MHD_stop_daemon(d);
-	backend_stop(&b);
+	for (int i = 0; i < nb; i++)
+		backend_stop(&b[i]);
 	free(cfg.api_key);
 	return 0;
 }

@@ -129,7 +129,8 @@ static int parse_stop(struct srv_req *r, json_t *body, struct srv_err *e)
 	return 0;
 }
 
-static int parse_common(struct srv_req *r, json_t *body, const char *served, int32_t def_max, struct srv_err *e)
+static int parse_common(struct srv_req *r, json_t *body, char (*names)[128], int n_names, int32_t def_max,
+			struct srv_err *e)
 {
 	struct pinfer_params *p = &r->params;
 	const char *key;
@@ -145,13 +146,21 @@ static int parse_common(struct srv_req *r, json_t *body, const char *served, int
 	v = json_object_get(body, "model");
 	if (!v || !json_is_string(v))
 		return srv_err_set(e, 400, "model", "'model' is required and must be a string");
-	if (strcmp(json_string_value(v), served) != 0) {
-		srv_err_set(e, 404, "model", "the model '%s' does not exist; this server serves '%s'",
-			    json_string_value(v), served);
+	r->route = -1;
+	for (int i = 0; i < n_names && r->route < 0; i++)
+		if (names[i][0] && strcmp(json_string_value(v), names[i]) == 0)
+			r->route = i;
+	if (r->route < 0) {
+		char list[256] = "";
+		size_t l = 0;
+		for (int i = 0; i < n_names && l < sizeof(list); i++)
+			l += (size_t)snprintf(list + l, sizeof(list) - l, "%s'%s'", i ? ", " : "", names[i]);
+		srv_err_set(e, 404, "model", "the model '%s' does not exist; this server serves %s", json_string_value(v),
+			    list);
 		snprintf(e->code, sizeof(e->code), "model_not_found");
 		return -1;
 	}
-	snprintf(r->model, sizeof(r->model), "%s", served);
+	snprintf(r->model, sizeof(r->model), "%s", names[r->route]);
 
 	/* refused: what pinfer cannot honour yet */
 	v = json_object_get(body, "logit_bias");
@@ -451,7 +460,7 @@ static int parse_completion(struct srv_req *r, json_t *body, struct srv_err *e)
 	return 0;
 }
 
-int oai_parse(struct srv_req *r, const char *body, size_t len, const char *served, int32_t def_max,
+int oai_parse(struct srv_req *r, const char *body, size_t len, char (*names)[128], int n_names, int32_t def_max,
 	      struct srv_err *e)
 {
 	json_error_t je;
@@ -460,7 +469,7 @@ int oai_parse(struct srv_req *r, const char *body, size_t len, const char *serve
 		return srv_err_set(e, 400, NULL, "the body is not valid JSON: %s (at byte %d)", je.text, je.position);
 	if (!json_is_object(r->body))
 		return srv_err_set(e, 400, NULL, "the body must be a JSON object");
-	if (parse_common(r, r->body, served, def_max, e) < 0)
+	if (parse_common(r, r->body, names, n_names, def_max, e) < 0)
 		return -1;
 	if (r->kind == SRV_CHAT ? parse_chat(r, r->body, e) : parse_completion(r, r->body, e))
 		return -1;

@@ -39,6 +39,7 @@
 
 #define SRV_MAX_PROMPTS 16 /* prompts of one /v1/completions request */
 #define SRV_MAX_CHOICES 64 /* prompts × n */
+#define SRV_MAX_ROUTES 16  /* --route */
 
 /* ---- growable byte buffer ---------------------------------------------------------- */
 
@@ -53,9 +54,13 @@ void sbuf_free(struct sbuf *b);
 
 struct srv_config {
 	const char *listen;          /* HOST:PORT */
-	struct pinfer_connect_opts conn;
-	char conn_err[256];
-	const char *served_name;     /* model id in the API; NULL: the daemon's model name */
+	struct pinfer_connect_opts conn; /* without --route: the one daemon */
+	const char *served_name;     /* without --route: the model id; NULL: the daemon's model name */
+	struct srv_route {           /* --route NAME=INSTANCE|SOCKET-PATH */
+		const char *name;
+		const char *target;
+	} route[SRV_MAX_ROUTES];
+	int n_routes;
 	char *api_key;               /* NULL: no authentication */
 	size_t max_body;             /* bytes */
 	unsigned max_requests;       /* generation requests in flight */
@@ -129,6 +134,7 @@ struct srv_req {
 	bool client_gone;
 	bool cancelled;
 	bool admitted;               /* counted in backend.n_requests */
+	int route;                   /* which backend */
 	struct backend *backend;
 	int refs;                    /* http side + backend side */
 	struct srv_req *next_live;   /* backend's list */
@@ -149,9 +155,9 @@ struct srv_err {
 int srv_err_set(struct srv_err *e, int status, const char *param, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* Parse body into r (kind set).  model_ok(name) decides 404.  Returns 0 or
- * -1 with e filled. */
-int oai_parse(struct srv_req *r, const char *body, size_t len, const char *served_name,
+/* Parse body into r (kind set); `model` must be one of names[0..n_names)
+ * (else 404), and r->route is its index.  Returns 0 or -1 with e filled. */
+int oai_parse(struct srv_req *r, const char *body, size_t len, char (*names)[128], int n_names,
 	      int32_t default_max_tokens, struct srv_err *e);
 
 /* ---- oai_out.c: render -------------------------------------------------------------- */
@@ -177,6 +183,8 @@ void oai_usage(const struct srv_req *r, int32_t *prompt, int32_t *completion, in
 struct backend {
 	pthread_mutex_t mu;
 	struct srv_config *cfg;
+	struct pinfer_connect_opts conn;
+	char served[128];            /* the model id clients send; "" = the daemon's model name */
 	struct pinfer *c;            /* NULL while the daemon is away */
 	char model[128];             /* daemon model name, "" before the first connect */
 	int32_t max_model_len;
@@ -190,7 +198,12 @@ struct backend {
 	char why[256];               /* why the daemon is unreachable */
 };
 
-int backend_start(struct backend *b, struct srv_config *cfg);
+/* Connect (or keep trying) to the daemon at conn, serving model id `served`
+ * (NULL: the daemon's model name). */
+int backend_start(struct backend *b, struct srv_config *cfg, const struct pinfer_connect_opts *conn,
+		  const char *served);
+/* The model id clients use for b ("" before the daemon was first reached).  Under b->mu. */
+const char *backend_name(const struct backend *b);
 void backend_stop(struct backend *b);
 /* Submit r (parsed).  Under b->mu.  0, or -1 with e filled (429, 503, 400). */
 int backend_submit(struct backend *b, struct srv_req *r, struct srv_err *e);
@@ -207,6 +220,7 @@ double srv_now(void);
 /* ---- http.c ---------------------------------------------------------------------------- */
 
 struct sockaddr;
-struct MHD_Daemon *http_start(struct backend *b, struct srv_config *cfg, const struct sockaddr *sa, bool ipv6);
+struct MHD_Daemon *http_start(struct backend *b, int n_backends, struct srv_config *cfg, const struct sockaddr *sa,
+			      bool ipv6);
 
 #endif
