@@ -53,7 +53,7 @@ start_server() { # LOG SOCKET ARGS...: sets port and spid
   "$build/bin/pinfer-server" --socket "$2" --listen 127.0.0.1:0 --api-key-file "$work/key" "${@:3}" >"$1" 2>&1 &
   spid=$!
   pids+=($spid)
-  wait_for 30 grep -q "listening on" "$1" || { echo "FAIL: pinfer-server did not start:"; cat "$1"; exit 1; }
+  wait_for 30 grep -qs "listening on" "$1" || { echo "FAIL: pinfer-server did not start:"; cat "$1"; exit 1; }
   port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$1")
 }
 # a server with room for one request at a time: the 429 path
@@ -98,7 +98,7 @@ if wait_for 600 test -f "$work/go"; then
   wait_for 30 bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$dport/health | grep -q 503" \
     && ok "/health 503 while pinferd is away" || fail "/health did not say 503 while pinferd was away"
   start_daemon2
-  grep -q "restored 3 requests" "$work/pinferd2.log" && ok "the new pinferd restored the 3 requests" \
+  wait_for 60 grep -q "restored 3 requests" "$work/pinferd2.log" && ok "the new pinferd restored the 3 requests" \
     || fail "not restored: $(grep restored "$work/pinferd2.log")"
 else
   fail "the drain test's streams did not start"
@@ -113,7 +113,7 @@ grep -q "reattached" "$work/drain-server.log" && ok "pinfer-server: $(grep -m1 r
   >"$work/route.log" 2>&1 &
 rpid=$!
 pids+=($rpid)
-wait_for 30 grep -q "listening on" "$work/route.log" || fail "the route server did not start: $(cat "$work/route.log")"
+wait_for 30 grep -qs "listening on" "$work/route.log" || fail "the route server did not start: $(cat "$work/route.log")"
 rport=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/route.log")
 rurl=http://127.0.0.1:$rport
 post() { curl -s -o "$work/body" -w '%{http_code}' -H "Authorization: Bearer $key" -H 'Content-Type: application/json' "$rurl$1" -d "$2"; }

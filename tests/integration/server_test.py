@@ -410,6 +410,56 @@ except OSError:
 check(data == b"" or data.startswith(b"HTTP/1.1 408"), "an unfinished header is dropped after the idle timeout (%r)" % data[:40])
 sock.close()
 
+# ---- 1,000 idle keep-alive connections are held, and requests still go through ---------------------
+import resource
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+want = 1000 if not ASAN else 300
+if soft < want + 100 and hard >= want + 100:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want + 100, hard))
+tport = int(TIGHT.rsplit(":", 1)[1])  # the tight server keeps idle connections for its default 60 s
+
+
+def health_on(s_):
+    """GET /health on an open connection; True on a whole 200 answer (headers + Content-Length body)."""
+    s_.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d_ = s_.recv(4096)
+        if not d_:
+            return False
+        buf += d_
+    head_, _, rest = buf.partition(b"\r\n\r\n")
+    n_ = [int(l.split(b":")[1]) for l in head_.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+    while n_ and len(rest) < n_[0]:
+        d_ = s_.recv(4096)
+        if not d_:
+            return False
+        rest += d_
+    return head_.startswith(b"HTTP/1.1 200") and bool(n_) and len(rest) == n_[0]
+
+
+conns = []
+ok = True
+try:
+    for i in range(want):
+        conns.append(socket.create_connection(("127.0.0.1", tport), timeout=60))
+    for s_ in conns:
+        ok &= health_on(s_)
+except OSError as e:
+    ok = False
+    print("# %d connections open when: %s" % (len(conns), e))
+check(ok and len(conns) == want, "%d keep-alive connections opened, each answered" % want)
+r = tight.post("/v1/completions", json={"model": MODEL, "prompt": P, "max_tokens": 20, "temperature": 0, "ignore_eos": True})
+check(r.status_code == 200 and r.json()["choices"][0]["text"] == comp_text, "a request while they are held")
+again = 0
+for s_ in conns:
+    try:
+        again += health_on(s_)
+    except OSError:
+        pass
+    s_.close()
+check(again == want, "all %d still open and answering afterwards (%d)" % (want, again))
+
 # normal service afterwards
 j = raw_post("/v1/completions", {"model": MODEL, "prompt": P, "max_tokens": 20, "temperature": 0, "ignore_eos": True}).json()
 check(j["choices"][0]["text"] == comp_text, "the same greedy answer at the end")

@@ -328,8 +328,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 					    cl, h->cfg->max_body);
 				return reply_err(c, &e);
 			}
-			return MHD_YES; /* the body follows */
 		}
+		/* answered on the next call, after the whole request was read:
+		 * a response queued on the first call makes libmicrohttpd close
+		 * the connection (it cannot know no body follows) */
+		return MHD_YES;
+	}
+	if (st->ep != EP_CHAT && st->ep != EP_COMPLETIONS) {
+		*upload_size = 0;
 		return get_endpoint(h, c, st->ep);
 	}
 	if (st->replied) {
