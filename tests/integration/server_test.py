@@ -98,6 +98,17 @@ def sse(path, body):
     return out
 
 
+def err(r, status, what, param=None, contains=()):
+    try:
+        e = r.json().get("error", {})
+    except Exception:
+        e = {}
+    ok = (r.status_code == status and isinstance(e.get("message"), str) and isinstance(e.get("type"), str)
+          and "param" in e and "code" in e and (param is None or e.get("param") == param)
+          and all(c in e.get("message", "") for c in contains))
+    return check(ok, "%s -> %d %s" % (what, r.status_code, e.get("message")))
+
+
 CHAT = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name three colours."}]
 
 # ---- GET endpoints ------------------------------------------------------------------------
@@ -203,6 +214,25 @@ check("choices" in j1 and "choices" in j2 and len(j2["choices"]) == 2 and j1["us
       and j2["choices"][0]["text"] == j1["choices"][0]["text"] == j2["choices"][1]["text"],
       "token-id prompts: %r, prompt_tokens 5" % (j1.get("choices") and j1["choices"][0]["text"]))
 
+# /tokenize and /detokenize (vLLM's shapes) through the daemon's tokenizer
+comp_prompt_tokens = json.loads(raw.text)["usage"]["prompt_tokens"]
+t = raw_post("/tokenize", {"model": MODEL, "prompt": P}).json()
+check(is_int(t.get("count")) and t["count"] == comp_prompt_tokens and isinstance(t.get("tokens"), list)
+      and len(t["tokens"]) == t["count"] and all(is_int(x) for x in t["tokens"]) and t.get("max_model_len") == ctx
+      and "token_strs" in t, "/tokenize: count (= the completion's prompt_tokens), tokens, max_model_len: %s" % t)
+j = raw_post("/v1/completions", {"model": MODEL, "prompt": t["tokens"], "max_tokens": 20, "temperature": 0,
+                                 "ignore_eos": True}).json()
+check(j["choices"][0]["text"] == comp_text, "greedy from /tokenize's ids equals greedy from the text")
+d = raw_post("/detokenize", {"model": MODEL, "tokens": t["tokens"]}).json()
+check(d.get("prompt") == P, "/detokenize(/tokenize(P)) == P: %r" % d.get("prompt"))
+t = raw_post("/tokenize", {"model": MODEL, "messages": CHAT}).json()
+check(t.get("count") == chat_usage["prompt_tokens"], "/tokenize messages: count equals the chat's prompt_tokens (%s)" % t.get("count"))
+err(raw_post("/detokenize", {"model": MODEL, "tokens": [-1]}), 400, "/detokenize a negative id", "tokens")
+err(raw_post("/detokenize", {"model": MODEL, "tokens": [10 ** 9]}), 400, "/detokenize an id past the vocabulary",
+    None, ("vocabulary",))
+err(raw_post("/tokenize", {"model": MODEL, "prompt": P}, {"Authorization": "Bearer wrong"}), 401, "/tokenize wrong key")
+err(raw_post("/tokenize", {"model": "gpt-4", "prompt": P}), 404, "/tokenize unknown model", "model")
+
 # chat n=2 with a seed: reproducible, choices differ from each other only by chance
 req = {"model": MODEL, "messages": CHAT, "max_tokens": 16, "temperature": 1.0, "seed": 1234, "n": 2}
 a = raw_post("/v1/chat/completions", req).json()
@@ -244,17 +274,6 @@ check(isinstance(content, list) and len(content) == j["usage"]["completion_token
       "chat logprobs.content: token, logprob, bytes, top_logprobs x3")
 
 # ---- errors ---------------------------------------------------------------------------------------
-
-
-def err(r, status, what, param=None, contains=()):
-    try:
-        e = r.json().get("error", {})
-    except Exception:
-        e = {}
-    ok = (r.status_code == status and isinstance(e.get("message"), str) and isinstance(e.get("type"), str)
-          and "param" in e and "code" in e and (param is None or e.get("param") == param)
-          and all(c in e.get("message", "") for c in contains))
-    return check(ok, "%s -> %d %s" % (what, r.status_code, e.get("message")))
 
 
 err(raw_post("/v1/chat/completions", '{"model": "smol", "messages": ['), 400, "truncated JSON")

@@ -109,6 +109,7 @@ void srv_req_unref(struct srv_req *r)
 	free(r->msgs);
 	sbuf_free(&r->out);
 	json_decref(r->body);
+	json_decref(r->ids);
 	free(r);
 }
 
@@ -291,6 +292,22 @@ static void dispatch(struct backend *b, const struct pinfer_event *ev)
 		break;
 	case PINFER_EVENT_SUSPENDED:
 		p->suspended = true;
+		break;
+	case PINFER_EVENT_TOKENIZED: {
+		size_t n;
+		const int32_t *ids = pinfer_event_ids(b->c, &n);
+		json_decref(r->ids);
+		r->ids = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(r->ids, json_integer(ids[i]));
+		p->live = false;
+		r->n_live--;
+		break;
+	}
+	case PINFER_EVENT_DETOKENIZED:
+		sbuf_add(&c->text, ev->text, ev->text_len);
+		p->live = false;
+		r->n_live--;
 		break;
 	}
 	r->ready = true;
@@ -477,7 +494,13 @@ int backend_submit(struct backend *b, struct srv_req *r, struct srv_err *e)
 	for (int i = 0; i < r->n_prompts; i++) {
 		struct srv_prompt *p = &r->prompt[i];
 		int rc;
-		if (r->kind == SRV_CHAT)
+		if (r->kind == SRV_TOKENIZE && r->msgs)
+			rc = pinfer_submit_tokenize_chat(b->c, r->msgs, r->n_msgs, &p->tag);
+		else if (r->kind == SRV_TOKENIZE)
+			rc = pinfer_submit_tokenize(b->c, p->text, strlen(p->text), &r->params, &p->tag);
+		else if (r->kind == SRV_DETOKENIZE)
+			rc = pinfer_submit_detokenize(b->c, p->ids, p->n_ids, &r->params, &p->tag);
+		else if (r->kind == SRV_CHAT)
 			rc = pinfer_submit_chat(b->c, r->msgs, r->n_msgs, &r->params, &p->tag);
 		else if (p->text)
 			rc = pinfer_submit_text(b->c, p->text, strlen(p->text), &r->params, &p->tag);
@@ -544,6 +567,14 @@ int backend_start(struct backend *b, struct srv_config *cfg, const struct pinfer
 	pthread_mutex_init(&b->mu, NULL);
 	b->cfg = cfg;
 	b->conn = *conn;
+	/* one connection carries every HTTP request: rings for hundreds of them
+	 * (pinferd's defaults suit one program's few requests) */
+	if (!b->conn.sq_entries)
+		b->conn.sq_entries = 1024;
+	if (!b->conn.cq_entries)
+		b->conn.cq_entries = 16384;
+	if (!b->conn.payload_bytes)
+		b->conn.payload_bytes = 16u << 20;
 	snprintf(b->served, sizeof(b->served), "%s", served ? served : "");
 	b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (b->wake_fd < 0)

@@ -24,7 +24,13 @@
 
 #define SRV_VERSION "0.1.0"
 
-enum endpoint { EP_NONE, EP_CHAT, EP_COMPLETIONS, EP_MODELS, EP_HEALTH, EP_VERSION };
+enum endpoint { EP_NONE, EP_CHAT, EP_COMPLETIONS, EP_TOKENIZE, EP_DETOKENIZE, EP_MODELS, EP_HEALTH, EP_VERSION };
+
+/* endpoints that take a body and go to a daemon */
+static bool ep_posts(enum endpoint ep)
+{
+	return ep == EP_CHAT || ep == EP_COMPLETIONS || ep == EP_TOKENIZE || ep == EP_DETOKENIZE;
+}
 
 struct conn_state {
 	enum endpoint ep;
@@ -190,7 +196,11 @@ static enum MHD_Result generate_start(struct http *h, struct MHD_Connection *c, 
 		srv_err_set(&e, 413, NULL, "the body is larger than the limit of %zu bytes (--max-body)", h->cfg->max_body);
 		return reply_err(c, &e);
 	}
-	struct srv_req *r = srv_req_new(st->ep == EP_CHAT ? SRV_CHAT : SRV_COMPLETION);
+	static const enum srv_kind kinds[] = {
+		[EP_CHAT] = SRV_CHAT, [EP_COMPLETIONS] = SRV_COMPLETION, [EP_TOKENIZE] = SRV_TOKENIZE,
+		[EP_DETOKENIZE] = SRV_DETOKENIZE,
+	};
+	struct srv_req *r = srv_req_new(kinds[st->ep]);
 	if (!r)
 		return reply_errf(c, 500, NULL, "out of memory");
 	st->r = r;
@@ -204,7 +214,11 @@ static enum MHD_Result generate_start(struct http *h, struct MHD_Connection *c, 
 		srv_err_set(&e, 503, NULL, "pinferd is not reachable: %s", h->b[0].why);
 		return reply_err(c, &e);
 	}
-	if (oai_parse(r, st->body.p ? st->body.p : "", st->body.len, names, h->nb, h->cfg->default_max_tokens, &e) < 0)
+	const char *body = st->body.p ? st->body.p : "";
+	int prc = r->kind == SRV_TOKENIZE || r->kind == SRV_DETOKENIZE
+			  ? oai_parse_tok(r, body, st->body.len, names, h->nb, &e)
+			  : oai_parse(r, body, st->body.len, names, h->nb, h->cfg->default_max_tokens, &e);
+	if (prc < 0)
 		return reply_err(c, &e);
 	struct backend *b = r->backend = &h->b[r->route];
 	if (h->cfg->log_level >= 2)
@@ -247,7 +261,8 @@ static enum MHD_Result generate_resume(struct http *h, struct MHD_Connection *c,
 			pthread_mutex_unlock(&b->mu);
 			return MHD_YES;
 		}
-		json_t *j = oai_final_json(r);
+		json_t *j = r->kind == SRV_TOKENIZE || r->kind == SRV_DETOKENIZE ? oai_tok_json(r, b->max_model_len)
+										  : oai_final_json(r);
 		r->answered = true;
 		pthread_mutex_unlock(&b->mu);
 		return reply_json(c, 200, j);
@@ -279,6 +294,7 @@ static enum endpoint route(const char *url, const char *method, bool *method_ok)
 		enum endpoint ep;
 	} tab[] = {
 		{ "/v1/chat/completions", "POST", EP_CHAT }, { "/v1/completions", "POST", EP_COMPLETIONS },
+		{ "/tokenize", "POST", EP_TOKENIZE },        { "/detokenize", "POST", EP_DETOKENIZE },
 		{ "/v1/models", "GET", EP_MODELS },          { "/health", "GET", EP_HEALTH },
 		{ "/version", "GET", EP_VERSION },
 	};
@@ -309,17 +325,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (st->ep == EP_NONE) {
 			st->replied = true;
 			return reply_errf(c, 404, NULL, "not found: pinfer-server serves /v1/chat/completions, "
-							"/v1/completions, /v1/models, /health and /version");
+							"/v1/completions, /v1/models, /tokenize, /detokenize, /health and /version");
 		}
 		if (!method_ok) {
 			st->replied = true;
 			return reply_errf(c, 405, NULL, "method not allowed");
 		}
-		if (strncmp(url, "/v1/", 4) == 0 && !authorized(h, c)) {
+		if ((strncmp(url, "/v1/", 4) == 0 || ep_posts(st->ep)) && !authorized(h, c)) {
 			st->replied = true;
 			return reply_errf(c, 401, NULL, "missing or wrong API key (Authorization: Bearer KEY)");
 		}
-		if (st->ep == EP_CHAT || st->ep == EP_COMPLETIONS) {
+		if (ep_posts(st->ep)) {
 			const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 			if (cl && strtoull(cl, NULL, 10) > h->cfg->max_body) {
 				st->replied = true;
@@ -334,7 +350,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		 * the connection (it cannot know no body follows) */
 		return MHD_YES;
 	}
-	if (st->ep != EP_CHAT && st->ep != EP_COMPLETIONS) {
+	if (!ep_posts(st->ep)) {
 		*upload_size = 0;
 		return get_endpoint(h, c, st->ep);
 	}

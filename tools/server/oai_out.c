@@ -147,6 +147,15 @@ json_t *oai_final_json(const struct srv_req *r)
 			 "model", r->model, "choices", choices, "usage", usage_json(r), "system_fingerprint");
 }
 
+json_t *oai_tok_json(const struct srv_req *r, int32_t max_model_len)
+{
+	if (r->kind == SRV_DETOKENIZE)
+		return json_pack("{s:s%}", "prompt", r->choice[0].text.p ? r->choice[0].text.p : "", r->choice[0].text.len);
+	json_t *ids = r->ids ? json_incref(r->ids) : json_array();
+	return json_pack("{s:I, s:i, s:o, s:n}", "count", (json_int_t)json_array_size(ids), "max_model_len",
+			 max_model_len, "tokens", ids, "token_strs");
+}
+
 /* ---- stream chunks ----------------------------------------------------------------------------- */
 
 static void emit(struct srv_req *r, json_t *j)

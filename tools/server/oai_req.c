@@ -129,21 +129,10 @@ static int parse_stop(struct srv_req *r, json_t *body, struct srv_err *e)
 	return 0;
 }
 
-static int parse_common(struct srv_req *r, json_t *body, char (*names)[128], int n_names, int32_t def_max,
-			struct srv_err *e)
+/* `model` names one of names[]: r->route and r->model; else 404. */
+static int resolve_model(struct srv_req *r, json_t *body, char (*names)[128], int n_names, struct srv_err *e)
 {
-	struct pinfer_params *p = &r->params;
-	const char *key;
-	json_t *v;
-
-	json_object_foreach(body, key, v) {
-		if (in_list(common_keys, key) ||
-		    in_list(r->kind == SRV_CHAT ? chat_keys : completion_keys, key))
-			continue;
-		return srv_err_set(e, 400, key, "unrecognized request argument '%s'", key);
-	}
-
-	v = json_object_get(body, "model");
+	json_t *v = json_object_get(body, "model");
 	if (!v || !json_is_string(v))
 		return srv_err_set(e, 400, "model", "'model' is required and must be a string");
 	r->route = -1;
@@ -161,6 +150,24 @@ static int parse_common(struct srv_req *r, json_t *body, char (*names)[128], int
 		return -1;
 	}
 	snprintf(r->model, sizeof(r->model), "%s", names[r->route]);
+	return 0;
+}
+
+static int parse_common(struct srv_req *r, json_t *body, char (*names)[128], int n_names, int32_t def_max,
+			struct srv_err *e)
+{
+	struct pinfer_params *p = &r->params;
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(body, key, v) {
+		if (in_list(common_keys, key) ||
+		    in_list(r->kind == SRV_CHAT ? chat_keys : completion_keys, key))
+			continue;
+		return srv_err_set(e, 400, key, "unrecognized request argument '%s'", key);
+	}
+	if (resolve_model(r, body, names, n_names, e) < 0)
+		return -1;
 
 	/* refused: what pinfer cannot honour yet */
 	v = json_object_get(body, "logit_bias");
@@ -260,6 +267,8 @@ static int parse_common(struct srv_req *r, json_t *body, char (*names)[128], int
 
 /* ---- chat ---------------------------------------------------------------------------------- */
 
+static int parse_messages(struct srv_req *r, json_t *body, struct srv_err *e);
+
 static int parse_chat(struct srv_req *r, json_t *body, struct srv_err *e)
 {
 	json_t *v;
@@ -290,7 +299,12 @@ static int parse_chat(struct srv_req *r, json_t *body, struct srv_err *e)
 	if (json_object_get(body, "top_logprobs") && !json_is_null(json_object_get(body, "top_logprobs")) && !lp)
 		return srv_err_set(e, 400, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
 	r->logprobs = lp ? (int)top : -1;
+	return parse_messages(r, body, e);
+}
 
+/* `messages`: system/user/assistant, content a string or text parts. */
+static int parse_messages(struct srv_req *r, json_t *body, struct srv_err *e)
+{
 	json_t *msgs = json_object_get(body, "messages");
 	if (!msgs || !json_is_array(msgs) || json_array_size(msgs) == 0)
 		return srv_err_set(e, 400, "messages", "'messages' is required: a non-empty array");
@@ -376,14 +390,15 @@ static int token_array(struct srv_prompt *p, json_t *a, const char *pname, struc
 {
 	size_t n = json_array_size(a), i;
 	json_t *t;
+	const char *param = strcmp(pname, "tokens") == 0 ? "tokens" : "prompt";
 	if (n == 0)
-		return srv_err_set(e, 400, "prompt", "'%s' is an empty token list", pname);
+		return srv_err_set(e, 400, param, "'%s' is an empty token list", pname);
 	p->ids = calloc(n, sizeof(*p->ids));
 	if (!p->ids)
 		return srv_err_set(e, 500, NULL, "out of memory");
 	json_array_foreach(a, i, t) {
 		if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > INT32_MAX)
-			return srv_err_set(e, 400, "prompt", "'%s[%zu]' must be a token id (an integer >= 0)", pname, i);
+			return srv_err_set(e, 400, param, "'%s[%zu]' must be a token id (an integer >= 0)", pname, i);
 		p->ids[i] = (int32_t)json_integer_value(t);
 	}
 	p->n_ids = n;
@@ -477,5 +492,55 @@ int oai_parse(struct srv_req *r, const char *body, size_t len, char (*names)[128
 		r->params.logprobs = true;
 		r->params.top_logprobs = r->logprobs;
 	}
+	return 0;
+}
+
+/* ---- /tokenize and /detokenize (vLLM's shapes) ------------------------------------------------ */
+
+int oai_parse_tok(struct srv_req *r, const char *body, size_t len, char (*names)[128], int n_names, struct srv_err *e)
+{
+	static const char *const tok_keys[] = { "model", "prompt", "messages", "add_special_tokens",
+						"add_generation_prompt", NULL };
+	static const char *const detok_keys[] = { "model", "tokens", NULL };
+	json_error_t je;
+	const char *key;
+	json_t *v;
+
+	r->body = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+	if (!r->body)
+		return srv_err_set(e, 400, NULL, "the body is not valid JSON: %s (at byte %d)", je.text, je.position);
+	if (!json_is_object(r->body))
+		return srv_err_set(e, 400, NULL, "the body must be a JSON object");
+	json_object_foreach(r->body, key, v) {
+		if (!in_list(r->kind == SRV_TOKENIZE ? tok_keys : detok_keys, key))
+			return srv_err_set(e, 400, key, "unrecognized request argument '%s'", key);
+	}
+	if (resolve_model(r, r->body, names, n_names, e) < 0)
+		return -1;
+	r->n_prompts = 1;
+	if (r->kind == SRV_DETOKENIZE) {
+		v = json_object_get(r->body, "tokens");
+		if (!v || !json_is_array(v))
+			return srv_err_set(e, 400, "tokens", "'tokens' is required: an array of token ids");
+		return token_array(&r->prompt[0], v, "tokens", e);
+	}
+	bool b = true;
+	if (get_bool(r->body, "add_special_tokens", &b, e) < 0)
+		return -1;
+	r->params.add_special = b;
+	b = true;
+	if (get_bool(r->body, "add_generation_prompt", &b, e) < 0)
+		return -1;
+	if (!b)
+		return srv_err_set(e, 400, "add_generation_prompt",
+				   "'add_generation_prompt': false is not supported by pinfer (the template always adds it)");
+	json_t *pr = json_object_get(r->body, "prompt"), *m = json_object_get(r->body, "messages");
+	if ((pr != NULL) == (m != NULL))
+		return srv_err_set(e, 400, "prompt", "give either 'prompt' (a string) or 'messages'");
+	if (m)
+		return parse_messages(r, r->body, e);
+	if (!json_is_string(pr))
+		return srv_err_set(e, 400, "prompt", "'prompt' must be a string");
+	r->prompt[0].text = json_string_value(pr);
 	return 0;
 }

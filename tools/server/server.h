@@ -73,7 +73,7 @@ struct srv_config {
 
 /* ---- one generation request ---------------------------------------------------------- */
 
-enum srv_kind { SRV_CHAT, SRV_COMPLETION };
+enum srv_kind { SRV_CHAT, SRV_COMPLETION, SRV_TOKENIZE, SRV_DETOKENIZE };
 
 struct srv_choice {
 	struct sbuf text;            /* non-streamed: the whole text */
@@ -113,6 +113,7 @@ struct srv_req {
 	char **msg_text;             /* joined content parts */
 	struct pinfer_params params;
 	const char *stop[PINFER_MAX_STOP];
+	json_t *ids;                 /* SRV_TOKENIZE: the answer */
 	char id[48];
 	time_t created;
 	char model[128];
@@ -160,11 +161,15 @@ int srv_err_set(struct srv_err *e, int status, const char *param, const char *fm
 int oai_parse(struct srv_req *r, const char *body, size_t len, char (*names)[128], int n_names,
 	      int32_t default_max_tokens, struct srv_err *e);
 
+/* /tokenize and /detokenize bodies (vLLM's shapes), same contract. */
+int oai_parse_tok(struct srv_req *r, const char *body, size_t len, char (*names)[128], int n_names, struct srv_err *e);
+
 /* ---- oai_out.c: render -------------------------------------------------------------- */
 
 json_t *oai_error_json(const struct srv_err *e);
 /* The whole non-streamed answer (under backend.mu, r done). */
 json_t *oai_final_json(const struct srv_req *r);
+json_t *oai_tok_json(const struct srv_req *r, int32_t max_model_len);
 /* Append stream chunks to r->out. */
 void oai_chunk_start(struct srv_req *r);                          /* chat: the role deltas */
 void oai_chunk_text(struct srv_req *r, int ci, const char *text, size_t len, json_t *lp);
