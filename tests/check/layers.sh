@@ -10,7 +10,9 @@
 #   runtime/text/    runtime/model/, kernels/, shm/
 #   runtime/engine/  runtime/text/, runtime/model/, kernels/, shm/
 #   runtime/daemon/  runtime/engine/, runtime/text/, runtime/model/, kernels/, shm/
-#   tools/server/    client/ (pinfer-server is built on libpinfer alone)
+#   tools/server/    client/ (pinfer-server is built on libpinfer alone), and for
+#                    /metrics the formatter it shares with pinfer-exporter
+#                    (tools/prom_fmt.h, tools/stats_fmt.h, shm/stats.h)
 #
 # The rest of tools/, tests/ and bench/ sit on top and may include anything.  The check
 # first proves it can fail: it plants an upward include in a scratch copy of
@@ -28,7 +30,7 @@ allowed() { # layer -> space-separated prefixes it may include
 	runtime/text) echo "runtime/text/ runtime/model/ kernels/ shm/" ;;
 	runtime/engine) echo "runtime/engine/ runtime/text/ runtime/model/ kernels/ shm/" ;;
 	runtime/daemon) echo "runtime/daemon/ runtime/engine/ runtime/text/ runtime/model/ kernels/ shm/" ;;
-	tools/server) echo "tools/server/ client/" ;;
+	tools/server) echo "tools/server/ client/ tools/prom_fmt.h tools/stats_fmt.h shm/stats.h" ;;
 	esac
 }
 

@@ -73,6 +73,31 @@ PF_URL="http://127.0.0.1:$port" PF_TIGHT_URL="http://127.0.0.1:$tport" PF_KEY="$
 rc=$?
 [ $rc -eq 0 ] || fail "server_test.py exited $rc"
 
+# ---- /metrics: the daemon's series (the exporter's formatter) and the server's own ----------------
+promok() { # exposition file: promtool parses it (0, or 3 with only style findings about ':' and _total)
+  command -v promtool >/dev/null || return 0
+  promtool check metrics <"$1" >"$work/promtool.out" 2>&1; local rc=$?
+  [ $rc = 0 ] || { [ $rc = 3 ] && ! grep -v "should not contain ':'\|should not have \"_total\" suffix" "$work/promtool.out" | grep -q .; }
+}
+curl -s "http://127.0.0.1:$port/metrics" >"$work/metrics.txt"
+python3 - "$work/metrics.txt" <<'PY' && ok "/metrics: pinfer:* daemon series for smol, requests by endpoint and status, open streams, latency histogram" || fail "/metrics: $(head -c 600 "$work/metrics.txt")"
+import re, sys
+t = open(sys.argv[1]).read()
+def v(pat):
+    m = re.search("^" + pat + r" (\S+)$", t, re.M)
+    return float(m.group(1)) if m else None
+assert v(r'pinfer:num_requests_running\{model_name="smol"\}') is not None
+assert v(r'pinfer:kv_cache_usage_perc\{model_name="smol"\}') is not None
+assert v(r'pinfer:generation_tokens_total\{model_name="smol"\}') > 0
+assert v(r'pinfer_server:http_requests_total\{endpoint="/v1/completions",status="200"\}') >= 20
+assert v(r'pinfer_server:http_requests_total\{endpoint="/v1/completions",status="400"\}') >= 50
+assert v(r'pinfer_server:http_requests_total\{endpoint="/v1/chat/completions",status="200"\}') >= 5
+assert v(r'pinfer_server:open_streams') == 0
+assert v(r'pinfer_server:request_latency_seconds_count') >= 300
+assert v(r'pinfer_server:request_latency_seconds_bucket\{le="\+Inf"\}') == v(r'pinfer_server:request_latency_seconds_count')
+PY
+promok "$work/metrics.txt" && ok "/metrics parses (promtool)" || fail "promtool: $(head -5 "$work/promtool.out")"
+
 # ---- a pinferd drain + restart mid-stream: every stream completes, equal to an uninterrupted run ----
 sock2=$work/d2.sock
 start_daemon2() {
@@ -109,7 +134,7 @@ grep -q "reattached" "$work/drain-server.log" && ok "pinfer-server: $(grep -m1 r
 
 # ---- --route: one server, two daemons, chosen by the request's model ----------------------
 # (not start_server: it passes --socket, which --route refuses)
-"$build/bin/pinfer-server" --listen 127.0.0.1:0 --api-key-file "$work/key" --route "smol=$sock" --route "other=$sock2" \
+"$build/bin/pinfer-server" --listen 127.0.0.1:0 --api-key-file "$work/key" --route "smol=$sock" --route "other=$sock2" --metrics-prefix vllm \
   >"$work/route.log" 2>&1 &
 rpid=$!
 pids+=($rpid)
@@ -125,6 +150,11 @@ for m in smol other; do
 done
 st=$(post /v1/completions '{"model": "nope", "prompt": "Hello", "max_tokens": 4}')
 [ "$st" = 404 ] && grep -q "'smol'" "$work/body" && ok "--route: an unknown name is 404 listing the names" || fail "--route: unknown: $st $(cat "$work/body")"
+curl -s "$rurl/metrics" >"$work/rmetrics.txt"
+[ "$(grep -c '^vllm:num_requests_waiting{model_name="\(smol\|other\)"}' "$work/rmetrics.txt")" = 2 ] \
+  && [ "$(grep -c '^# TYPE vllm:num_requests_waiting gauge' "$work/rmetrics.txt")" = 1 ] && ! grep -q '^pinfer:' "$work/rmetrics.txt" \
+  && promok "$work/rmetrics.txt" && ok "--metrics-prefix vllm: vllm:* series of both daemons in one family each, promtool parses" \
+  || fail "--route /metrics: $(grep num_requests_waiting "$work/rmetrics.txt") $(head -3 "$work/promtool.out" 2>/dev/null)"
 kill -TERM "$d2pid"; wait "$d2pid"
 wait_for 30 bash -c "curl -s -o /dev/null -w '%{http_code}' $rurl/health | grep -q 503" && ok "--route: /health 503 once one daemon is gone" \
   || fail "--route: /health did not turn 503"

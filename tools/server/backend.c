@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "tools/server/server.h"
@@ -77,12 +78,10 @@ struct srv_req *srv_req_new(enum srv_kind kind)
 	r->created = time(NULL);
 	static const char hex[] = "0123456789abcdef";
 	unsigned char rnd[12];
-	FILE *f = fopen("/dev/urandom", "rb");
-	if (!f || fread(rnd, 1, sizeof(rnd), f) != sizeof(rnd))
+	/* ids need to be unique, not secret: a clock fallback is enough */
+	if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
 		for (size_t i = 0; i < sizeof(rnd); i++)
-			rnd[i] = (unsigned char)(rand() ^ (int)(srv_now() * 1e9));
-	if (f)
-		fclose(f);
+			rnd[i] = (unsigned char)((uint64_t)(srv_now() * 1e9) >> (i % 8 * 8)) ^ (unsigned char)(uintptr_t)r;
 	char *p = r->id + snprintf(r->id, sizeof(r->id), "%s", kind == SRV_CHAT ? "chatcmpl-" : "cmpl-");
 	for (size_t i = 0; i < sizeof(rnd); i++) {
 		*p++ = hex[rnd[i] >> 4];

@@ -24,7 +24,14 @@
 
 #define SRV_VERSION "0.1.0"
 
-enum endpoint { EP_NONE, EP_CHAT, EP_COMPLETIONS, EP_TOKENIZE, EP_DETOKENIZE, EP_MODELS, EP_HEALTH, EP_VERSION };
+enum endpoint { EP_NONE, EP_CHAT, EP_COMPLETIONS, EP_TOKENIZE, EP_DETOKENIZE, EP_MODELS, EP_HEALTH, EP_VERSION, EP_METRICS };
+
+/* metric labels: fixed names, never the client's URL (unbounded series) */
+static const char *const ep_label[] = {
+	[EP_NONE] = "other",          [EP_CHAT] = "/v1/chat/completions", [EP_COMPLETIONS] = "/v1/completions",
+	[EP_TOKENIZE] = "/tokenize",  [EP_DETOKENIZE] = "/detokenize",    [EP_MODELS] = "/v1/models",
+	[EP_HEALTH] = "/health",      [EP_VERSION] = "/version",          [EP_METRICS] = "/metrics",
+};
 
 /* endpoints that take a body and go to a daemon */
 static bool ep_posts(enum endpoint ep)
@@ -37,12 +44,15 @@ struct conn_state {
 	struct sbuf body;
 	bool too_big;
 	bool replied;               /* an early answer (401, 413) is queued */
+	bool streaming;             /* counted in open_streams */
+	double t0;                  /* when the headers were complete */
 	struct srv_req *r;
 };
 
 struct http {
 	struct backend *b;          /* one per route */
 	int nb;
+	struct srv_metrics *m;
 	struct srv_config *cfg;
 	time_t started;
 };
@@ -140,6 +150,25 @@ static enum MHD_Result get_endpoint(struct http *h, struct MHD_Connection *c, en
 	case EP_VERSION:
 		json_decref(data);
 		return reply_json(c, 200, json_pack("{s:s}", "version", SRV_VERSION));
+	case EP_METRICS: {
+		json_decref(data);
+		char *body = NULL;
+		size_t len = 0;
+		int up = srv_metrics_render(h->m, h->b, h->nb, &body, &len);
+		if (up < 0)
+			return reply_errf(c, 500, NULL, "out of memory");
+		/* no daemon answered: 503, so Prometheus records up == 0 (the
+		 * server's own series are in the body all the same) */
+		struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, body, free);
+		if (!r) {
+			free(body);
+			return MHD_NO;
+		}
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+		enum MHD_Result ret = MHD_queue_response(c, up > 0 ? 200 : 503, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
 	case EP_MODELS:
 		if (json_array_size(data) == 0) {
 			json_decref(data);
@@ -296,7 +325,7 @@ static enum endpoint route(const char *url, const char *method, bool *method_ok)
 		{ "/v1/chat/completions", "POST", EP_CHAT }, { "/v1/completions", "POST", EP_COMPLETIONS },
 		{ "/tokenize", "POST", EP_TOKENIZE },        { "/detokenize", "POST", EP_DETOKENIZE },
 		{ "/v1/models", "GET", EP_MODELS },          { "/health", "GET", EP_HEALTH },
-		{ "/version", "GET", EP_VERSION },
+		{ "/version", "GET", EP_VERSION },           { "/metrics", "GET", EP_METRICS },
 	};
 	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
 		if (strcmp(url, tab[i].url) == 0) {
@@ -320,6 +349,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (!st)
 			return MHD_NO;
 		*con_cls = st;
+		st->t0 = srv_now();
 		bool method_ok;
 		st->ep = route(url, method, &method_ok);
 		if (st->ep == EP_NONE) {
@@ -370,17 +400,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	if (!st->r)
 		return generate_start(h, c, st);
-	return generate_resume(h, c, st->r);
+	enum MHD_Result ret = generate_resume(h, c, st->r);
+	if (!st->streaming && st->r->stream && st->r->answered && !st->r->err_status) {
+		st->streaming = true;
+		srv_metrics_streams(h->m, 1);
+	}
+	return ret;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
+	struct http *h = cls;
 	struct conn_state *st = *con_cls;
-	(void)cls;
-	(void)c;
 	(void)toe;
 	if (!st)
 		return;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+	/* 499: the client left before an answer was queued (nginx's code) */
+	unsigned status = ci && ci->http_status ? ci->http_status : 499;
+	srv_metrics_observe(h->m, ep_label[st->ep], status, srv_now() - st->t0);
+	if (st->streaming)
+		srv_metrics_streams(h->m, -1);
 	if (st->r && st->r->backend) {
 		struct backend *b = st->r->backend;
 		pthread_mutex_lock(&b->mu);
@@ -395,12 +435,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	*con_cls = NULL;
 }
 
-struct MHD_Daemon *http_start(struct backend *b, int nb, struct srv_config *cfg, const struct sockaddr *sa,
-			      bool ipv6)
+struct MHD_Daemon *http_start(struct backend *b, int nb, struct srv_config *cfg, struct srv_metrics *m,
+			      const struct sockaddr *sa, bool ipv6)
 {
 	static struct http h;
 	h.b = b;
 	h.nb = nb;
+	h.m = m;
 	h.cfg = cfg;
 	h.started = time(NULL);
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;

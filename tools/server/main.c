@@ -62,6 +62,14 @@ static void usage(FILE *f)
 		"  --default-max-tokens N  max_tokens of a chat request that sets none (default 512)\n"
 		"  --resume-wait SECONDS   how long open streams wait for a draining pinferd to come\n"
 		"                          back (pinfer_reconnect) before they end with an error (30)\n"
+		"  --metrics-prefix P      names of the daemon's series on GET /metrics: pinfer\n"
+		"                          (pinfer:num_requests_running ...; the default, as\n"
+		"                          pinfer-exporter) or vllm (vllm:num_requests_waiting,\n"
+		"                          vllm:kv_cache_usage_perc ...: dashboards and autoscalers\n"
+		"                          written for vLLM work unchanged).  The server's own\n"
+		"                          series are pinfer_server:http_requests_total{endpoint,\n"
+		"                          status}, pinfer_server:open_streams and\n"
+		"                          pinfer_server:request_latency_seconds.\n"
 		"  --log-level LEVEL       error, info (default) or debug; only debug logs prompt text\n"
 		"  --help                  this text\n"
 		"\n"
@@ -149,7 +157,7 @@ int main(int argc, char **argv)
 {
 	enum {
 		O_LISTEN = 256, O_SOCKET, O_INSTANCE, O_NAME, O_KEY, O_KEYFILE, O_BODY, O_REQS, O_CONNS, O_TIMEOUT,
-		O_DEFMAX, O_RESUME, O_LOG, O_ROUTE,
+		O_DEFMAX, O_RESUME, O_LOG, O_ROUTE, O_PREFIX,
 	};
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, O_LISTEN },
@@ -166,11 +174,14 @@ int main(int argc, char **argv)
 		{ "resume-wait", required_argument, NULL, O_RESUME },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "route", required_argument, NULL, O_ROUTE },
+		{ "metrics-prefix", required_argument, NULL, O_PREFIX },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct srv_config cfg;
 	static struct backend b[SRV_MAX_ROUTES];
+	static struct srv_metrics metrics;
+	const char *prefix = "pinfer";
 	int nb = 0;
 	long long x;
 	int c;
@@ -266,6 +277,13 @@ int main(int argc, char **argv)
 			cfg.route[cfg.n_routes++].target = eq + 1;
 			break;
 		}
+		case O_PREFIX:
+			if (strcmp(optarg, "pinfer") && strcmp(optarg, "vllm")) {
+				fprintf(stderr, "pinfer-server: --metrics-prefix wants pinfer or vllm, not '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			prefix = optarg;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -319,7 +337,11 @@ int main(int argc, char **argv)
 			return EXIT_START;
 		}
 	}
-	struct MHD_Daemon *d = http_start(b, nb, &cfg, (const struct sockaddr *)&sa, ipv6);
+	if (srv_metrics_init(&metrics, nb, prefix) < 0) {
+		fprintf(stderr, "pinfer-server: out of memory\n");
+		return EXIT_START;
+	}
+	struct MHD_Daemon *d = http_start(b, nb, &cfg, &metrics, (const struct sockaddr *)&sa, ipv6);
 	if (!d) {
 		fprintf(stderr, "pinfer-server: cannot listen on %s (in use, or not an address of this host?)\n",
 			cfg.listen);

@@ -222,10 +222,39 @@ void backend_reap(struct backend *b);
 void backend_park(struct backend *b, struct srv_req *r);
 double srv_now(void);
 
+/* ---- metrics.c ------------------------------------------------------------------------- */
+
+#define SRV_LAT_BUCKETS 13 /* + the +Inf bucket */
+#define SRV_MAX_SERIES 64  /* (endpoint, status) pairs counted */
+
+struct stats_src;
+
+struct srv_metrics {
+	pthread_mutex_t mu;
+	struct {
+		char endpoint[32];
+		unsigned status;
+		uint64_t count;
+	} series[SRV_MAX_SERIES];
+	int n_series;
+	int open_streams;
+	uint64_t lat_counts[SRV_LAT_BUCKETS + 1];
+	double lat_sum;
+	struct stats_src *src;       /* one per backend (the daemon's stats segment) */
+	const char *prefix;          /* --metrics-prefix: "pinfer" or "vllm" */
+};
+
+int srv_metrics_init(struct srv_metrics *m, int n_backends, const char *prefix);
+void srv_metrics_observe(struct srv_metrics *m, const char *endpoint, unsigned status, double seconds);
+void srv_metrics_streams(struct srv_metrics *m, int delta);
+/* The /metrics body (malloc'ed) in *ret: the daemons' statistics, then the
+ * server's own.  Returns how many daemons answered (>= 0) or -ENOMEM. */
+int srv_metrics_render(struct srv_metrics *m, struct backend *b, int nb, char **ret, size_t *ret_len);
+
 /* ---- http.c ---------------------------------------------------------------------------- */
 
 struct sockaddr;
-struct MHD_Daemon *http_start(struct backend *b, int n_backends, struct srv_config *cfg, const struct sockaddr *sa,
-			      bool ipv6);
+struct MHD_Daemon *http_start(struct backend *b, int n_backends, struct srv_config *cfg, struct srv_metrics *m,
+			      const struct sockaddr *sa, bool ipv6);
 
 #endif
