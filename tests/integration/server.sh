@@ -56,10 +56,12 @@ start_server() { # LOG SOCKET ARGS...: sets port and spid
   wait_for 30 grep -qs "listening on" "$1" || { echo "FAIL: pinfer-server did not start:"; cat "$1"; exit 1; }
   port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$1")
 }
-# a server with room for one request at a time: the 429 path
-start_server "$work/tight.log" "$sock" --served-model-name smol --max-requests 1
+# a server with room for one request at a time (the 429 path) and a short
+# idle timeout (slow-loris); the main one keeps the default 60 s, so that
+# pooled client connections are not closed under the clients' feet
+start_server "$work/tight.log" "$sock" --served-model-name smol --max-requests 1 --timeout 20
 tport=$port
-start_server "$work/server.log" "$sock" --served-model-name smol --max-body 65536 --timeout 3
+start_server "$work/server.log" "$sock" --served-model-name smol --max-body 65536
 echo "# pinfer-server on ports $port and $tport (max-requests 1)"
 
 # --help explains; a bad flag is refused naming it
@@ -97,6 +99,24 @@ assert v(r'pinfer_server:request_latency_seconds_count') >= 300
 assert v(r'pinfer_server:request_latency_seconds_bucket\{le="\+Inf"\}') == v(r'pinfer_server:request_latency_seconds_count')
 PY
 promok "$work/metrics.txt" && ok "/metrics parses (promtool)" || fail "promtool: $(head -5 "$work/promtool.out")"
+
+# ---- --listen unix:PATH --------------------------------------------------------------------------
+"$build/bin/pinfer-server" --socket "$sock" --listen "unix:$work/http.sock" --api-key-file "$work/key" \
+  --served-model-name smol >"$work/unix.log" 2>&1 &
+upid=$!
+pids+=($upid)
+if wait_for 30 test -S "$work/http.sock"; then
+  [ "$(stat -c %a "$work/http.sock")" = 660 ] && ok "unix socket mode 0660" || fail "unix socket mode $(stat -c %a "$work/http.sock")"
+  st=$(curl -s -o "$work/ubody" -w '%{http_code}' --unix-socket "$work/http.sock" -H "Authorization: Bearer $key" \
+    -H 'Content-Type: application/json' http://localhost/v1/completions \
+    -d '{"model": "smol", "prompt": "The capital of France is", "max_tokens": 4, "temperature": 0}')
+  [ "$st" = 200 ] && grep -q '"text":" Paris' "$work/ubody" && ok "--listen unix:PATH serves completions" \
+    || fail "unix socket: $st $(cat "$work/ubody")"
+  kill -TERM "$upid"; wait "$upid"
+  [ ! -e "$work/http.sock" ] && ok "the unix socket is removed on exit" || fail "the unix socket was left behind"
+else
+  fail "pinfer-server --listen unix: did not start: $(cat "$work/unix.log")"
+fi
 
 # ---- a pinferd drain + restart mid-stream: every stream completes, equal to an uninterrupted run ----
 sock2=$work/d2.sock

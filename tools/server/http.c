@@ -436,7 +436,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 }
 
 struct MHD_Daemon *http_start(struct backend *b, int nb, struct srv_config *cfg, struct srv_metrics *m,
-			      const struct sockaddr *sa, bool ipv6)
+			      const struct sockaddr *sa, bool ipv6, int listen_fd)
 {
 	static struct http h;
 	h.b = b;
@@ -447,6 +447,11 @@ struct MHD_Daemon *http_start(struct backend *b, int nb, struct srv_config *cfg,
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (ipv6)
 		flags |= MHD_USE_IPv6;
+	if (listen_fd >= 0)
+		return MHD_start_daemon(flags, 0, NULL, NULL, on_request, &h, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+					MHD_OPTION_NOTIFY_COMPLETED, on_completed, &h, MHD_OPTION_CONNECTION_LIMIT,
+					cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
+					MHD_OPTION_END);
 	return MHD_start_daemon(flags, 0, NULL, NULL, on_request, &h, MHD_OPTION_SOCK_ADDR, sa,
 				MHD_OPTION_NOTIFY_COMPLETED, on_completed, &h, MHD_OPTION_CONNECTION_LIMIT,
 				cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "tools/server/server.h"
@@ -37,7 +39,8 @@ static void usage(FILE *f)
 		"\n"
 		"  --listen HOST:PORT      address to serve on (default 127.0.0.1:8000): loopback\n"
 		"                          only unless you say otherwise.  IPv6: [::1]:8000.  Port 0\n"
-		"                          picks a free port (printed at start).\n"
+		"                          picks a free port (printed at start).  unix:PATH serves\n"
+		"                          on a unix socket (mode 0660) instead.\n"
 		"  --socket PATH           pinferd's socket (default: resolved as every client does)\n"
 		"  --instance NAME         the pinferd instance (pinferd --instance NAME)\n"
 		"  --served-model-name N   the model id clients must send (default: pinferd's model name)\n"
@@ -118,6 +121,35 @@ static int parse_listen(const char *arg, struct sockaddr_storage *ret, bool *ipv
 bad:
 	fprintf(stderr, "pinfer-server: --listen wants HOST:PORT or [IPV6]:PORT (e.g. 127.0.0.1:8000), not '%s'\n", arg);
 	return -EINVAL;
+}
+
+/* --listen unix:PATH: a stream socket at PATH (a stale socket file there is
+ * replaced; any other file is refused), mode 0660 so that a group can be
+ * given access.  Returns the listening descriptor or -1 (reason printed). */
+static int listen_unix(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	if (!*path || strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "pinfer-server: --listen unix:PATH wants a path of 1 to %zu bytes\n", sizeof(sa.sun_path) - 1);
+		return -1;
+	}
+	memcpy(sa.sun_path, path, strlen(path));
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			fprintf(stderr, "pinfer-server: --listen unix:%s: exists and is not a socket\n", path);
+			return -1;
+		}
+		unlink(path);
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 || listen(fd, 511) < 0) {
+		fprintf(stderr, "pinfer-server: --listen unix:%s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 static int num_arg(const char *name, const char *v, long long lo, long long hi, long long *out)
@@ -300,10 +332,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pinfer-server: --route names the daemons: not with --socket, --instance or --served-model-name\n");
 		return EXIT_USAGE;
 	}
-	struct sockaddr_storage sa;
+	struct sockaddr_storage sa = { 0 };
 	bool ipv6 = false;
-	if (parse_listen(cfg.listen, &sa, &ipv6) < 0)
+	const char *unix_path = strncmp(cfg.listen, "unix:", 5) == 0 ? cfg.listen + 5 : NULL;
+	int listen_fd = -1;
+	if (unix_path) {
+		if ((listen_fd = listen_unix(unix_path)) < 0)
+			return EXIT_START;
+	} else if (parse_listen(cfg.listen, &sa, &ipv6) < 0) {
 		return EXIT_USAGE;
+	}
 
 	/* every connection is a descriptor: make room for --max-connections */
 	struct rlimit rl;
@@ -341,7 +379,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pinfer-server: out of memory\n");
 		return EXIT_START;
 	}
-	struct MHD_Daemon *d = http_start(b, nb, &cfg, &metrics, (const struct sockaddr *)&sa, ipv6);
+	struct MHD_Daemon *d = http_start(b, nb, &cfg, &metrics, (const struct sockaddr *)&sa, ipv6, listen_fd);
 	if (!d) {
 		fprintf(stderr, "pinfer-server: cannot listen on %s (in use, or not an address of this host?)\n",
 			cfg.listen);
@@ -349,16 +387,22 @@ int main(int argc, char **argv)
 			backend_stop(&b[i]);
 		return EXIT_START;
 	}
-	unsigned port = 0;
-	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-	if (di)
-		port = di->port;
-	char host[INET6_ADDRSTRLEN] = "";
-	inet_ntop(sa.ss_family,
-		  ipv6 ? (void *)&((struct sockaddr_in6 *)&sa)->sin6_addr : (void *)&((struct sockaddr_in *)&sa)->sin_addr,
-		  host, sizeof(host));
-	fprintf(stderr, "pinfer-server: listening on http://%s%s%s:%u/v1%s\n", ipv6 ? "[" : "", host, ipv6 ? "]" : "",
-		port, cfg.api_key ? " (API key required)" : "");
+	if (unix_path) {
+		fprintf(stderr, "pinfer-server: listening on unix:%s%s\n", unix_path,
+			cfg.api_key ? " (API key required)" : "");
+	} else {
+		unsigned port = 0;
+		const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+		if (di)
+			port = di->port;
+		char host[INET6_ADDRSTRLEN] = "";
+		inet_ntop(sa.ss_family,
+			  ipv6 ? (void *)&((struct sockaddr_in6 *)&sa)->sin6_addr
+			       : (void *)&((struct sockaddr_in *)&sa)->sin_addr,
+			  host, sizeof(host));
+		fprintf(stderr, "pinfer-server: listening on http://%s%s%s:%u/v1%s\n", ipv6 ? "[" : "", host,
+			ipv6 ? "]" : "", port, cfg.api_key ? " (API key required)" : "");
+	}
 
 	int sig;
 	while (sigwait(&stop, &sig) != 0)
@@ -368,6 +412,8 @@ int main(int argc, char **argv)
 	MHD_stop_daemon(d);
 	for (int i = 0; i < nb; i++)
 		backend_stop(&b[i]);
+	if (unix_path)
+		unlink(unix_path);
 	free(cfg.api_key);
 	return 0;
 }

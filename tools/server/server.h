@@ -254,7 +254,8 @@ int srv_metrics_render(struct srv_metrics *m, struct backend *b, int nb, char **
 /* ---- http.c ---------------------------------------------------------------------------- */
 
 struct sockaddr;
+/* Listen on sa, or on the bound and listening socket listen_fd when >= 0. */
 struct MHD_Daemon *http_start(struct backend *b, int n_backends, struct srv_config *cfg, struct srv_metrics *m,
-			      const struct sockaddr *sa, bool ipv6);
+			      const struct sockaddr *sa, bool ipv6, int listen_fd);
 
 #endif
