@@ -21,7 +21,7 @@
  * auth, body and request limits, replies), oai_req.c (OpenAI request bodies
  * to pinfer parameters, every refusal), oai_out.c (response bodies and
  * stream chunks), backend.c (the daemon connection, event dispatch,
- * reconnection, cancel on client disconnect).
+ * reconnection, cancel on client disconnect), metrics.c (GET /metrics).
  */
 #ifndef PF_TOOLS_SERVER_H
 #define PF_TOOLS_SERVER_H
