@@ -29,10 +29,10 @@ CC := gcc
 endif
 
 # Debian package that provides each pkg-config name, for the hint and `make deps`.
-DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev libxxhash-dev libncurses-dev libmicrohttpd-dev libsystemd-dev libedit-dev pkg-config clang libclang-rt-14-dev python3-pip unzip prometheus
+DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev libxxhash-dev libncurses-dev libmicrohttpd-dev libjansson-dev libsystemd-dev libedit-dev pkg-config clang libclang-rt-14-dev python3-pip python3-venv unzip prometheus
 
 # numa has no .pc on Debian 12; it is checked by header instead below.
-PKG_CHECK := liburing cmocka libpcre2-8 libxxhash ncursesw libmicrohttpd libsystemd libedit
+PKG_CHECK := liburing cmocka libpcre2-8 libxxhash ncursesw libmicrohttpd jansson libsystemd libedit
 PKG_MISSING := $(strip $(foreach p,$(PKG_CHECK),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),,$(p))))
 NUMA_MISSING := $(if $(wildcard /usr/include/numa.h),,numa)
 DEPS_MISSING := $(strip $(PKG_MISSING) $(NUMA_MISSING))
@@ -127,6 +127,20 @@ CORE_LIB    := $(BUILD)/libpfcore.a
 CLIENT_LIB  := $(BUILD)/libpinfer.a
 CLIENT_SO   := $(BUILD)/libpinfer.so.1
 PINFER_SONAME := libpinfer.so.1
+
+# ---- pinfer-server (tools/server/*.c) ------------------------------------------
+# The OpenAI-compatible HTTP server: linked only with libpinfer, libmicrohttpd
+# and jansson — never runtime/ or kernels/ (tests/check/layers.sh).  Joins
+# TOOLS, so build, install and uninstall take it along.
+SERVER_SRCS := $(wildcard tools/server/*.c)
+SERVER_OBJS := $(SERVER_SRCS:%.c=$(OBJ)/%.o)
+SERVER_BIN  := $(if $(SERVER_SRCS),$(BUILD)/bin/pinfer-server)
+TOOLS       += $(SERVER_BIN)
+$(SERVER_OBJS): CFLAGS += $(shell pkg-config --cflags libmicrohttpd jansson 2>/dev/null)
+$(SERVER_BIN): $(SERVER_OBJS) $(CLIENT_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $(SERVER_OBJS) $(CLIENT_LIB) $(shell pkg-config --libs liburing libmicrohttpd jansson 2>/dev/null) -lpthread
 
 MODEL_DIR   := models
 MODEL       := $(MODEL_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -96,6 +96,7 @@ struct pinfer {
 	uint32_t n_partials, cap_partials;
 	char *evbuf;                    /* text of the event last returned */
 	size_t evcap;
+	size_t ev_n_ids;                /* TOKENIZED: ids at evbuf (int32), else 0 */
 
 	/* sleeping */
 	int efd;                        /* wake eventfd from the daemon (v2), else -1 */

@@ -199,6 +199,14 @@ static int take_one(struct pinfer *c, struct pinfer_event *ev)
 	case PF_CQ_LOGPROBS:
 		tl = 0;
 		break;
+	case PF_CQ_TEXT:
+		txt = e.u.tok.text;
+		break;
+	case PF_CQ_IDS:
+		/* ids travel through the text reassembly as raw bytes */
+		txt = (const uint8_t *)e.u.ids.id;
+		tl = (e.u.ids.n < PF_CQE_IDS ? e.u.ids.n : PF_CQE_IDS) * sizeof(int32_t);
+		break;
 	case PF_CQ_SUSPENDED: {
 		/* the daemon saved the request on its way down: remember how to
 		 * reattach (pinfer_reconnect) and tell the application */
@@ -212,6 +220,7 @@ static int take_one(struct pinfer *c, struct pinfer_event *ev)
 		ev->kind = PINFER_EVENT_SUSPENDED;
 		ev->tag = e.tag;
 		c->evbuf[0] = 0;
+		c->ev_n_ids = 0;
 		ev->text = c->evbuf;
 		ev->logprob = NAN;
 		return 1;
@@ -266,6 +275,7 @@ static int take_one(struct pinfer *c, struct pinfer_event *ev)
 	ev->text = c->evbuf;
 	ev->text_len = len;
 	ev->logprob = NAN;
+	c->ev_n_ids = 0;
 	switch (e.kind) {
 	case PF_CQ_TOKENS: {
 		ev->token = e.u.tok.token;
@@ -285,6 +295,15 @@ static int take_one(struct pinfer *c, struct pinfer_event *ev)
 		ev->usage.ttft_s = e.u.fin.ttft_s;
 		ev->usage.decode_s = e.u.fin.decode_s;
 		ev->beam_score = e.u.fin.beam_score;
+		ev->last = e.flags & PF_CQE_LAST;
+		break;
+	case PF_CQ_TEXT:
+		ev->last = e.flags & PF_CQE_LAST;
+		break;
+	case PF_CQ_IDS:
+		c->ev_n_ids = len / sizeof(int32_t);
+		ev->text = c->evbuf + len; /* "": the bytes are ids */
+		ev->text_len = 0;
 		ev->last = e.flags & PF_CQE_LAST;
 		break;
 	case PF_CQ_ERROR: {
@@ -593,6 +612,12 @@ void pinfer_interrupt(struct pinfer *c)
 {
 	/* async-signal-safe: one lock-free atomic store, nothing else */
 	atomic_store_explicit(&c->interrupt, 1, memory_order_release);
+}
+
+const int32_t *pinfer_event_ids(const struct pinfer *c, size_t *n)
+{
+	*n = c ? c->ev_n_ids : 0;
+	return *n ? (const int32_t *)(const void *)c->evbuf : NULL;
 }
 
 int pinfer_poll_ready(struct pinfer *c)

@@ -197,6 +197,27 @@ int pinfer_submit_chat(struct pinfer *c, const struct pinfer_message *msgs, size
 		       const struct pinfer_params *params, uint64_t *ret_tag);
 
 /*
+ * The daemon's tokenizer, for clients that have none (pinfer-server).  Each
+ * is a request like a generation (a tag, counted in flight, never blocks,
+ * same returns as pinfer_submit_text) answered by one event: TOKENIZED for
+ * a tokenize, DETOKENIZED for a detokenize, or ERROR.  They take no KV
+ * blocks and run on the daemon's engine thread between steps.
+ *
+ * pinfer_submit_tokenize: the ids pinfer_submit_text would generate from
+ * (params' add_special and parse_special apply; params may be NULL).
+ * pinfer_submit_tokenize_chat: the ids of the conversation rendered with the
+ * model's chat template, as pinfer_submit_chat would prompt with.
+ * pinfer_submit_detokenize: the text of n ids as generation would stream it
+ * (well-formed UTF-8; control tokens rendered only with params'
+ * parse_special).
+ */
+int pinfer_submit_tokenize(struct pinfer *c, const char *text, size_t len, const struct pinfer_params *params,
+			   uint64_t *ret_tag);
+int pinfer_submit_tokenize_chat(struct pinfer *c, const struct pinfer_message *msgs, size_t n, uint64_t *ret_tag);
+int pinfer_submit_detokenize(struct pinfer *c, const int32_t *ids, size_t n, const struct pinfer_params *params,
+			     uint64_t *ret_tag);
+
+/*
  * Ask the daemon to stop request `tag`.  Its live sequences then end with
  * FINISHED (reason CANCELLED) — keep reading events until `last`.  Never
  * blocks.  Returns 0, -ENOENT (no such request in flight), -EAGAIN
@@ -214,6 +235,10 @@ enum pinfer_event_kind {
 	PINFER_EVENT_SUSPENDED = 5, /* pinferd is stopping and saved the request: after
 				     * -ECONNRESET, pinfer_reconnect() once it is back and
 				     * its events continue (no token repeated or skipped) */
+	PINFER_EVENT_TOKENIZED = 6, /* the answer to pinfer_submit_tokenize*: the ids are
+				     * pinfer_event_ids(); `last` is set */
+	PINFER_EVENT_DETOKENIZED = 7, /* the answer to pinfer_submit_detokenize: `text`;
+				       * `last` is set */
 };
 
 enum pinfer_finish_reason {
@@ -287,6 +312,11 @@ int pinfer_next(struct pinfer *c, struct pinfer_event *ev, int timeout_ms);
  * handler.  Cannot fail.
  */
 void pinfer_interrupt(struct pinfer *c);
+
+/* The token ids of the TOKENIZED event pinfer_next last returned on c and
+ * their number in *n (valid until the next pinfer_next/pinfer_close on c);
+ * NULL with *n = 0 when that event was not TOKENIZED.  Cannot fail. */
+const int32_t *pinfer_event_ids(const struct pinfer *c, size_t *n);
 
 /* 1 when completions are waiting to be read (pinfer_next(c, ev, 0) may
  * still return -EAGAIN if they are the first part of a longer text), 0 when

@@ -170,6 +170,7 @@ static void sq_push(struct pinfer *c, const struct pf_sqe *e)
 
 /* The prompt, given as one of three kinds. */
 struct prompt {
+	uint8_t op;                         /* enum pf_sq_op; 0: SUBMIT */
 	uint8_t kind;                       /* enum pf_input_kind */
 	const char *text;                   /* TEXT */
 	size_t len;
@@ -290,7 +291,7 @@ static int submit(struct pinfer *c, const struct prompt *pr, const struct pinfer
 	}
 
 	struct pf_sqe e = {
-		.op = PF_OP_SUBMIT,
+		.op = pr->op ? pr->op : PF_OP_SUBMIT,
 		.input = pr->kind,
 		.payload_len = (uint32_t)plen,
 		.payload_off = (uint32_t)base,
@@ -360,6 +361,34 @@ int pinfer_submit_chat(struct pinfer *c, const struct pinfer_message *msgs, size
 	if (!msgs && n)
 		return pf_client_fail(c, -EINVAL, "msgs is NULL");
 	struct prompt pr = { .kind = PF_INPUT_CHAT, .msgs = msgs, .n = n };
+	return submit(c, &pr, params, ret_tag);
+}
+
+int pinfer_submit_tokenize(struct pinfer *c, const char *text, size_t len, const struct pinfer_params *params,
+			   uint64_t *ret_tag)
+{
+	if (!text && len)
+		return pf_client_fail(c, -EINVAL, "text is NULL");
+	if (len > UINT32_MAX)
+		return pf_client_fail(c, -E2BIG, "text of %zu bytes is too long", len);
+	struct prompt pr = { .op = PF_OP_TOKENIZE, .kind = PF_INPUT_TEXT, .text = text ? text : "", .len = len };
+	return submit(c, &pr, params, ret_tag);
+}
+
+int pinfer_submit_tokenize_chat(struct pinfer *c, const struct pinfer_message *msgs, size_t n, uint64_t *ret_tag)
+{
+	if (!msgs && n)
+		return pf_client_fail(c, -EINVAL, "msgs is NULL");
+	struct prompt pr = { .op = PF_OP_TOKENIZE, .kind = PF_INPUT_CHAT, .msgs = msgs, .n = n };
+	return submit(c, &pr, NULL, ret_tag);
+}
+
+int pinfer_submit_detokenize(struct pinfer *c, const int32_t *ids, size_t n, const struct pinfer_params *params,
+			     uint64_t *ret_tag)
+{
+	if (!ids && n)
+		return pf_client_fail(c, -EINVAL, "ids is NULL");
+	struct prompt pr = { .op = PF_OP_DETOKENIZE, .kind = PF_INPUT_TOKENS, .ids = ids, .n = n };
 	return submit(c, &pr, params, ret_tag);
 }
 

@@ -65,8 +65,10 @@
 
 #define PF_PROTO_MAGIC 0x50494e46u /* "PINF" */
 /* v2: a wake eventfd in the welcome, PF_WAIT_EVENTFD in cq_waiting,
- * SUSPENDED completions and RESUME submissions (drain and restart) */
-#define PF_PROTO_VERSION 2
+ * SUSPENDED completions and RESUME submissions (drain and restart)
+ * v3: TOKENIZE and DETOKENIZE submissions, IDS and TEXT completions (the
+ * daemon's tokenizer for clients that have none, e.g. pinfer-server) */
+#define PF_PROTO_VERSION 3
 #define PF_PROTO_MIN_VERSION 1     /* oldest client version this build serves */
 
 #define PF_SQ_DEFAULT 64           /* entries */
@@ -187,7 +189,15 @@ static_assert(offsetof(struct pf_d2c_hdr, sq_head) == 128, "pf_d2c_hdr layout");
  * from now on; payload: struct pf_resume_payload.  The daemon replays the
  * request's tokens after the ones the client says it has.
  */
-enum pf_sq_op { PF_OP_SUBMIT = 1, PF_OP_CANCEL = 2, PF_OP_RESUME = 3 };
+/*
+ * TOKENIZE (v3): input TEXT (flags ADD_SPECIAL, PARSE_SPECIAL as for SUBMIT)
+ * or CHAT (rendered with the chat template, as SUBMIT would); the answer is
+ * the prompt's token ids in IDS completions.  DETOKENIZE (v3): input TOKENS;
+ * the answer is their text, as generation would stream it (well-formed
+ * UTF-8; control tokens rendered only with PARSE_SPECIAL), in TEXT
+ * completions.  Sampling fields are ignored; neither takes a KV block.
+ */
+enum pf_sq_op { PF_OP_SUBMIT = 1, PF_OP_CANCEL = 2, PF_OP_RESUME = 3, PF_OP_TOKENIZE = 4, PF_OP_DETOKENIZE = 5 };
 
 #define PF_RESUME_MAX_SEQS PF_WIRE_MAX_SEQS
 
@@ -246,6 +256,10 @@ enum pf_cq_kind {
 	PF_CQ_SUSPENDED = 5,/* v2: the daemon is stopping and saved the request; reattach with
 			     * RESUME and u.sus.token after it restarts.  Nothing else
 			     * follows for the tag on this connection. */
+	PF_CQ_IDS = 6,      /* v3: token ids answering TOKENIZE (u.ids); MORE: more follow;
+			     * the final entry has LAST */
+	PF_CQ_TEXT = 7,     /* v3: text answering DETOKENIZE (u.tok.text, text_len); MORE:
+			     * more follows; the final entry has LAST */
 };
 
 enum pf_cqe_flags {
@@ -263,6 +277,7 @@ enum pf_finish {
 };
 
 #define PF_CQE_TEXT 80
+#define PF_CQE_IDS 27
 
 struct pf_cqe {
 	uint8_t kind;             /* enum pf_cq_kind */
@@ -298,6 +313,10 @@ struct pf_cqe {
 		struct {
 			uint8_t token[16];
 		} sus;
+		struct {
+			uint32_t n;       /* ids used, <= PF_CQE_IDS */
+			int32_t id[PF_CQE_IDS];
+		} ids;
 	} u;
 };
 static_assert(sizeof(struct pf_cqe) == 128, "pf_cqe layout");

@@ -44,6 +44,7 @@
 #include "client/pinfer.h"
 #include "shm/stats.h"
 #include "tools/common/opts.h"
+#include "tools/prom_fmt.h"
 #include "tools/stats_fmt.h"
 
 #define EXIT_LISTEN 1
@@ -124,140 +125,6 @@ static void logmsg(const struct exporter *e, bool error, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
-}
-
-/* ---- the exposition ---------------------------------------------------------------- */
-
-struct prom {
-	FILE *f;
-	const char *model;
-};
-
-static void head(struct prom *p, const char *name, const char *type, const char *help)
-{
-	fprintf(p->f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/* One sample: name{model_name="...",extra} value.  extra: "" or
- * `label="value"` text already escaped. */
-static void sample(struct prom *p, const char *name, const char *extra, double v)
-{
-	char num[32];
-	stats_fmt_double(num, sizeof(num), v);
-	fprintf(p->f, "%s{model_name=", name);
-	stats_prom_label(p->f, p->model);
-	fprintf(p->f, "%s%s} %s\n", extra[0] ? "," : "", extra, num);
-}
-
-static void gauge(struct prom *p, const char *name, const char *help, double v)
-{
-	head(p, name, "gauge", help);
-	sample(p, name, "", v);
-}
-
-static void counter(struct prom *p, const char *name, const char *help, uint64_t v)
-{
-	head(p, name, "counter", help);
-	sample(p, name, "", (double)v);
-}
-
-/* The segment keeps per-bucket counts; Prometheus wants cumulative ones,
- * ending with le="+Inf" equal to _count. */
-static void histogram(struct prom *p, const char *name, const char *help, const struct pf_stats_hist *h)
-{
-	char series[160], le[64], num[32];
-	uint64_t cum = 0;
-	bool have_inf = false;
-	head(p, name, "histogram", help);
-	snprintf(series, sizeof(series), "%s_bucket", name);
-	for (int i = 0; i < PF_STATS_HIST_BUCKETS; i++) {
-		cum += h->counts[i];
-		stats_fmt_double(num, sizeof(num), h->bounds[i]);
-		have_inf = isinf(h->bounds[i]) && h->bounds[i] > 0;
-		snprintf(le, sizeof(le), "le=\"%s\"", num);
-		sample(p, series, le, (double)cum);
-		if (have_inf)
-			break;
-	}
-	if (!have_inf) /* the layout promises a last +Inf bucket; never emit a histogram without one */
-		sample(p, series, "le=\"+Inf\"", (double)cum);
-	snprintf(series, sizeof(series), "%s_sum", name);
-	sample(p, series, "", h->sum);
-	snprintf(series, sizeof(series), "%s_count", name);
-	sample(p, series, "", (double)cum);
-}
-
-static void render(FILE *f, const struct pf_stats *s)
-{
-	struct prom p = { .f = f, .model = s->model };
-	char extra[128];
-
-	head(&p, "pinfer:backend_info", "gauge", "The daemon's compute backend, as a label; always 1.");
-	fputs("pinfer:backend_info{model_name=", f);
-	stats_prom_label(f, s->model);
-	fputs(",backend=", f);
-	stats_prom_label(f, s->backend);
-	fputs("} 1.0\n", f);
-	gauge(&p, "pinfer:daemon_start_time_seconds", "Unix time at which pinferd started.", (double)s->start_unix_s);
-
-	gauge(&p, "pinfer:num_requests_running", "Number of requests in model execution batches.", s->running);
-	gauge(&p, "pinfer:num_requests_waiting", "Number of requests waiting to be processed.", s->waiting);
-	gauge(&p, "pinfer:num_requests_preempted",
-	      "Number of requests waiting to be recomputed after a preemption (counted in num_requests_waiting too).",
-	      s->preempted_waiting);
-	gauge(&p, "pinfer:num_clients", "Number of registered client connections.", s->n_clients);
-	gauge(&p, "pinfer:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
-	      s->kv_blocks_total > 0 ? (double)s->kv_blocks_used / s->kv_blocks_total : 0.0);
-	head(&p, "pinfer:kv_cache_blocks", "gauge",
-	     "KV-cache blocks by state: used (referenced), cached (unreferenced, kept for prefix reuse), free.");
-	sample(&p, "pinfer:kv_cache_blocks", "state=\"used\"", s->kv_blocks_used);
-	sample(&p, "pinfer:kv_cache_blocks", "state=\"cached\"", s->kv_blocks_cached);
-	sample(&p, "pinfer:kv_cache_blocks", "state=\"free\"", s->kv_blocks_free);
-	head(&p, "pinfer:cache_config_info", "gauge", "Information of the KV cache configuration; always 1.");
-	snprintf(extra, sizeof(extra), "block_size=\"%d\",num_gpu_blocks=\"%d\"", s->block_size, s->kv_blocks_total);
-	sample(&p, "pinfer:cache_config_info", extra, 1.0);
-
-	counter(&p, "pinfer:prefix_cache_queries_total",
-		"Prefix cache queries, in terms of number of queried tokens.", s->prefix_queries_tokens);
-	counter(&p, "pinfer:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.",
-		s->prefix_hits_tokens);
-	counter(&p, "pinfer:num_preemptions_total", "Cumulative number of preemptions from the engine.",
-		s->preemptions_total);
-	gauge(&p, "pinfer:num_requests_swapped", "Number of sequences whose KV cache is swapped out to host memory.",
-	      s->seqs_swapped);
-	gauge(&p, "pinfer:cpu_cache_usage_perc", "Host swap space usage. 1 means 100 percent usage.",
-	      s->host_blocks_total > 0 ? (double)(s->host_blocks_total - s->host_blocks_free) / s->host_blocks_total : 0.0);
-	counter(&p, "pinfer:num_swap_outs_total", "Preemptions that swapped a sequence's KV cache out to host memory.",
-		s->swap_outs_total);
-	counter(&p, "pinfer:num_swap_ins_total", "Swapped-out sequences whose KV cache was swapped back in.",
-		s->swap_ins_total);
-	counter(&p, "pinfer:prompt_tokens_total",
-		"Number of prefill tokens processed (whole prompts, prefix-cache hits included).", s->prompt_tokens_total);
-	counter(&p, "pinfer:generation_tokens_total", "Number of generation tokens processed.",
-		s->generation_tokens_total);
-	counter(&p, "pinfer:engine_steps_total", "Number of engine steps (iterations) run.", s->steps_total);
-	counter(&p, "pinfer:request_admitted_total",
-		"Number of requests the engine accepted; each ends in request_success_total or is still running or waiting.",
-		s->requests_admitted_total);
-
-	head(&p, "pinfer:request_success_total", "counter",
-	     "Count of finished requests by finish reason (stop, length, cancelled, error, deadline, stalled).");
-	for (int i = 0; i < PF_STATS_FIN_COUNT; i++) {
-		snprintf(extra, sizeof(extra), "finished_reason=\"%s\"", stats_finish_name(i));
-		sample(&p, "pinfer:request_success_total", extra, (double)s->requests_finished[i]);
-	}
-
-	histogram(&p, "pinfer:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
-		  &s->hist[PF_HIST_TTFT]);
-	histogram(&p, "pinfer:inter_token_latency_seconds",
-		  "Histogram of inter-token latency in seconds (one observation per token).",
-		  &s->hist[PF_HIST_ITL]);
-	histogram(&p, "pinfer:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
-		  &s->hist[PF_HIST_E2E]);
-	histogram(&p, "pinfer:iteration_tokens_total", "Histogram of number of tokens per engine_step.",
-		  &s->hist[PF_HIST_STEP_TOKENS]);
-	histogram(&p, "pinfer:iteration_time_seconds", "Histogram of engine step duration in seconds.",
-		  &s->hist[PF_HIST_STEP_TIME]);
 }
 
 /* ---- HTTP --------------------------------------------------------------------------- */
@@ -360,7 +227,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	FILE *f = open_memstream(&body, &len);
 	if (!f)
 		return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-	render(f, &s);
+	prom_render(f, &s, "pinfer");
 	if (fclose(f) != 0) {
 		free(body);
 		return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");

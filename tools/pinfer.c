@@ -110,6 +110,9 @@ static void json_event(const struct pinfer_event *ev)
 {
 	FILE *f = stdout;
 	switch (ev->kind) {
+	case PINFER_EVENT_TOKENIZED:
+	case PINFER_EVENT_DETOKENIZED:
+		return; /* answers to requests this tool never sends */
 	case PINFER_EVENT_TOKEN:
 		fprintf(f, "{\"event\":\"token\",\"tag\":%llu,\"index\":%u,\"token\":%d,\"text\":",
 			(unsigned long long)ev->tag, ev->index, ev->token);
@@ -295,6 +298,9 @@ static int on_event(void *ctx, const struct pinfer_event *ev)
 		break;
 	case PINFER_EVENT_SUSPENDED:
 		break; /* stream_resuming reconnects once the daemon is gone */
+	case PINFER_EVENT_TOKENIZED:
+	case PINFER_EVENT_DETOKENIZED:
+		break; /* answers to requests this tool never sends */
 	}
 	/* non-zero asks pinfer_stream to cancel; it keeps delivering until the end */
 	return g_interrupted;

@@ -635,6 +635,113 @@ out:
 	free(sid);
 }
 
+/* ---- v3: the tokenizer as a service ----------------------------------------------- */
+
+static void post_ids(struct pf_session *s, uint64_t tag, const int32_t *ids, size_t n)
+{
+	size_t off = 0;
+	do {
+		size_t k = n - off < PF_CQE_IDS ? n - off : PF_CQE_IDS;
+		struct pf_cqe e = { .kind = PF_CQ_IDS, .tag = tag };
+		e.flags = off + k < n ? PF_CQE_MORE : PF_CQE_LAST;
+		e.u.ids.n = (uint32_t)k;
+		memcpy(e.u.ids.id, ids + off, k * sizeof(int32_t));
+		pf_session_post(s, &e);
+		off += k;
+	} while (off < n);
+}
+
+static void post_text(struct pf_session *s, uint64_t tag, const char *text, size_t len)
+{
+	size_t off = 0;
+	do {
+		size_t k = len - off < PF_CQE_TEXT ? len - off : PF_CQE_TEXT;
+		struct pf_cqe e = { .kind = PF_CQ_TEXT, .tag = tag, .text_len = (uint16_t)k };
+		e.flags = off + k < len ? PF_CQE_MORE : PF_CQE_LAST;
+		e.u.tok.token = -1;
+		memcpy(e.u.tok.text, text + off, k);
+		pf_session_post(s, &e);
+		off += k;
+	} while (off < len);
+}
+
+/* Text of ids as generation streams it: well-formed UTF-8 (pf_detok). */
+static int detokenize(const struct pf_tok *tok, const int32_t *ids, size_t n, bool special, char **ret, size_t *ret_len,
+		      char *err, size_t errlen)
+{
+	size_t step = pf_detok_max_out(tok), len = 0, cap = 4 * step + 4096, got;
+	char *buf = malloc(cap);
+	struct pf_detok d;
+	if (!buf)
+		return -ENOMEM;
+	pf_detok_init(&d, tok, special);
+	for (size_t i = 0; i <= n; i++) {
+		if (cap - len < step) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		if (i == n) {
+			if (pf_detok_flush(&d, buf + len, step, &got) == 0)
+				len += got;
+			break;
+		}
+		if (pf_detok_push(&d, ids[i], buf + len, step, &got)) {
+			free(buf);
+			snprintf(err, errlen, "token %zu (%d) is outside the vocabulary [0, %d)", i, ids[i],
+				 pf_tok_n_vocab(tok));
+			return -EINVAL;
+		}
+		len += got;
+	}
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+static void handle_tokenize(struct pf_session *s, const struct pf_sqe *e)
+{
+	char err[256] = "";
+	uint8_t *in = NULL;
+	int32_t *ids = NULL, n = 0;
+	char *text = NULL;
+	size_t tlen = 0;
+	int r;
+
+	if (copy_payload(s, e->payload_off, e->payload_len, &in)) {
+		s->bad_entries++;
+		pf_session_post_error(s, e->tag, EINVAL, "payload lies outside the payload area");
+		return;
+	}
+	if (!s->d->engine) {
+		pf_session_post_error(s, e->tag, ENOTSUP, "no model loaded (echo backend): nothing to tokenize with");
+		goto out;
+	}
+	if (e->op == PF_OP_TOKENIZE) {
+		r = pf_daemon_build_prompt(s->d->engine, e, in, 0, &ids, &n, err, sizeof(err));
+		if (r == 0)
+			post_ids(s, e->tag, ids, (size_t)n);
+	} else if (e->input != PF_INPUT_TOKENS || e->payload_len % 4 || e->payload_len == 0) {
+		snprintf(err, sizeof(err), "detokenize takes a non-empty array of int32 token ids");
+		r = -EINVAL;
+	} else {
+		r = detokenize(pf_engine_tok(s->d->engine), (const int32_t *)in, e->payload_len / 4,
+			       e->flags & PF_SQE_PARSE_SPECIAL, &text, &tlen, err, sizeof(err));
+		if (r == 0)
+			post_text(s, e->tag, text, tlen);
+	}
+	if (r)
+		pf_session_post_error(s, e->tag, -r, err[0] ? err : strerror(-r));
+out:
+	free(ids);
+	free(text);
+	free(in);
+}
+
 int pf_session_poll_sq(struct pf_session *s)
 {
 	if (atomic_load(&s->dead))
@@ -647,6 +754,8 @@ int pf_session_poll_sq(struct pf_session *s)
 			handle_submit(s, &e);
 		} else if (e.op == PF_OP_RESUME && s->version >= 2) {
 			pf_daemon_resume(s, &e);
+		} else if ((e.op == PF_OP_TOKENIZE || e.op == PF_OP_DETOKENIZE) && s->version >= 3) {
+			handle_tokenize(s, &e);
 		} else if (e.op == PF_OP_CANCEL) {
 			if (pf_tokenize_cancel(s, e.tag))
 				continue; /* still being tokenized: answered there */

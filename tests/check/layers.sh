@@ -10,8 +10,11 @@
 #   runtime/text/    runtime/model/, kernels/, shm/
 #   runtime/engine/  runtime/text/, runtime/model/, kernels/, shm/
 #   runtime/daemon/  runtime/engine/, runtime/text/, runtime/model/, kernels/, shm/
+#   tools/server/    client/ (pinfer-server is built on libpinfer alone), and for
+#                    /metrics the formatter it shares with pinfer-exporter
+#                    (tools/prom_fmt.h, tools/stats_fmt.h, shm/stats.h)
 #
-# tools/, tests/ and bench/ sit on top and may include anything.  The check
+# The rest of tools/, tests/ and bench/ sit on top and may include anything.  The check
 # first proves it can fail: it plants an upward include in a scratch copy of
 # a few files and expects a refusal.
 #   tests/check/layers.sh [ROOT]
@@ -27,6 +30,7 @@ allowed() { # layer -> space-separated prefixes it may include
 	runtime/text) echo "runtime/text/ runtime/model/ kernels/ shm/" ;;
 	runtime/engine) echo "runtime/engine/ runtime/text/ runtime/model/ kernels/ shm/" ;;
 	runtime/daemon) echo "runtime/daemon/ runtime/engine/ runtime/text/ runtime/model/ kernels/ shm/" ;;
+	tools/server) echo "tools/server/ client/ tools/prom_fmt.h tools/stats_fmt.h shm/stats.h" ;;
 	esac
 }
 
@@ -37,6 +41,7 @@ check() {
 		case $f in
 		runtime/*/*) layer=$(cut -d/ -f1-2 <<<"$f") ;;
 		runtime/*) echo "$f: a file directly in runtime/ belongs in a layer folder"; bad=1; continue ;;
+		tools/server/*) layer=tools/server ;;
 		*) layer=${f%%/*} ;;
 		esac
 		while IFS= read -r inc; do
@@ -55,20 +60,22 @@ check() {
 				bad=1
 			fi
 		done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$dir/$f")
-	done < <(cd "$dir" && find kernels shm client runtime -type f \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) | sort)
+	done < <(cd "$dir" && find kernels shm client runtime $([ -d "$dir/tools/server" ] && echo tools/server) -type f \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) | sort)
 	return $bad
 }
 
 # 1. The check can fail: plant an upward include in a scratch tree.
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/kernels" "$tmp/runtime/engine" "$tmp/shm" "$tmp/client" "$tmp/runtime/model"
+mkdir -p "$tmp/kernels" "$tmp/runtime/engine" "$tmp/shm" "$tmp/client" "$tmp/runtime/model" "$tmp/tools/server"
+echo '#include "runtime/engine/kv.h"' > "$tmp/tools/server/planted.c"
 echo '#include "runtime/engine/kv.h"' > "$tmp/kernels/planted.c"
 : > "$tmp/runtime/engine/kv.h"
 echo '#include "kernels/planted.h"' > "$tmp/runtime/model/fine.c"
 : > "$tmp/kernels/planted.h"
 out=$(check "$tmp")
 if [ $? -eq 0 ] || ! grep -q 'kernels/planted.c: #include "runtime/engine/kv.h" reaches a layer above' <<<"$out" \
+	|| ! grep -q 'tools/server/planted.c: #include "runtime/engine/kv.h" reaches a layer above' <<<"$out" \
 	|| grep -q fine.c <<<"$out"; then
 	echo "layers: the check did not refuse a planted upward include (or refused a legal one):"
 	echo "$out"
@@ -77,10 +84,10 @@ fi
 echo "# planted upward include refused: $out"
 
 # 2. The tree itself.
-n=$(cd "$root" && find kernels shm client runtime -type f \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) | wc -l)
+n=$(cd "$root" && find kernels shm client runtime $([ -d "$root/tools/server" ] && echo tools/server) -type f \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) | wc -l)
 if ! out=$(check "$root"); then
 	echo "layers: include direction violated:"
 	echo "$out"
 	exit 1
 fi
-echo "# $n files in kernels/ shm/ client/ runtime/ include only their own layer or those below"
+echo "# $n files in kernels/ shm/ client/ runtime/ tools/server/ include only their own layer or those below"

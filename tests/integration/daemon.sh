@@ -9,7 +9,7 @@
 #   4. a client that never reads: paused, memory bounded, cancelled after --stall-timeout
 #   5. quotas: one request over --max-inflight gets EBUSY; token and KV-block quotas refuse with numbers
 #   6. daemon killed and restarted: the client gets an error (no hang); a new client works
-#   7. a client of the previous protocol version (v1) is served and gets the same reply
+#   7. clients of the previous protocol versions (v1, v2) are served and get the same reply
 #
 # The wake-up path in use is checked against the environment: by default
 # io_uring where the kernel allows it; PINFER_NO_IO_URING=1 (daemon-nouring.sh)
@@ -129,6 +129,11 @@ rss=$(awk '/VmRSS/{print $2}' /proc/$dpid/status 2>/dev/null)
 if cmp -s "$work/v1" "$work/bystander.ref"; then ok "a protocol v1 client got the same reply as a v2 client"
 else fail "v1 client: $(cat "$work/v1.err") $(head -c 200 "$work/v1")"; fi
 wait_for 30 grep -q "protocol v1" "$log" && ok "the daemon registered it as protocol v1" || fail "no v1 registration logged"
+# v3 (tokenize/detokenize) kept v2 clients working too
+"$build/it/hostile" --socket "$sock" --seconds 120 --mode v1 --proto 2 >"$work/v2" 2>"$work/v2.err"
+if cmp -s "$work/v2" "$work/bystander.ref"; then ok "a protocol v2 client got the same reply as a v3 client"
+else fail "v2 client: $(cat "$work/v2.err") $(head -c 200 "$work/v2")"; fi
+wait_for 30 grep -q "protocol v2" "$log" && ok "the daemon registered it as protocol v2" || fail "no v2 registration logged"
 
 # token and KV-block quotas: refused up front with the numbers and the option to change
 "$pinfer" generate --socket "$sock" --temperature 0 --max-tokens 2300 "Hi" >/dev/null 2>"$work/qb.err"

@@ -407,6 +407,46 @@ static void handle_cancel(struct fake *f, const struct pf_sqe *e)
 	}
 }
 
+/* v3 TOKENIZE: one id per payload byte (the byte's value + 1000), in IDS
+ * entries of PF_CQE_IDS; DETOKENIZE: "<id>," for each id, in TEXT entries —
+ * both long enough to need MORE chains. */
+static void handle_tokenize(struct fake *f, const struct pf_sqe *e)
+{
+	const uint8_t *in = f->payload + e->payload_off;
+	if (e->op == PF_OP_TOKENIZE) {
+		uint32_t off = 0;
+		do {
+			struct pf_cqe c = { .kind = PF_CQ_IDS, .tag = e->tag };
+			uint32_t k = e->payload_len - off < PF_CQE_IDS ? e->payload_len - off : PF_CQE_IDS;
+			c.flags = off + k < e->payload_len ? PF_CQE_MORE : PF_CQE_LAST;
+			c.u.ids.n = k;
+			for (uint32_t i = 0; i < k; i++)
+				c.u.ids.id[i] = 1000 + in[off + i];
+			post(f, &c);
+			off += k;
+		} while (off < e->payload_len);
+	} else {
+		char text[4096];
+		size_t len = 0;
+		for (uint32_t i = 0; i + 4 <= e->payload_len && len + 16 < sizeof(text); i += 4) {
+			int32_t id;
+			memcpy(&id, in + i, 4);
+			len += (size_t)snprintf(text + len, sizeof(text) - len, "%d,", id);
+		}
+		size_t off = 0;
+		do {
+			struct pf_cqe c = { .kind = PF_CQ_TEXT, .tag = e->tag };
+			size_t k = len - off < PF_CQE_TEXT ? len - off : PF_CQE_TEXT;
+			c.flags = off + k < len ? PF_CQE_MORE : PF_CQE_LAST;
+			c.text_len = (uint16_t)k;
+			memcpy(c.u.tok.text, text + off, k);
+			post(f, &c);
+			off += k;
+		} while (off < len);
+	}
+	fake_wake_client(f);
+}
+
 /* Returns entries consumed, or -1 when the fake must die. */
 static int fake_poll_sq(struct fake *f)
 {
@@ -420,6 +460,8 @@ static int fake_poll_sq(struct fake *f)
 			live = handle_submit(f, &e);
 		else if (e.op == PF_OP_CANCEL)
 			handle_cancel(f, &e);
+		else if (e.op == PF_OP_TOKENIZE || e.op == PF_OP_DETOKENIZE)
+			handle_tokenize(f, &e);
 		else
 			fake_problem(f, "unknown op %u", e.op);
 		f->sq_head++;
@@ -776,6 +818,10 @@ static void collect(struct result *r, const struct pinfer_event *ev)
 	case PINFER_EVENT_SUSPENDED:
 		fail_msg("unexpected SUSPENDED event: no daemon drains in this test");
 		break;
+	case PINFER_EVENT_TOKENIZED:
+	case PINFER_EVENT_DETOKENIZED:
+		fail_msg("unexpected tokenizer answer");
+		break;
 	}
 	if (ev->last)
 		r->done = true;
@@ -1127,6 +1173,63 @@ static void test_more_continuations(void **state)
 	assert_int_equal(ev.top_token[7], 107);
 	assert_int_equal(pinfer_next(c, &ev, TIMEOUT_MS), 0);
 	assert_int_equal(ev.kind, PINFER_EVENT_FINISHED);
+	pinfer_close(c);
+	assert_string_equal(e->f.problem, "");
+}
+
+/* v3: tokenize/detokenize answers reassembled from MORE chains into one
+ * event each, counted in flight until then; other events are unaffected */
+static void test_tokenize(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f);
+	struct pinfer *c = must_connect(&e->f, 0, 0, 0);
+	uint64_t tag;
+	struct pinfer_event ev;
+	size_t n;
+	char text[100];
+	for (int i = 0; i < 100; i++)
+		text[i] = (char)('a' + i % 26);
+	assert_int_equal(pinfer_submit_tokenize(c, text, sizeof(text), NULL, &tag), 0);
+	assert_int_equal(pinfer_inflight(c), 1);
+	assert_int_equal(pinfer_next(c, &ev, TIMEOUT_MS), 0);
+	assert_int_equal(ev.kind, PINFER_EVENT_TOKENIZED);
+	assert_true(ev.tag == tag);
+	assert_true(ev.last);
+	assert_int_equal(ev.text_len, 0);
+	assert_string_equal(ev.text, "");
+	const int32_t *ids = pinfer_event_ids(c, &n);
+	assert_int_equal(n, 100); /* 4 entries: 27 + 27 + 27 + 19 */
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(ids[i], 1000 + text[i]);
+	assert_int_equal(pinfer_inflight(c), 0);
+
+	int32_t in[40];
+	char want[512] = "";
+	size_t wl = 0;
+	for (int i = 0; i < 40; i++) {
+		in[i] = 500 + i;
+		wl += (size_t)snprintf(want + wl, sizeof(want) - wl, "%d,", in[i]);
+	}
+	assert_int_equal(pinfer_submit_detokenize(c, in, 40, NULL, &tag), 0);
+	assert_int_equal(pinfer_next(c, &ev, TIMEOUT_MS), 0);
+	assert_int_equal(ev.kind, PINFER_EVENT_DETOKENIZED);
+	assert_true(ev.last);
+	assert_int_equal(ev.text_len, wl); /* 160 bytes: 2 TEXT entries */
+	assert_string_equal(ev.text, want);
+	assert_null(pinfer_event_ids(c, &n));
+	assert_int_equal(n, 0);
+	assert_int_equal(pinfer_inflight(c), 0);
+
+	/* detokenize checks ids against the vocabulary like a token prompt */
+	int32_t bad = -1;
+	assert_int_equal(pinfer_submit_detokenize(c, &bad, 1, NULL, &tag), -EINVAL);
+	assert_int_equal(pinfer_submit_detokenize(c, in, 0, NULL, &tag), -EINVAL);
+	/* and a generation afterwards is as before */
+	struct result r;
+	assert_int_equal(pinfer_submit_text(c, "interleave", 10, NULL, &tag), 0);
+	run_one(c, tag, &r);
+	assert_int_equal(r.len[0], 200);
 	pinfer_close(c);
 	assert_string_equal(e->f.problem, "");
 }
@@ -1671,6 +1774,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_welcome, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_order_and_params, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_more_continuations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tokenize, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_cancel_inputs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_generate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupt, setup, teardown),
