@@ -137,10 +137,10 @@ SERVER_OBJS := $(SERVER_SRCS:%.c=$(OBJ)/%.o)
 SERVER_BIN  := $(if $(SERVER_SRCS),$(BUILD)/bin/pinfer-server)
 TOOLS       += $(SERVER_BIN)
 $(SERVER_OBJS): CFLAGS += $(shell pkg-config --cflags libmicrohttpd jansson 2>/dev/null)
-$(SERVER_BIN): $(SERVER_OBJS) $(CLIENT_LIB)
+$(SERVER_BIN): $(SERVER_OBJS) $(TOOL_COMMON_OBJS) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD    $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $(SERVER_OBJS) $(CLIENT_LIB) $(shell pkg-config --libs liburing libmicrohttpd jansson 2>/dev/null) -lpthread
+	$(Q)$(CC) $(CFLAGS) -o $@ $(SERVER_OBJS) $(TOOL_COMMON_OBJS) $(CLIENT_LIB) $(shell pkg-config --libs liburing libmicrohttpd jansson 2>/dev/null) -lpthread
 
 MODEL_DIR   := models
 MODEL       := $(MODEL_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf

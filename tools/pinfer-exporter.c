@@ -43,6 +43,7 @@
 
 #include "client/pinfer.h"
 #include "shm/stats.h"
+#include "tools/common/listen.h"
 #include "tools/common/opts.h"
 #include "tools/prom_fmt.h"
 #include "tools/stats_fmt.h"
@@ -237,50 +238,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 /* ---- main --------------------------------------------------------------------------- */
 
-/* "HOST:PORT" or "[V6]:PORT" into a socket address.  Returns 0 or -EINVAL
- * with the reason printed. */
-static int parse_listen(const char *arg, struct sockaddr_storage *ret, socklen_t *ret_len)
-{
-	char host[256];
-	const char *port;
-	if (arg[0] == '[') {
-		const char *close = strchr(arg, ']');
-		if (!close || close[1] != ':' || (size_t)(close - arg - 1) >= sizeof(host))
-			goto bad;
-		memcpy(host, arg + 1, (size_t)(close - arg - 1));
-		host[close - arg - 1] = '\0';
-		port = close + 2;
-	} else {
-		const char *colon = strrchr(arg, ':');
-		/* one colon only: an IPv6 address needs its brackets */
-		if (!colon || colon == arg || (size_t)(colon - arg) >= sizeof(host) ||
-		    memchr(arg, ':', (size_t)(colon - arg)))
-			goto bad;
-		memcpy(host, arg, (size_t)(colon - arg));
-		host[colon - arg] = '\0';
-		port = colon + 1;
-	}
-	char *end;
-	errno = 0;
-	long pn = strtol(port, &end, 10);
-	if (!*port || *end || errno || pn < 0 || pn > 65535)
-		goto bad;
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *ai = NULL;
-	int r = getaddrinfo(host, port, &hints, &ai);
-	if (r) {
-		fprintf(stderr, "pinfer-exporter: --listen %s: %s\n", arg, gai_strerror(r));
-		return -EINVAL;
-	}
-	memcpy(ret, ai->ai_addr, ai->ai_addrlen);
-	*ret_len = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	return 0;
-bad:
-	fprintf(stderr, "pinfer-exporter: --listen wants HOST:PORT or [IPV6]:PORT (e.g. 127.0.0.1:9400), not '%s'\n", arg);
-	return -EINVAL;
-}
-
 int main(int argc, char **argv)
 {
 	enum { OPT_LISTEN = 256, OPT_SOCKET, OPT_INSTANCE, OPT_QUIET };
@@ -334,7 +291,7 @@ int main(int argc, char **argv)
 
 	struct sockaddr_storage sa;
 	socklen_t sa_len = 0;
-	if (parse_listen(listen, &sa, &sa_len) < 0)
+	if (pf_parse_listen("pinfer-exporter", "127.0.0.1:9400", listen, &sa, &sa_len) < 0)
 		return EXIT_USAGE;
 
 	/* the signals we stop on are taken with sigwait below; block them

@@ -12,7 +12,7 @@
 #   runtime/daemon/  runtime/engine/, runtime/text/, runtime/model/, kernels/, shm/
 #   tools/server/    client/ (pinfer-server is built on libpinfer alone), and for
 #                    /metrics the formatter it shares with pinfer-exporter
-#                    (tools/prom_fmt.h, tools/stats_fmt.h, shm/stats.h)
+#                    (tools/prom_fmt.h, tools/stats_fmt.h, shm/stats.h), and tools/common/
 #
 # The rest of tools/, tests/ and bench/ sit on top and may include anything.  The check
 # first proves it can fail: it plants an upward include in a scratch copy of
@@ -30,7 +30,7 @@ allowed() { # layer -> space-separated prefixes it may include
 	runtime/text) echo "runtime/text/ runtime/model/ kernels/ shm/" ;;
 	runtime/engine) echo "runtime/engine/ runtime/text/ runtime/model/ kernels/ shm/" ;;
 	runtime/daemon) echo "runtime/daemon/ runtime/engine/ runtime/text/ runtime/model/ kernels/ shm/" ;;
-	tools/server) echo "tools/server/ client/ tools/prom_fmt.h tools/stats_fmt.h shm/stats.h" ;;
+	tools/server) echo "tools/server/ client/ tools/common/ tools/prom_fmt.h tools/stats_fmt.h shm/stats.h" ;;
 	esac
 }
 

@@ -20,6 +20,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "tools/common/listen.h"
 #include "tools/server/server.h"
 
 #define EXIT_START 1
@@ -80,47 +81,6 @@ static void usage(FILE *f)
 		"tool_choice (other than \"none\"), functions, response_format (other than text),\n"
 		"logit_bias, suffix, best_of other than n, echo with logprobs, non-text content\n"
 		"parts, unknown fields.\n");
-}
-
-static int parse_listen(const char *arg, struct sockaddr_storage *ret, bool *ipv6)
-{
-	char host[256];
-	const char *port;
-	if (arg[0] == '[') {
-		const char *close = strchr(arg, ']');
-		if (!close || close[1] != ':' || (size_t)(close - arg - 1) >= sizeof(host))
-			goto bad;
-		memcpy(host, arg + 1, (size_t)(close - arg - 1));
-		host[close - arg - 1] = '\0';
-		port = close + 2;
-	} else {
-		const char *colon = strrchr(arg, ':');
-		if (!colon || colon == arg || (size_t)(colon - arg) >= sizeof(host) ||
-		    memchr(arg, ':', (size_t)(colon - arg)))
-			goto bad;
-		memcpy(host, arg, (size_t)(colon - arg));
-		host[colon - arg] = '\0';
-		port = colon + 1;
-	}
-	char *end;
-	errno = 0;
-	long pn = strtol(port, &end, 10);
-	if (!*port || *end || errno || pn < 0 || pn > 65535)
-		goto bad;
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *ai = NULL;
-	int r = getaddrinfo(host, port, &hints, &ai);
-	if (r) {
-		fprintf(stderr, "pinfer-server: --listen %s: %s\n", arg, gai_strerror(r));
-		return -EINVAL;
-	}
-	memcpy(ret, ai->ai_addr, ai->ai_addrlen);
-	*ipv6 = ai->ai_family == AF_INET6;
-	freeaddrinfo(ai);
-	return 0;
-bad:
-	fprintf(stderr, "pinfer-server: --listen wants HOST:PORT or [IPV6]:PORT (e.g. 127.0.0.1:8000), not '%s'\n", arg);
-	return -EINVAL;
 }
 
 /* --listen unix:PATH: a stream socket at PATH (a stale socket file there is
@@ -333,15 +293,17 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	struct sockaddr_storage sa = { 0 };
+	socklen_t sa_len = 0;
 	bool ipv6 = false;
 	const char *unix_path = strncmp(cfg.listen, "unix:", 5) == 0 ? cfg.listen + 5 : NULL;
 	int listen_fd = -1;
 	if (unix_path) {
 		if ((listen_fd = listen_unix(unix_path)) < 0)
 			return EXIT_START;
-	} else if (parse_listen(cfg.listen, &sa, &ipv6) < 0) {
+	} else if (pf_parse_listen("pinfer-server", "127.0.0.1:8000", cfg.listen, &sa, &sa_len) < 0) {
 		return EXIT_USAGE;
 	}
+	ipv6 = sa.ss_family == AF_INET6;
 
 	/* every connection is a descriptor: make room for --max-connections */
 	struct rlimit rl;
