@@ -25,8 +25,12 @@
  * The canonical order.  Every ISA gives the same bits: the scalar reference
  * (quant_ref.c) defines them and the SIMD kernels must match it exactly — the
  * activation is re-quantized to 8 bits before each matmul, so a 1-ulp change
- * can move an int8 value a whole step and, 30 layers on, a token.  It is
- * llama.cpp's AVX2 order (so we equal its goldens):
+ * can move an int8 value a whole step and, 30 layers on, a token.  For Q4_1
+ * and Q8_0 (SmolLM2's formats) it is llama.cpp's AVX2 order, so we equal its
+ * goldens (tests/golden, test_generate); for the other formats it is our AVX2
+ * kernels' order, defined here — llama.cpp's differs in places (its Q4_0 keeps
+ * one accumulator, its F16 folds (0+2)+(1+3)), so those equal llama.cpp only
+ * up to rounding:
  *   - Integer products are summed exactly.  Lane l of a 32-element block holds
  *     elements 4l..4l+3 (an AVX2 register's 8 int32 lanes); in the K formats
  *     lane l of a super-block gathers elements 4l..4l+3 of each 32-run
