@@ -37,14 +37,23 @@ struct cpu_ctx {
 	char *swap;
 	size_t swap_bytes, block_bytes;
 	size_t layer_bytes;
-	/* per-step scratch, grown on demand */
+	/* per-step scratch, grown on demand; n = the step's tokens (cap_tok),
+	 * qd = n_head * head_dim, kvd = n_head_kv * head_dim */
 	int64_t cap_tok;
-	float *x, *hn, *q, *k, *v, *att, *gt, *up, *cs;
-	void *act;
+	float *x;   /* (n, n_embd)  the residual stream */
+	float *hn;  /* (n, n_embd)  x normalised (attention or FFN input) */
+	float *q;   /* (n, qd)      queries, rotated */
+	float *k;   /* (n, kvd)     new keys, rotated, before the cache store */
+	float *v;   /* (n, kvd)     new values */
+	float *att; /* (n, qd)      attention output, before attn_output */
+	float *gt;  /* (n, n_ff)    FFN gate, then silu(gate) * up */
+	float *up;  /* (n, n_ff)    FFN up projection */
+	float *cs;  /* (n, n_rot)   RoPE cos/sin pairs per token */
+	void *act;  /* (n, row)     activation rows quantized for the next matmul */
 	size_t act_cap;
 	uint32_t act_type; /* format of the rows in act */
 	int64_t cap_logit;
-	float *xo;
+	float *xo;  /* (n_logits, n_embd) the rows that need logits, normalised */
 	float *attn_scratch;
 	size_t attn_scratch_per_thread;
 	char desc[128];
