@@ -116,6 +116,11 @@ struct pf_uid_usage {
 	uint32_t uid;
 	int32_t sessions;
 	int64_t tokens, blocks;
+	/* malformed submissions of the uid's clients, kept across reconnects
+	 * (the record outlives its last session while this is not 0), forgiven
+	 * after PF_BAD_FORGIVE_NS without one */
+	int32_t bad_entries;
+	int64_t bad_last_ns;
 	struct pf_uid_usage *next;
 };
 
@@ -154,6 +159,7 @@ struct pf_session {
 	_Atomic bool dead;
 	int32_t n_inflight;
 	int32_t bad_entries;         /* malformed submissions; repeat offenders are disconnected */
+	int32_t bad_counted;         /* of them, already added to usage->bad_entries */
 	uint64_t tokens_in, tokens_out, errors;
 	int64_t quota_tokens, quota_blocks; /* summed over reqs */
 	struct pf_uid_usage *usage;  /* engine thread: its uid's totals (NULL until it reaches the engine) */

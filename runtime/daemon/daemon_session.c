@@ -23,6 +23,7 @@
 
 #define MAX_PENDING 65536    /* completions held back for one client, at most */
 #define MAX_BAD_ENTRIES 256  /* malformed submissions before we disconnect */
+#define PF_BAD_FORGIVE_NS (600LL * 1000000000) /* a uid's malformed submissions are forgotten after 10 min without one */
 #define MAX_CHAT_MSGS 512
 
 static int64_t now_ns(void)
@@ -324,8 +325,8 @@ void pf_uid_usage_detach(struct pf_daemon *d, struct pf_session *s)
 {
 	struct pf_uid_usage *u = s->usage;
 	s->usage = NULL;
-	if (!u || --u->sessions > 0)
-		return;
+	if (!u || --u->sessions > 0 || u->bad_entries > 0)
+		return; /* a uid with malformed submissions on record stays known */
 	for (struct pf_uid_usage **pp = &d->uid_usage; *pp; pp = &(*pp)->next)
 		if (*pp == u) {
 			*pp = u->next;
@@ -772,9 +773,22 @@ int pf_session_poll_sq(struct pf_session *s)
 	s->sq_head += n;
 	if (n)
 		pf_ring_consume(&s->d2c->sq_head, s->sq_head);
-	if (s->bad_entries > MAX_BAD_ENTRIES && !atomic_load(&s->dead)) {
-		pf_daemon_log(s->d, PF_LOG_WARN, "client %llu (pid %d): %d malformed submissions, disconnecting",
-			      (unsigned long long)s->id, s->pid, s->bad_entries);
+	/* the limit holds per uid too, and survives a reconnect: a client that
+	 * was disconnected for malformed submissions and comes back goes again
+	 * at its next one (until PF_BAD_FORGIVE_NS pass without any) */
+	struct pf_uid_usage *u = s->usage;
+	if (u && s->bad_entries > s->bad_counted) {
+		int64_t t = now_ns();
+		if (t - u->bad_last_ns > PF_BAD_FORGIVE_NS)
+			u->bad_entries = 0;
+		u->bad_entries += s->bad_entries - s->bad_counted;
+		u->bad_last_ns = t;
+		s->bad_counted = s->bad_entries;
+	}
+	if ((s->bad_entries > MAX_BAD_ENTRIES || (u && u->bad_entries > MAX_BAD_ENTRIES && s->bad_entries > 0)) &&
+	    !atomic_load(&s->dead)) {
+		pf_daemon_log(s->d, PF_LOG_WARN, "client %llu (pid %d, uid %u): %d malformed submissions (%d by its uid), disconnecting",
+			      (unsigned long long)s->id, s->pid, (unsigned)s->uid, s->bad_entries, u ? u->bad_entries : 0);
 		atomic_store(&s->dead, true);
 		shutdown(s->sock, SHUT_RDWR);
 	}

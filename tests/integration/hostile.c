@@ -123,6 +123,41 @@ static int well_formed_mode(const char *mode, int sock, int wake_fd, const struc
 		       filled ? " and its counter saturated" : " (not writable by us)", finished, got);
 		return 0;
 	}
+	if (!strncmp(mode, "malformed", 9)) {
+		/* "malformedN": N entries with an unknown op, each a malformed
+		 * submission, reading the errors as they come; then a few seconds
+		 * to see whether the daemon hangs up */
+		const int count = atoi(mode + 9);
+		uint32_t head = 0, tail = 0;
+		int sent = 0;
+		double end = now() + secs, settle = 0;
+		while (now() < end) {
+			if (sent < count && tail - atomic_load(&dh->sq_head) < w->sq_entries) {
+				struct pf_sqe *e = &sq[tail & (w->sq_entries - 1)];
+				memset(e, 0, sizeof(*e));
+				e->op = 99;
+				e->tag = tail;
+				atomic_store(&ch->sq_tail, ++tail);
+				atomic_fetch_add(&ch->sq_seq, 1);
+				pf_futex_wake(&ch->sq_seq, 1);
+				if (++sent == count)
+					settle = now() + 3;
+			}
+			head = atomic_load(&dh->cq_tail);
+			atomic_store(&ch->cq_head, head);
+			struct pollfd p = { .fd = sock, .events = POLLIN };
+			char junk;
+			if (poll(&p, 1, 0) > 0 && recv(sock, &junk, 1, MSG_DONTWAIT) == 0) {
+				printf("hostile: disconnected after %d malformed entries\n", sent);
+				return 0;
+			}
+			if (settle > 0 && now() > settle)
+				break;
+			usleep(sent < count ? 100 : 2000);
+		}
+		printf("hostile: still connected after %d malformed entries\n", sent);
+		return 0;
+	}
 	if (!strcmp(mode, "noread")) {
 		put_request(&sq[0], payload, 0, 1, 2000);
 		atomic_store(&ch->sq_tail, 1);
