@@ -29,7 +29,7 @@ CC := gcc
 endif
 
 # Debian package that provides each pkg-config name, for the hint and `make deps`.
-DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev libxxhash-dev libncurses-dev libmicrohttpd-dev libjansson-dev libsystemd-dev libedit-dev pkg-config clang libclang-rt-14-dev python3-pip python3-venv unzip prometheus
+DEB_PKGS  := liburing-dev libnuma-dev libcmocka-dev libpcre2-dev libxxhash-dev libncurses-dev libmicrohttpd-dev libjansson-dev libsystemd-dev libedit-dev pkg-config clang libclang-rt-14-dev python3-pip python3-venv unzip prometheus curl tmux
 
 # numa has no .pc on Debian 12; it is checked by header instead below.
 PKG_CHECK := liburing cmocka libpcre2-8 libxxhash ncursesw libmicrohttpd jansson libsystemd libedit
